@@ -1,0 +1,200 @@
+//! View transforms: the random augmentations that turn one image into the "views" a method
+//! compares (SimCLR, Chen et al. 2020, section 3 and appendix A).
+//!
+//! Images are `f32` in `[0, 1]`, CHW order, 1 or 3 channels, held in an [`Image`]. A
+//! [`ViewConfig`] describes one view pipeline; [`ViewConfig::make`] applies it with a given RNG.
+
+pub mod blur;
+pub mod color;
+pub mod crop;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// A float image in CHW order, values nominally in `[0, 1]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Image {
+    /// Pixels, `channels * height * width`, CHW order.
+    pub data: Vec<f32>,
+    /// Number of channels (1 or 3).
+    pub channels: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// Width in pixels.
+    pub width: usize,
+}
+
+impl Image {
+    /// Converts `u8` CHW pixels to `[0, 1]` floats.
+    pub fn from_u8(pixels: &[u8], channels: usize, height: usize, width: usize) -> Image {
+        Image { data: pixels.iter().map(|&p| p as f32 / 255.0).collect(), channels, height, width }
+    }
+
+    /// The value at channel `c`, row `y`, column `x`.
+    #[inline]
+    pub fn at(&self, c: usize, y: usize, x: usize) -> f32 {
+        self.data[(c * self.height + y) * self.width + x]
+    }
+
+    /// Mirrors the image left to right.
+    pub fn flip_horizontal(&mut self) {
+        let w = self.width;
+        for row in self.data.chunks_exact_mut(w) {
+            row.reverse();
+        }
+    }
+}
+
+/// One view pipeline: crop, flip, colour jitter, grayscale, blur, solarization, normalization.
+/// Defaults follow SimCLR's CIFAR recipe, adapted to small grey images where noted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ViewConfig {
+    /// Output side in pixels (square views).
+    pub size: usize,
+    /// RandomResizedCrop area range, as fractions of the image area.
+    pub crop_scale: (f32, f32),
+    /// RandomResizedCrop aspect-ratio range (width / height).
+    pub crop_ratio: (f32, f32),
+    /// Probability of a horizontal flip.
+    pub flip_prob: f32,
+    /// Probability of applying colour jitter.
+    pub jitter_prob: f32,
+    /// Brightness jitter strength (factor drawn from `[1-b, 1+b]`).
+    pub brightness: f32,
+    /// Contrast jitter strength.
+    pub contrast: f32,
+    /// Saturation jitter strength (RGB only).
+    pub saturation: f32,
+    /// Hue jitter strength, at most 0.5 (RGB only).
+    pub hue: f32,
+    /// Probability of converting to grayscale (RGB only).
+    pub grayscale_prob: f32,
+    /// Probability of a Gaussian blur.
+    pub blur_prob: f32,
+    /// Blur sigma range, in pixels.
+    pub blur_sigma: (f32, f32),
+    /// Probability of solarization (pixels above 0.5 are inverted).
+    pub solarize_prob: f32,
+    /// Per-channel mean subtracted after augmentation (one value per channel, or one for all).
+    pub mean: Vec<f32>,
+    /// Per-channel standard deviation divided by after augmentation.
+    pub std: Vec<f32>,
+}
+
+impl Default for ViewConfig {
+    fn default() -> Self {
+        ViewConfig {
+            size: 28,
+            crop_scale: (0.2, 1.0),
+            crop_ratio: (0.75, 4.0 / 3.0),
+            flip_prob: 0.5,
+            jitter_prob: 0.8,
+            brightness: 0.4,
+            contrast: 0.4,
+            saturation: 0.4,
+            hue: 0.1,
+            grayscale_prob: 0.2,
+            blur_prob: 0.0,
+            blur_sigma: (0.1, 2.0),
+            solarize_prob: 0.0,
+            mean: vec![0.5],
+            std: vec![0.5],
+        }
+    }
+}
+
+impl ViewConfig {
+    /// Checks ranges, naming the field at fault.
+    pub fn validate(&self) -> crate::Result<()> {
+        let bad = |m: String| Err(crate::Error::Config(m));
+        if self.size == 0 {
+            return bad("views.size must be positive".into());
+        }
+        let (a, b) = self.crop_scale;
+        if !(a > 0.0 && a <= b && b <= 1.0) {
+            return bad(format!("views.crop_scale ({a}, {b}) must satisfy 0 < min <= max <= 1"));
+        }
+        let (a, b) = self.crop_ratio;
+        if !(a > 0.0 && a <= b) {
+            return bad(format!("views.crop_ratio ({a}, {b}) must satisfy 0 < min <= max"));
+        }
+        for (name, p) in [
+            ("flip_prob", self.flip_prob),
+            ("jitter_prob", self.jitter_prob),
+            ("grayscale_prob", self.grayscale_prob),
+            ("blur_prob", self.blur_prob),
+            ("solarize_prob", self.solarize_prob),
+        ] {
+            if !(0.0..=1.0).contains(&p) {
+                return bad(format!("views.{name} = {p} is not a probability in [0, 1]"));
+            }
+        }
+        if !(0.0..=0.5).contains(&self.hue) {
+            return bad(format!("views.hue = {} must be in [0, 0.5]", self.hue));
+        }
+        for (name, v) in [("brightness", self.brightness), ("contrast", self.contrast), ("saturation", self.saturation)] {
+            if v < 0.0 {
+                return bad(format!("views.{name} = {v} must be non-negative"));
+            }
+        }
+        if self.mean.is_empty() || self.std.is_empty() || self.std.iter().any(|&s| s <= 0.0) {
+            return bad("views.mean and views.std need at least one value each, std positive".into());
+        }
+        Ok(())
+    }
+
+    /// Normalization only: resize to `size` (whole image) and normalize. Used for evaluation.
+    pub fn eval_only(&self) -> ViewConfig {
+        ViewConfig {
+            crop_scale: (1.0, 1.0),
+            crop_ratio: (1.0, 1.0),
+            flip_prob: 0.0,
+            jitter_prob: 0.0,
+            grayscale_prob: 0.0,
+            blur_prob: 0.0,
+            solarize_prob: 0.0,
+            ..self.clone()
+        }
+    }
+
+    /// Produces one augmented, normalized view of `img`.
+    pub fn make<R: Rng>(&self, img: &Image, rng: &mut R) -> Image {
+        let mut v = if self.crop_scale == (1.0, 1.0) && img.height == self.size && img.width == self.size {
+            img.clone()
+        } else {
+            let region = crop::sample_region(img.height, img.width, self.crop_scale, self.crop_ratio, rng);
+            crop::resized_crop(img, region, self.size, self.size)
+        };
+        if rng.random::<f32>() < self.flip_prob {
+            v.flip_horizontal();
+        }
+        if rng.random::<f32>() < self.jitter_prob {
+            color::jitter(&mut v, self.brightness, self.contrast, self.saturation, self.hue, rng);
+        }
+        if v.channels == 3 && rng.random::<f32>() < self.grayscale_prob {
+            color::to_grayscale(&mut v);
+        }
+        if rng.random::<f32>() < self.blur_prob {
+            let sigma = rng.random_range(self.blur_sigma.0..=self.blur_sigma.1);
+            blur::gaussian_blur(&mut v, sigma);
+        }
+        if rng.random::<f32>() < self.solarize_prob {
+            color::solarize(&mut v, 0.5);
+        }
+        normalize(&mut v, &self.mean, &self.std);
+        v
+    }
+}
+
+/// Subtracts `mean` and divides by `std` per channel (a single value applies to all channels).
+pub fn normalize(img: &mut Image, mean: &[f32], std: &[f32]) {
+    let plane = img.height * img.width;
+    for c in 0..img.channels {
+        let m = mean[c.min(mean.len() - 1)];
+        let s = std[c.min(std.len() - 1)];
+        for p in &mut img.data[c * plane..(c + 1) * plane] {
+            *p = (*p - m) / s;
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The run configuration: every field that decides a run, saved as `config.toml` in the run
+//! folder so the run can be repeated. A TOML file and command-line flags set the same fields;
+//! flags win. Unknown keys and out-of-range values are errors that name the field.
+
+use crate::augment::ViewConfig;
+use crate::data::DataSource;
+use crate::error::{Error, Result};
+use crate::methods::simclr::SimClrConfig;
+use crate::nets::BackboneConfig;
+use crate::train::optim::OptimizerConfig;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Learning-rate schedule: linear warm-up, then cosine decay to `final_lr`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleConfig {
+    /// Peak learning rate, reached at the end of warm-up.
+    pub lr: f64,
+    /// Learning rate at the last step.
+    pub final_lr: f64,
+    /// Warm-up length in epochs (may be fractional).
+    pub warmup_epochs: f64,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig { lr: 1.0, final_lr: 0.0, warmup_epochs: 1.0 }
+    }
+}
+
+/// Everything that defines a pretraining run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// Method name (see `selfsup methods`).
+    pub method: String,
+    /// Data source (`embedded`, `idx:PATH`, `cifar10:PATH`, `cifar100:PATH`, `folder:PATH`).
+    pub data: DataSource,
+    /// Use only the first N training images (0 = all).
+    pub train_limit: usize,
+    /// Device: `cpu`, `tch` or `cuda:N`.
+    pub device: String,
+    /// Seed of every random choice in the run.
+    pub seed: u64,
+    /// Training epochs.
+    pub epochs: usize,
+    /// Images per batch (each contributes one sample of every view).
+    pub batch_size: usize,
+    /// Stop after this many optimizer steps even if the schedule is longer (0 = run to the end).
+    pub stop_after_steps: u64,
+    /// Threads that make views ahead of the training step.
+    pub loader_workers: usize,
+    /// Write a metrics line every this many steps.
+    pub log_every: u64,
+    /// Write a checkpoint every this many epochs (and always at the end).
+    pub checkpoint_every_epochs: usize,
+    /// Backbone.
+    pub backbone: BackboneConfig,
+    /// View pipeline.
+    pub views: ViewConfig,
+    /// Optimizer.
+    pub optim: OptimizerConfig,
+    /// Learning-rate schedule.
+    pub schedule: ScheduleConfig,
+    /// SimCLR settings.
+    pub simclr: SimClrConfig,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            method: "simclr".into(),
+            data: DataSource::Embedded,
+            train_limit: 0,
+            device: "cpu".into(),
+            seed: 0,
+            epochs: 10,
+            batch_size: 256,
+            stop_after_steps: 0,
+            loader_workers: 1,
+            log_every: 10,
+            checkpoint_every_epochs: 1,
+            backbone: BackboneConfig::default(),
+            views: ViewConfig::default(),
+            optim: OptimizerConfig::default(),
+            schedule: ScheduleConfig::default(),
+            simclr: SimClrConfig::default(),
+        }
+    }
+}
+
+impl RunConfig {
+    /// Reads a TOML config file; unknown keys and bad values are errors naming the file.
+    pub fn from_toml_file(path: &Path) -> Result<RunConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let cfg: RunConfig = toml::from_str(&text).map_err(|e| Error::format(path, format!("bad config: {e}")))?;
+        Ok(cfg)
+    }
+
+    /// The config as TOML text.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a RunConfig always serializes")
+    }
+
+    /// Checks every field's range (data-dependent checks happen when the data is loaded).
+    pub fn validate(&self) -> Result<()> {
+        crate::methods::find(&self.method)?;
+        let bad = |m: String| Err(Error::Config(m));
+        if self.epochs == 0 {
+            return bad("epochs must be at least 1".into());
+        }
+        if self.batch_size < 2 {
+            return bad(format!("batch_size = {} must be at least 2 (contrastive losses need negatives)", self.batch_size));
+        }
+        if !(self.schedule.lr > 0.0 && self.schedule.lr.is_finite()) {
+            return bad(format!("schedule.lr = {} must be a positive number", self.schedule.lr));
+        }
+        if self.schedule.final_lr < 0.0 || self.schedule.warmup_epochs < 0.0 {
+            return bad("schedule.final_lr and schedule.warmup_epochs must be non-negative".into());
+        }
+        if self.simclr.temperature <= 0.0 {
+            return bad(format!("simclr.temperature = {} must be positive", self.simclr.temperature));
+        }
+        if self.log_every == 0 || self.checkpoint_every_epochs == 0 {
+            return bad("log_every and checkpoint_every_epochs must be at least 1".into());
+        }
+        if self.backbone.width <= 0.0 {
+            return bad("backbone.width must be positive".into());
+        }
+        crate::device::parse(&self.device)?;
+        self.views.validate()?;
+        self.optim.validate()?;
+        Ok(())
+    }
+}

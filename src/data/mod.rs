@@ -1,0 +1,187 @@
+//! Data sets: images held in memory as `u8` in CHW order, with optional labels.
+//!
+//! A data source is named on the command line as `KIND:PATH` (see [`DataSource`]); the
+//! embedded Fashion-MNIST subset is used when none is given.
+
+pub mod cifar;
+pub mod embedded;
+pub mod folder;
+pub mod idx;
+pub mod loader;
+
+use crate::error::{Error, Result};
+use std::path::PathBuf;
+
+/// A set of equally sized images in memory, `u8` pixels in CHW order, with optional labels.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    /// Pixels of all images, `len * channels * height * width` bytes, each image in CHW order.
+    pub pixels: Vec<u8>,
+    /// Class label of each image, when known.
+    pub labels: Option<Vec<u32>>,
+    /// Names of the classes, indexed by label, when known.
+    pub class_names: Vec<String>,
+    /// Channels per image (1 for grey, 3 for RGB).
+    pub channels: usize,
+    /// Image height in pixels.
+    pub height: usize,
+    /// Image width in pixels.
+    pub width: usize,
+}
+
+impl Dataset {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.pixels.len() / self.image_size().max(1)
+    }
+
+    /// Whether the data set holds no image.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes per image.
+    pub fn image_size(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+
+    /// The pixels of image `i`, CHW order.
+    pub fn image(&self, i: usize) -> &[u8] {
+        let s = self.image_size();
+        &self.pixels[i * s..(i + 1) * s]
+    }
+
+    /// Number of classes (one more than the largest label), 0 when unlabeled.
+    pub fn num_classes(&self) -> usize {
+        self.labels.as_ref().map_or(0, |l| l.iter().copied().max().map_or(0, |m| m as usize + 1))
+    }
+
+    /// A new data set with the images at `indices`, in that order.
+    pub fn subset(&self, indices: &[usize]) -> Dataset {
+        let mut pixels = Vec::with_capacity(indices.len() * self.image_size());
+        for &i in indices {
+            pixels.extend_from_slice(self.image(i));
+        }
+        Dataset {
+            pixels,
+            labels: self.labels.as_ref().map(|l| indices.iter().map(|&i| l[i]).collect()),
+            class_names: self.class_names.clone(),
+            channels: self.channels,
+            height: self.height,
+            width: self.width,
+        }
+    }
+
+    /// The first `n` images (all of them if there are fewer).
+    pub fn take(&self, n: usize) -> Dataset {
+        let idx: Vec<usize> = (0..n.min(self.len())).collect();
+        self.subset(&idx)
+    }
+}
+
+/// A train split and an optional held-out test split.
+#[derive(Clone, Debug)]
+pub struct Splits {
+    /// Images to pretrain on (and to fit evaluation models on).
+    pub train: Dataset,
+    /// Held-out images to score evaluation on.
+    pub test: Option<Dataset>,
+}
+
+/// Where data comes from, as written on the command line: `KIND:PATH`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum DataSource {
+    /// The Fashion-MNIST subset compiled into the binary (10,000 train + 2,000 test images).
+    Embedded,
+    /// A folder with MNIST-style IDX files (gzipped or not): `idx:PATH`.
+    Idx(PathBuf),
+    /// A folder with CIFAR-10 binary batches: `cifar10:PATH`.
+    Cifar10(PathBuf),
+    /// A folder with CIFAR-100 binary files (`train.bin`, `test.bin`): `cifar100:PATH`.
+    Cifar100(PathBuf),
+    /// A folder of images, one sub-folder per class (or none, unlabeled): `folder:PATH`.
+    Folder(PathBuf),
+}
+
+impl std::str::FromStr for DataSource {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        if s == "embedded" {
+            return Ok(DataSource::Embedded);
+        }
+        let (kind, path) = s.split_once(':').ok_or_else(|| {
+            Error::Config(format!(
+                "data source '{s}' should be KIND:PATH with KIND one of idx, cifar10, cifar100, folder (or 'embedded')"
+            ))
+        })?;
+        let path = PathBuf::from(path);
+        match kind {
+            "idx" => Ok(DataSource::Idx(path)),
+            "cifar10" => Ok(DataSource::Cifar10(path)),
+            "cifar100" => Ok(DataSource::Cifar100(path)),
+            "folder" => Ok(DataSource::Folder(path)),
+            _ => Err(Error::Config(format!(
+                "unknown data kind '{kind}' in '{s}': use idx, cifar10, cifar100 or folder"
+            ))),
+        }
+    }
+}
+
+impl TryFrom<String> for DataSource {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
+    }
+}
+
+impl From<DataSource> for String {
+    fn from(d: DataSource) -> String {
+        d.to_string()
+    }
+}
+
+impl std::fmt::Display for DataSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DataSource::Embedded => write!(f, "embedded"),
+            DataSource::Idx(p) => write!(f, "idx:{}", p.display()),
+            DataSource::Cifar10(p) => write!(f, "cifar10:{}", p.display()),
+            DataSource::Cifar100(p) => write!(f, "cifar100:{}", p.display()),
+            DataSource::Folder(p) => write!(f, "folder:{}", p.display()),
+        }
+    }
+}
+
+impl DataSource {
+    /// Reads the source into memory. A folder source with `train/` and `test/` sub-folders
+    /// gives both splits; otherwise the whole folder is the train split.
+    pub fn load(&self) -> Result<Splits> {
+        match self {
+            DataSource::Embedded => embedded::fashion_mnist(),
+            DataSource::Idx(p) => idx::load_dir(p),
+            DataSource::Cifar10(p) => cifar::load_cifar10_dir(p),
+            DataSource::Cifar100(p) => cifar::load_cifar100_dir(p),
+            DataSource::Folder(p) => folder::load_splits(p),
+        }
+    }
+}
+
+/// Reads a whole file, naming it in the error.
+pub(crate) fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::io(path, e))
+}
+
+/// Inflates `bytes` if they start with the gzip magic number, naming `path` in errors.
+pub(crate) fn maybe_gunzip(path: &std::path::Path, bytes: Vec<u8>) -> Result<Vec<u8>> {
+    if bytes.len() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b {
+        use std::io::Read;
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&bytes[..])
+            .read_to_end(&mut out)
+            .map_err(|e| Error::format(path, format!("corrupt gzip stream: {e}")))?;
+        Ok(out)
+    } else {
+        Ok(bytes)
+    }
+}

@@ -1,0 +1,56 @@
+//! Weighted k-nearest-neighbour classification (Wu et al. 2018, "Unsupervised Feature Learning
+//! via Non-Parametric Instance Discrimination"; the protocol of solo-learn and NPID): features
+//! are L2-normalized, the k most cosine-similar training features vote for their class with
+//! weight `exp(similarity / temperature)`.
+
+use super::Features;
+use rayon::prelude::*;
+
+/// k-NN settings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct KnnConfig {
+    /// Neighbours that vote.
+    pub k: usize,
+    /// Temperature of the vote weights.
+    pub temperature: f32,
+}
+
+impl Default for KnnConfig {
+    fn default() -> Self {
+        KnnConfig { k: 200, temperature: 0.07 }
+    }
+}
+
+fn normalized(f: &Features) -> Vec<f32> {
+    let mut out = f.data.clone();
+    out.par_chunks_mut(f.dim.max(1)).for_each(|r| {
+        let n = r.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+        r.iter_mut().for_each(|v| *v /= n);
+    });
+    out
+}
+
+/// Predicts a class for each row of `test` from the labeled rows of `train`.
+pub fn predict(train: &Features, train_labels: &[u32], test: &Features, cfg: KnnConfig) -> Vec<u32> {
+    assert_eq!(train.dim, test.dim, "train and test features must have the same dimension");
+    let classes = train_labels.iter().copied().max().map_or(1, |m| m as usize + 1);
+    let tr = normalized(train);
+    let te = normalized(test);
+    let d = train.dim;
+    let k = cfg.k.min(train.n).max(1);
+    te.par_chunks(d.max(1))
+        .map(|q| {
+            let mut sims: Vec<(f32, u32)> = tr
+                .chunks(d)
+                .zip(train_labels)
+                .map(|(r, &l)| (r.iter().zip(q).map(|(a, b)| a * b).sum::<f32>(), l))
+                .collect();
+            sims.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
+            let mut votes = vec![0.0f64; classes];
+            for &(s, l) in &sims[..k] {
+                votes[l as usize] += ((s / cfg.temperature) as f64).exp();
+            }
+            votes.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(c, _)| c as u32)
+        })
+        .collect()
+}

@@ -1,0 +1,90 @@
+//! Evaluation of frozen features: extract them once, then fit simple models on them.
+//!
+//! * [`knn`]: weighted k-NN on cosine similarity (Wu et al. 2018, as in solo-learn).
+//! * [`linear`]: a linear probe (multinomial logistic regression on standardized features).
+
+pub mod knn;
+pub mod linear;
+
+use crate::augment::{Image, ViewConfig};
+use crate::data::Dataset;
+use crate::nets::Backbone;
+use burn::module::Module;
+use burn::prelude::*;
+
+/// Features of a data set: `n` rows of `dim` values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Features {
+    /// Row-major values, `n * dim`.
+    pub data: Vec<f32>,
+    /// Number of rows.
+    pub n: usize,
+    /// Dimension of each row.
+    pub dim: usize,
+}
+
+impl Features {
+    /// Row `i`.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.dim..(i + 1) * self.dim]
+    }
+}
+
+/// Runs the frozen `backbone` (inference mode: BN uses running statistics) over every image of
+/// `data`, preprocessed with `view` (normalization and resize only), in batches.
+pub fn extract(backbone: &Backbone, data: &Dataset, view: &ViewConfig, batch: usize) -> Features {
+    let plain = backbone.valid();
+    let device = plain.devices().into_iter().next().unwrap_or_else(Device::flex);
+    let view = view.eval_only();
+    let mut out = Vec::new();
+    let mut dim = 0;
+    let mut rng = rand::rng();
+    for start in (0..data.len()).step_by(batch.max(1)) {
+        let end = (start + batch).min(data.len());
+        let mut px = Vec::new();
+        let mut shape = [end - start, 0, 0, 0];
+        for i in start..end {
+            let img = Image::from_u8(data.image(i), data.channels, data.height, data.width);
+            let v = view.make(&img, &mut rng);
+            shape[1..].copy_from_slice(&[v.channels, v.height, v.width]);
+            px.extend(v.data);
+        }
+        let x = Tensor::<4>::from_data(TensorData::new(px, shape), &device);
+        let f = plain.forward(x);
+        dim = f.dims()[1];
+        out.extend(f.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 features"));
+    }
+    Features { n: data.len(), dim, data: out }
+}
+
+/// Top-1 accuracy of `predicted` against `labels`, in percent.
+pub fn accuracy(predicted: &[u32], labels: &[u32]) -> f64 {
+    let hits = predicted.iter().zip(labels).filter(|(p, l)| p == l).count();
+    100.0 * hits as f64 / labels.len().max(1) as f64
+}
+
+fn write_npy<T: npyz::AutoSerialize + Copy>(path: &std::path::Path, data: &[T], shape: &[u64]) -> crate::Result<()> {
+    let mut buf = Vec::new();
+    {
+        use npyz::WriterBuilder;
+        let mut w = npyz::WriteOptions::new()
+            .default_dtype()
+            .shape(shape)
+            .writer(&mut buf)
+            .begin_nd()
+            .map_err(|e| crate::Error::io(path, e))?;
+        w.extend(data.iter().copied()).map_err(|e| crate::Error::io(path, e))?;
+        w.finish().map_err(|e| crate::Error::io(path, e))?;
+    }
+    crate::train::checkpoint::write_atomic(path, &buf)
+}
+
+/// Writes a `float32` array of `shape` to a NumPy `.npy` file (atomically).
+pub fn write_npy_f32(path: &std::path::Path, data: &[f32], shape: &[u64]) -> crate::Result<()> {
+    write_npy(path, data, shape)
+}
+
+/// Writes a 1-D `int64` array to a NumPy `.npy` file (atomically).
+pub fn write_npy_i64(path: &std::path::Path, data: &[i64]) -> crate::Result<()> {
+    write_npy(path, data, &[data.len() as u64])
+}

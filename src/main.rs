@@ -1,0 +1,399 @@
+//! The `selfsup` command line: pretrain, evaluate, embed, demo, and list what is available.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use selfsup::config::RunConfig;
+use selfsup::data::{DataSource, Splits};
+use selfsup::eval::{self, knn, linear};
+use selfsup::nets::{Backbone, BackboneKind};
+use selfsup::train::{self, TrainOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Self-supervised visual representation learning, and evaluation of frozen features.
+#[derive(Parser)]
+#[command(name = "selfsup", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Pretrain SimCLR on the embedded data, then compare the pretrained and random-init backbones.
+    Demo(DemoArgs),
+    /// Pretrain a backbone with a self-supervised method.
+    Pretrain(PretrainArgs),
+    /// Evaluate a checkpoint's frozen backbone on a labeled data set.
+    Eval(EvalArgs),
+    /// Write a checkpoint's features of a data set to a .npy file.
+    Embed(EmbedArgs),
+    /// List the self-supervised methods.
+    Methods,
+    /// List the backbones.
+    Backbones,
+    /// List the data formats.
+    Datasets,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Run folder.
+    #[arg(long, default_value = "runs/demo")]
+    out: PathBuf,
+    /// Pretraining epochs (the default fits in a few minutes on 2 cores).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Data source to use instead of the embedded subset (needs a labeled test split).
+    #[arg(long)]
+    data: Option<DataSource>,
+    /// Hide the progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Flags shared by pretraining; each overrides the same field of `--config`.
+#[derive(Args)]
+struct RunFlags {
+    /// TOML config file; flags override its fields.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Method (see `selfsup methods`).
+    #[arg(long)]
+    method: Option<String>,
+    /// Data source: embedded, idx:PATH, cifar10:PATH, cifar100:PATH or folder:PATH.
+    #[arg(long)]
+    data: Option<DataSource>,
+    /// Backbone: convnet, resnet18 or resnet50.
+    #[arg(long)]
+    backbone: Option<BackboneKind>,
+    /// Use the standard ImageNet stem for ResNets instead of the CIFAR stem.
+    #[arg(long)]
+    imagenet_stem: bool,
+    /// Training epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Images per batch.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Peak learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Warm-up epochs.
+    #[arg(long)]
+    warmup_epochs: Option<f64>,
+    /// Optimizer: sgd, lars or adamw.
+    #[arg(long)]
+    optimizer: Option<String>,
+    /// Weight decay.
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// NT-Xent temperature (SimCLR).
+    #[arg(long)]
+    temperature: Option<f32>,
+    /// View size in pixels.
+    #[arg(long)]
+    view_size: Option<usize>,
+    /// Smallest crop area fraction of RandomResizedCrop.
+    #[arg(long)]
+    crop_min: Option<f32>,
+    /// Seed of every random choice.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Device: cpu, tch (feature `tch`) or cuda:N (feature `cuda`).
+    #[arg(long)]
+    device: Option<String>,
+    /// Use only the first N training images.
+    #[arg(long)]
+    train_limit: Option<usize>,
+    /// Stop after this many steps (the schedule still spans all epochs).
+    #[arg(long)]
+    stop_after_steps: Option<u64>,
+}
+
+#[derive(Args)]
+struct PretrainArgs {
+    #[command(flatten)]
+    run: RunFlags,
+    /// Run folder (config.toml, metrics.jsonl, checkpoints).
+    #[arg(long, default_value = "runs/pretrain")]
+    out: PathBuf,
+    /// Continue from the run folder's last checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Hide the progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum EvalMode {
+    /// Weighted k-NN (cosine, T = 0.07), k = 20 and 200 unless --k is given.
+    Knn,
+    /// Linear probe (logistic regression on standardized features).
+    Linear,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// What to fit on the frozen features.
+    mode: EvalMode,
+    /// Checkpoint (`last.safetensors` of a run folder); its config.toml is read from beside it.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Labeled data with a test split (default: the checkpoint run's data).
+    #[arg(long)]
+    data: Option<DataSource>,
+    /// Neighbours for k-NN (repeatable).
+    #[arg(long)]
+    k: Vec<usize>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Split {
+    Train,
+    Test,
+}
+
+#[derive(Args)]
+struct EmbedArgs {
+    /// Checkpoint (`last.safetensors` of a run folder).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Data to embed (default: the checkpoint run's data).
+    #[arg(long)]
+    data: Option<DataSource>,
+    /// Which split to embed.
+    #[arg(long, value_enum, default_value = "test")]
+    split: Split,
+    /// Output .npy file (float32, N x D); labels, if any, go to the same name with `.labels.npy`.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn main() {
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).init();
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Demo(a) => demo(a),
+        Command::Pretrain(a) => pretrain(a),
+        Command::Eval(a) => evaluate(a),
+        Command::Embed(a) => embed(a),
+        Command::Methods => {
+            for m in selfsup::methods::METHODS {
+                println!("{:<10} {}\n{:<10} ({})", m.name, m.summary, "", m.paper);
+            }
+            Ok(())
+        }
+        Command::Backbones => {
+            for (_, name, about) in BackboneKind::ALL {
+                println!("{name:<10} {about}");
+            }
+            Ok(())
+        }
+        Command::Datasets => {
+            println!("embedded        Fashion-MNIST subset in the binary: 10,000 train + 2,000 test, 28x28 grey (MIT)");
+            println!("idx:DIR         MNIST-style IDX files (train-images-idx3-ubyte[.gz], t10k-*), gzipped or not");
+            println!("cifar10:DIR     CIFAR-10 binary batches (data_batch_N.bin, test_batch.bin)");
+            println!("cifar100:DIR    CIFAR-100 binary files (train.bin, test.bin), fine labels");
+            println!("folder:DIR      images (PNG/JPEG) in class sub-folders, or unlabeled; train/ + test/ split if present");
+            Ok(())
+        }
+    }
+}
+
+fn load_data(src: &DataSource) -> Result<Splits> {
+    src.load().with_context(|| format!("loading data '{src}'"))
+}
+
+fn resolve(flags: &RunFlags) -> Result<RunConfig> {
+    let mut c = match &flags.config {
+        Some(p) => RunConfig::from_toml_file(p)?,
+        None => RunConfig::default(),
+    };
+    if let Some(v) = &flags.method {
+        c.method = v.clone();
+    }
+    if let Some(v) = &flags.data {
+        c.data = v.clone();
+    }
+    if let Some(v) = flags.backbone {
+        c.backbone.kind = v;
+    }
+    if flags.imagenet_stem {
+        c.backbone.cifar_stem = false;
+    }
+    if let Some(v) = flags.epochs {
+        c.epochs = v;
+    }
+    if let Some(v) = flags.batch_size {
+        c.batch_size = v;
+    }
+    if let Some(v) = flags.lr {
+        c.schedule.lr = v;
+    }
+    if let Some(v) = flags.warmup_epochs {
+        c.schedule.warmup_epochs = v;
+    }
+    if let Some(v) = &flags.optimizer {
+        c.optim.kind = match v.as_str() {
+            "sgd" => selfsup::train::optim::OptimizerKind::Sgd,
+            "lars" => selfsup::train::optim::OptimizerKind::Lars,
+            "adamw" => selfsup::train::optim::OptimizerKind::AdamW,
+            _ => bail!("unknown optimizer '{v}': use sgd, lars or adamw"),
+        };
+    }
+    if let Some(v) = flags.weight_decay {
+        c.optim.weight_decay = v;
+    }
+    if let Some(v) = flags.temperature {
+        c.simclr.temperature = v;
+    }
+    if let Some(v) = flags.view_size {
+        c.views.size = v;
+    }
+    if let Some(v) = flags.crop_min {
+        c.views.crop_scale.0 = v;
+    }
+    if let Some(v) = flags.seed {
+        c.seed = v;
+    }
+    if let Some(v) = &flags.device {
+        c.device = v.clone();
+    }
+    if let Some(v) = flags.train_limit {
+        c.train_limit = v;
+    }
+    if let Some(v) = flags.stop_after_steps {
+        c.stop_after_steps = v;
+    }
+    c.validate()?;
+    Ok(c)
+}
+
+/// Adapts view size and normalization to the data when the config left them at the defaults.
+fn fit_views_to_data(c: &mut RunConfig, splits: &Splits) {
+    let d = &splits.train;
+    if c.views == selfsup::augment::ViewConfig::default() {
+        c.views.size = d.height.min(d.width);
+        if d.channels == 3 {
+            c.views.mean = vec![0.5, 0.5, 0.5];
+            c.views.std = vec![0.25, 0.25, 0.25];
+        }
+    }
+}
+
+fn pretrain(a: PretrainArgs) -> Result<()> {
+    let mut cfg = resolve(&a.run)?;
+    let mut splits = load_data(&cfg.data)?;
+    if cfg.train_limit > 0 {
+        splits.train = splits.train.take(cfg.train_limit);
+    }
+    fit_views_to_data(&mut cfg, &splits);
+    let n = splits.train.len();
+    let out = train::pretrain(&cfg, Arc::new(splits.train), &TrainOptions { out_dir: a.out.clone(), resume: a.resume, progress: !a.quiet })?;
+    println!(
+        "pretrained {} on {n} images: {} steps in {:.1} s ({:.0} img/s), loss {:.4} -> {:.4}; checkpoint {}",
+        cfg.method,
+        out.steps,
+        out.wall_s,
+        out.images_per_s,
+        out.losses.first().copied().unwrap_or(f32::NAN),
+        out.losses.last().copied().unwrap_or(f32::NAN),
+        a.out.join(train::MODEL_CKPT).display()
+    );
+    Ok(())
+}
+
+/// Reads the run config beside a checkpoint (or the defaults) and its backbone.
+fn load_checkpoint(path: &Path, data: Option<DataSource>) -> Result<(RunConfig, Splits, Backbone)> {
+    let cfg_path = path.parent().unwrap_or(Path::new(".")).join("config.toml");
+    let mut cfg = if cfg_path.exists() { RunConfig::from_toml_file(&cfg_path)? } else { RunConfig::default() };
+    if let Some(d) = data {
+        cfg.data = d;
+    }
+    let splits = load_data(&cfg.data)?;
+    let device = selfsup::device::parse(&cfg.device)?;
+    let backbone = selfsup::train::checkpoint::load_backbone(path, &cfg.backbone, splits.train.channels, &device)?;
+    Ok((cfg, splits, backbone))
+}
+
+fn evaluate(a: EvalArgs) -> Result<()> {
+    let (cfg, splits, backbone) = load_checkpoint(&a.checkpoint, a.data)?;
+    let Some(test) = &splits.test else { bail!("data '{}' has no test split to score on", cfg.data) };
+    let (Some(ytr), Some(yte)) = (&splits.train.labels, &test.labels) else {
+        bail!("data '{}' has no labels: evaluation needs a labeled train and test split", cfg.data)
+    };
+    let ftr = eval::extract(&backbone, &splits.train, &cfg.views, 500);
+    let fte = eval::extract(&backbone, test, &cfg.views, 500);
+    match a.mode {
+        EvalMode::Knn => {
+            let ks = if a.k.is_empty() { vec![20, 200] } else { a.k.clone() };
+            for k in ks {
+                let p = knn::predict(&ftr, ytr, &fte, knn::KnnConfig { k, temperature: 0.07 });
+                println!("k-NN (k={k}, T=0.07) top-1: {:.2} %", eval::accuracy(&p, yte));
+            }
+        }
+        EvalMode::Linear => {
+            let r = linear::fit_predict(&ftr, ytr, &fte, &linear::LinearProbeConfig::default());
+            println!("linear probe top-1: {:.2} % (weight decay {})", eval::accuracy(&r.predictions, yte), r.weight_decay);
+        }
+    }
+    Ok(())
+}
+
+fn embed(a: EmbedArgs) -> Result<()> {
+    let (cfg, splits, backbone) = load_checkpoint(&a.checkpoint, a.data)?;
+    let data = match a.split {
+        Split::Train => &splits.train,
+        Split::Test => splits.test.as_ref().context("the data has no test split; use --split train")?,
+    };
+    let f = eval::extract(&backbone, data, &cfg.views, 500);
+    selfsup::eval::write_npy_f32(&a.out, &f.data, &[f.n as u64, f.dim as u64])?;
+    if let Some(l) = &data.labels {
+        let lp = a.out.with_extension("labels.npy");
+        let l: Vec<i64> = l.iter().map(|&v| v as i64).collect();
+        selfsup::eval::write_npy_i64(&lp, &l)?;
+    }
+    println!("wrote {} x {} features to {}", f.n, f.dim, a.out.display());
+    Ok(())
+}
+
+fn demo(a: DemoArgs) -> Result<()> {
+    let mut cfg = selfsup::demo::demo_config();
+    if let Some(e) = a.epochs {
+        cfg.epochs = e;
+    }
+    if let Some(d) = a.data {
+        cfg.data = d;
+    }
+    let splits = load_data(&cfg.data)?;
+    fit_views_to_data(&mut cfg, &splits);
+    println!(
+        "selfsup demo: SimCLR, {} backbone, {} epochs on {} ({} train / {} test images)",
+        format!("{:?}", cfg.backbone.kind).to_lowercase(),
+        cfg.epochs,
+        cfg.data,
+        splits.train.len(),
+        splits.test.as_ref().map_or(0, |t| t.len())
+    );
+    let r = selfsup::demo::run(&cfg, &splits, a.out.clone(), !a.quiet)?;
+    println!(
+        "pretraining: {:.0} s, {:.0} img/s, loss {:.3} -> {:.3}\n",
+        r.train_seconds, r.images_per_s, r.first_loss, r.last_loss
+    );
+    print!("{}", r.table());
+    println!(
+        "\nlinear probe gain over random init: {:+.1} points; run folder: {}",
+        r.pretrained.linear - r.random_init.linear,
+        a.out.display()
+    );
+    Ok(())
+}

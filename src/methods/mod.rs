@@ -1,0 +1,84 @@
+//! Self-supervised methods, one file each. A method says which views it needs, computes its
+//! loss on a batch, updates its parameters, and exposes the backbone that evaluation freezes.
+//!
+//! Adding a method: write `methods/NAME.rs` with a struct implementing [`Method`] and a
+//! `pub const INFO: MethodInfo`, then add that `INFO` to [`METHODS`].
+
+pub mod simclr;
+
+use crate::config::RunConfig;
+use crate::data::loader::{HostBatch, HostTensor, ViewSpec};
+use crate::error::{Error, Result};
+use crate::nets::Backbone;
+use crate::train::checkpoint::HostParam;
+use crate::train::optim::Optimizer;
+use burn::prelude::*;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+/// What one training step reports.
+#[derive(Clone, Debug, Default)]
+pub struct StepOutput {
+    /// The total loss that was minimized.
+    pub loss: f32,
+    /// Named loss terms or statistics worth logging (may be empty).
+    pub terms: Vec<(String, f32)>,
+}
+
+/// A self-supervised method: its model (backbone + heads + any state) and its loss.
+pub trait Method {
+    /// The registry name (`simclr`, ...).
+    fn name(&self) -> &'static str;
+    /// The views the loader must produce for each image.
+    fn views(&self) -> ViewSpec;
+    /// Forward, loss, backward and one optimizer update with learning rate `lr`.
+    fn train_step(&mut self, batch: &HostBatch, opt: &mut Optimizer, lr: f64) -> Result<StepOutput>;
+    /// Work after an optimizer step (EMA encoders, queues, memory banks). Default: nothing.
+    fn after_step(&mut self, _step: u64) {}
+    /// The backbone, for evaluation (a cheap handle: burn tensors are reference-counted).
+    fn backbone(&self) -> Backbone;
+    /// Every tensor of the model by name, for checkpoints.
+    fn tensors(&self) -> BTreeMap<String, HostParam>;
+    /// Loads tensors saved by [`Method::tensors`]; `path` names the checkpoint in errors.
+    fn load_tensors(&mut self, tensors: &HashMap<String, HostParam>, path: &Path) -> Result<()>;
+}
+
+/// A registry entry: name, paper and constructor of a method.
+pub struct MethodInfo {
+    /// Name used by `--method`.
+    pub name: &'static str,
+    /// The paper it implements.
+    pub paper: &'static str,
+    /// One line on what it learns from.
+    pub summary: &'static str,
+    /// Builds the method for images with `in_channels` channels on a training device.
+    pub build: fn(&RunConfig, usize, &Device) -> Result<Box<dyn Method>>,
+}
+
+/// Every available method.
+pub const METHODS: &[MethodInfo] = &[simclr::INFO];
+
+/// Looks up a method by name.
+pub fn find(name: &str) -> Result<&'static MethodInfo> {
+    METHODS.iter().find(|m| m.name == name).ok_or_else(|| {
+        let names: Vec<&str> = METHODS.iter().map(|m| m.name).collect();
+        Error::Config(format!("unknown method '{name}': available: {}", names.join(", ")))
+    })
+}
+
+impl HostTensor {
+    /// Uploads to `device` as a `[b, c, h, w]` tensor.
+    pub fn to_tensor(&self, device: &Device) -> Tensor<4> {
+        Tensor::from_data(TensorData::new(self.data.clone(), self.shape), device)
+    }
+}
+
+/// Reads a scalar loss, failing on NaN or infinity (naming `what`).
+pub fn finite_scalar(loss: &Tensor<1>, step: u64, what: &str) -> Result<f32> {
+    let v: f32 = loss.clone().into_scalar();
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(Error::NonFinite { step, what: format!("{what} = {v}") })
+    }
+}

@@ -1,0 +1,114 @@
+//! SimCLR: "A Simple Framework for Contrastive Learning of Visual Representations"
+//! (Chen, Kornblith, Norouzi & Hinton, ICML 2020).
+//!
+//! Two augmented views of each image go through the backbone and a projection MLP; NT-Xent
+//! pulls the two projections of an image together and pushes the other `2B - 2` away. Both
+//! views go through the network as one batch of `2B`, so BatchNorm statistics are shared
+//! across views, like SimCLR's global BN.
+
+use super::{Method, MethodInfo, StepOutput, finite_scalar};
+use crate::config::RunConfig;
+use crate::data::loader::{HostBatch, ViewSpec};
+use crate::error::Result;
+use crate::losses::nt_xent;
+use crate::nets::{Backbone, heads::ProjectionHead};
+use crate::train::checkpoint::{self, HostParam};
+use crate::train::optim::Optimizer;
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+/// Registry entry.
+pub const INFO: MethodInfo = MethodInfo {
+    name: "simclr",
+    paper: "Chen et al. 2020, A Simple Framework for Contrastive Learning of Visual Representations",
+    summary: "two augmented views, projection MLP, NT-Xent over the 2B views of a batch",
+    build: build,
+};
+
+/// SimCLR's settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimClrConfig {
+    /// NT-Xent temperature.
+    pub temperature: f32,
+    /// Hidden width of the projection MLP.
+    pub proj_hidden: usize,
+    /// Output width of the projection MLP.
+    pub proj_dim: usize,
+}
+
+impl Default for SimClrConfig {
+    fn default() -> Self {
+        SimClrConfig { temperature: 0.2, proj_hidden: 512, proj_dim: 128 }
+    }
+}
+
+/// Backbone plus projection head.
+#[derive(Module, Debug)]
+pub struct SimClrModel {
+    /// The representation.
+    pub backbone: Backbone,
+    /// The projection MLP (discarded after pretraining).
+    pub projector: ProjectionHead,
+}
+
+/// The SimCLR method.
+pub struct SimClr {
+    model: SimClrModel,
+    cfg: SimClrConfig,
+    views: ViewSpec,
+    device: Device,
+    step: u64,
+}
+
+fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn Method>> {
+    let backbone = Backbone::new(&run.backbone, in_channels, device);
+    let projector = ProjectionHead::new(backbone.feature_dim(), run.simclr.proj_hidden, run.simclr.proj_dim, device);
+    Ok(Box::new(SimClr {
+        model: SimClrModel { backbone, projector },
+        cfg: run.simclr.clone(),
+        views: ViewSpec { views: vec![run.views.clone(), run.views.clone()] },
+        device: device.clone(),
+        step: 0,
+    }))
+}
+
+impl Method for SimClr {
+    fn name(&self) -> &'static str {
+        INFO.name
+    }
+
+    fn views(&self) -> ViewSpec {
+        self.views.clone()
+    }
+
+    fn train_step(&mut self, batch: &HostBatch, opt: &mut Optimizer, lr: f64) -> Result<StepOutput> {
+        self.step += 1;
+        let b = batch.indices.len();
+        let x = Tensor::cat(vec![batch.views[0].to_tensor(&self.device), batch.views[1].to_tensor(&self.device)], 0);
+        let z = self.model.projector.forward(self.model.backbone.forward(x));
+        let z1 = z.clone().narrow(0, 0, b);
+        let z2 = z.narrow(0, b, b);
+        let loss = nt_xent(z1, z2, self.cfg.temperature);
+        let value = finite_scalar(&loss, self.step, "NT-Xent loss")?;
+        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        self.model = opt.step(lr, self.model.clone(), grads);
+        Ok(StepOutput { loss: value, terms: vec![] })
+    }
+
+    fn backbone(&self) -> Backbone {
+        self.model.backbone.clone()
+    }
+
+    fn tensors(&self) -> BTreeMap<String, HostParam> {
+        checkpoint::collect(&self.model)
+    }
+
+    fn load_tensors(&mut self, tensors: &HashMap<String, HostParam>, path: &Path) -> Result<()> {
+        self.model = checkpoint::apply(self.model.clone(), tensors, path)?;
+        Ok(())
+    }
+}

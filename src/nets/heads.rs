@@ -1,0 +1,34 @@
+//! Heads that sit on top of a backbone during pretraining.
+
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, Relu};
+use burn::prelude::*;
+
+/// The projection MLP of SimCLR (Chen et al. 2020): `Linear -> BN -> ReLU -> Linear`, the
+/// loss is computed on its output and the head is thrown away after pretraining.
+#[derive(Module, Debug)]
+pub struct ProjectionHead {
+    /// Hidden layer.
+    pub fc1: Linear,
+    /// BN on the hidden layer (SimCLR v2, solo-learn).
+    pub bn1: BatchNorm,
+    /// Output layer.
+    pub fc2: Linear,
+    act: Relu,
+}
+
+impl ProjectionHead {
+    /// A head from `d_in` through `hidden` to `d_out` dimensions.
+    pub fn new(d_in: usize, hidden: usize, d_out: usize, device: &Device) -> Self {
+        ProjectionHead {
+            fc1: LinearConfig::new(d_in, hidden).with_bias(false).init(device),
+            bn1: BatchNormConfig::new(hidden).init(device),
+            fc2: LinearConfig::new(hidden, d_out).init(device),
+            act: Relu::new(),
+        }
+    }
+
+    /// Projects features `[B, d_in]` to `[B, d_out]`.
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.fc2.forward(self.act.forward(self.bn1.forward(self.fc1.forward(x))))
+    }
+}

@@ -1,0 +1,111 @@
+//! Networks: backbones (the representation that evaluation freezes) and heads.
+//!
+//! Parameter names follow PyTorch/torchvision conventions (`conv1.weight`, `layer1.0.bn1.weight`,
+//! `fc.weight`...), so checkpoints read naturally from Python.
+
+pub mod convnet;
+pub mod heads;
+pub mod resnet;
+
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Which backbone to build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackboneKind {
+    /// A 4-block ConvNet (conv-BN-ReLU, widths 32-64-128-256) for 28-32 px images.
+    ConvNet,
+    /// ResNet-18 (He et al. 2016), basic blocks [2, 2, 2, 2], 512-d features.
+    ResNet18,
+    /// ResNet-50, bottleneck blocks [3, 4, 6, 3], 2048-d features.
+    ResNet50,
+}
+
+impl std::str::FromStr for BackboneKind {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s {
+            "convnet" => Ok(Self::ConvNet),
+            "resnet18" => Ok(Self::ResNet18),
+            "resnet50" => Ok(Self::ResNet50),
+            _ => Err(crate::Error::Config(format!("unknown backbone '{s}': use convnet, resnet18 or resnet50"))),
+        }
+    }
+}
+
+impl BackboneKind {
+    /// All backbones with a one-line description, for `selfsup backbones`.
+    pub const ALL: [(BackboneKind, &'static str, &'static str); 3] = [
+        (BackboneKind::ConvNet, "convnet", "4 conv-BN-ReLU blocks (32-64-128-256), for 28-32 px images; 256-d features"),
+        (BackboneKind::ResNet18, "resnet18", "ResNet-18 (He et al. 2016); CIFAR stem option (3x3 conv, no max-pool); 512-d"),
+        (BackboneKind::ResNet50, "resnet50", "ResNet-50 with bottleneck blocks; CIFAR stem option; 2048-d"),
+    ];
+}
+
+/// Backbone settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackboneConfig {
+    /// Architecture.
+    pub kind: BackboneKind,
+    /// Use the CIFAR stem for ResNets (3x3 stride-1 conv, no max-pool), for small images.
+    pub cifar_stem: bool,
+    /// Width multiplier of the ConvNet (1.0 = 32-64-128-256).
+    pub width: f32,
+}
+
+impl Default for BackboneConfig {
+    fn default() -> Self {
+        BackboneConfig { kind: BackboneKind::ConvNet, cifar_stem: true, width: 1.0 }
+    }
+}
+
+/// A backbone: maps images `[B, C, H, W]` to features `[B, D]` (global average pool of the
+/// last stage). Evaluation freezes it and reads its features, or any stage's.
+#[derive(Module, Debug)]
+pub enum Backbone {
+    /// The small ConvNet.
+    ConvNet(convnet::ConvNet),
+    /// A ResNet.
+    ResNet(resnet::ResNet),
+}
+
+impl Backbone {
+    /// Builds a backbone for images with `in_channels` channels.
+    pub fn new(cfg: &BackboneConfig, in_channels: usize, device: &Device) -> Backbone {
+        match cfg.kind {
+            BackboneKind::ConvNet => Backbone::ConvNet(convnet::ConvNet::new(in_channels, cfg.width, device)),
+            BackboneKind::ResNet18 => Backbone::ResNet(resnet::ResNet::resnet18(in_channels, cfg.cifar_stem, device)),
+            BackboneKind::ResNet50 => Backbone::ResNet(resnet::ResNet::resnet50(in_channels, cfg.cifar_stem, device)),
+        }
+    }
+
+    /// Dimension of [`Backbone::forward`]'s output.
+    pub fn feature_dim(&self) -> usize {
+        match self {
+            Backbone::ConvNet(n) => n.feature_dim(),
+            Backbone::ResNet(n) => n.feature_dim(),
+        }
+    }
+
+    /// Globally pooled features of the last stage, `[B, D]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let last = self.forward_stages(x).pop().expect("a backbone has at least one stage");
+        global_avg_pool(last)
+    }
+
+    /// The output of every stage (stem first), for probes of each layer.
+    pub fn forward_stages(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
+        match self {
+            Backbone::ConvNet(n) => n.forward_stages(x),
+            Backbone::ResNet(n) => n.forward_stages(x),
+        }
+    }
+}
+
+/// Averages a feature map over its spatial dimensions: `[B, C, H, W] -> [B, C]`.
+pub fn global_avg_pool(x: Tensor<4>) -> Tensor<2> {
+    let [b, c, h, w] = x.dims();
+    x.reshape([b, c, h * w]).mean_dim(2).reshape([b, c])
+}

@@ -1,0 +1,235 @@
+//! Checkpoints as safetensors files, written atomically (temporary file, fsync, rename).
+//!
+//! `NAME.safetensors` holds the model's tensors under PyTorch-style names (Linear weights
+//! transposed to PyTorch's `[out, in]`), so `safetensors.torch.load_file` reads it directly.
+//! `NAME.state.safetensors` holds what `--resume` needs besides the weights: optimizer state
+//! (`optim.PATH.0`, ...) and, in its metadata, the step and the run's fingerprint.
+
+use crate::error::{Error, Result};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::prelude::*;
+use safetensors::tensor::{Dtype, TensorView};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::Path;
+
+/// A named tensor in host memory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostParam {
+    /// Shape, outermost first.
+    pub shape: Vec<usize>,
+    /// Row-major `f32` values.
+    pub data: Vec<f32>,
+}
+
+struct PathTracker {
+    path: Vec<String>,
+    types: Vec<String>,
+}
+
+impl PathTracker {
+    fn enter(&mut self, name: &str, ty: &str) {
+        if !ty.starts_with("Enum:") {
+            self.path.push(name.to_string());
+            self.types.push(ty.to_string());
+        }
+    }
+    fn exit(&mut self, ty: &str) {
+        if !ty.starts_with("Enum:") {
+            self.path.pop();
+            self.types.pop();
+        }
+    }
+    fn name(&self) -> String {
+        self.path.join(".")
+    }
+    /// burn's Linear stores `[in, out]`; PyTorch stores `[out, in]`.
+    fn is_linear_weight(&self) -> bool {
+        self.types.last().is_some_and(|t| t == "Struct:Linear") && self.path.last().is_some_and(|p| p == "weight")
+    }
+}
+
+fn transpose(shape: &[usize], data: &[f32]) -> (Vec<usize>, Vec<f32>) {
+    let (r, c) = (shape[0], shape[1]);
+    let mut out = vec![0.0; data.len()];
+    for i in 0..r {
+        for j in 0..c {
+            out[j * r + i] = data[i * c + j];
+        }
+    }
+    (vec![c, r], out)
+}
+
+struct Collector {
+    tracker: PathTracker,
+    out: BTreeMap<String, HostParam>,
+}
+
+impl ModuleVisitor for Collector {
+    fn enter_module(&mut self, name: &str, ty: &str) {
+        self.tracker.enter(name, ty);
+    }
+    fn exit_module(&mut self, _name: &str, ty: &str) {
+        self.tracker.exit(ty);
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let t = param.val();
+        let shape = t.dims().to_vec();
+        let data: Vec<f32> = t.into_data().convert::<f32>().try_to_vec().expect("f32 data");
+        let p = if self.tracker.is_linear_weight() && D == 2 {
+            let (shape, data) = transpose(&shape, &data);
+            HostParam { shape, data }
+        } else {
+            HostParam { shape, data }
+        };
+        self.out.insert(self.tracker.name(), p);
+    }
+}
+
+/// All float tensors of `module` (parameters and running statistics), by PyTorch-style name.
+pub fn collect<M: Module>(module: &M) -> BTreeMap<String, HostParam> {
+    let mut c = Collector { tracker: PathTracker { path: vec![], types: vec![] }, out: BTreeMap::new() };
+    module.visit(&mut c);
+    c.out
+}
+
+struct Loader<'a> {
+    tracker: PathTracker,
+    tensors: &'a HashMap<String, HostParam>,
+    problems: Vec<String>,
+    used: Vec<String>,
+}
+
+impl ModuleMapper for Loader<'_> {
+    fn enter_module(&mut self, name: &str, ty: &str) {
+        self.tracker.enter(name, ty);
+    }
+    fn exit_module(&mut self, _name: &str, ty: &str) {
+        self.tracker.exit(ty);
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (id, tensor, mapper) = param.consume();
+        let name = self.tracker.name();
+        let want: Vec<usize> = tensor.dims().to_vec();
+        let Some(p) = self.tensors.get(&name) else {
+            self.problems.push(format!("missing tensor '{name}' (shape {want:?})"));
+            return Param::from_mapped_value(id, tensor, mapper);
+        };
+        self.used.push(name.clone());
+        let (shape, data) = if self.tracker.is_linear_weight() && D == 2 && p.shape.len() == 2 {
+            transpose(&p.shape, &p.data)
+        } else {
+            (p.shape.clone(), p.data.clone())
+        };
+        if shape != want {
+            self.problems.push(format!("tensor '{name}' has shape {shape:?} in the checkpoint, the model needs {want:?}"));
+            return Param::from_mapped_value(id, tensor, mapper);
+        }
+        let require_grad = tensor.is_require_grad();
+        let device = tensor.device();
+        let mut t = Tensor::<D>::from_data(TensorData::new(data, shape), &device);
+        if require_grad {
+            t = t.require_grad();
+        }
+        Param::from_mapped_value(id, t, mapper)
+    }
+}
+
+/// Replaces every float tensor of `module` by the tensor of the same name; errors list every
+/// missing or mis-shaped tensor (and unexpected extra ones), naming `path`.
+pub fn apply<M: Module>(module: M, tensors: &HashMap<String, HostParam>, path: &Path) -> Result<M> {
+    let mut l = Loader { tracker: PathTracker { path: vec![], types: vec![] }, tensors, problems: vec![], used: vec![] };
+    let module = module.map(&mut l);
+    let mut problems = l.problems;
+    let used: std::collections::HashSet<&String> = l.used.iter().collect();
+    let mut extra: Vec<&String> = tensors.keys().filter(|k| !used.contains(k)).collect();
+    extra.sort();
+    if !extra.is_empty() && !problems.is_empty() {
+        problems.push(format!("unexpected tensors: {}", extra.iter().take(8).map(|s| s.as_str()).collect::<Vec<_>>().join(", ")));
+    }
+    if problems.is_empty() {
+        Ok(module)
+    } else {
+        let n = problems.len();
+        let shown: Vec<String> = problems.into_iter().take(12).collect();
+        Err(Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: format!(
+                "does not fit this model (wrong backbone or method?): {n} problem(s): {}",
+                shown.join("; ")
+            ),
+        })
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file beside it, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let tmp = dir.join(format!(".{}.tmp-{}", path.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
+    {
+        let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
+        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Serializes named tensors and string metadata to safetensors bytes.
+pub fn to_safetensors(tensors: &BTreeMap<String, HostParam>, metadata: BTreeMap<String, String>) -> Result<Vec<u8>> {
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+        .iter()
+        .map(|(k, p)| (k.clone(), p.data.iter().flat_map(|v| v.to_le_bytes()).collect(), p.shape.clone()))
+        .collect();
+    let views: Vec<(String, TensorView<'_>)> = bytes
+        .iter()
+        .map(|(k, b, s)| (k.clone(), TensorView::new(Dtype::F32, s.clone(), b).expect("consistent tensor view")))
+        .collect();
+    let meta: HashMap<String, String> = metadata.into_iter().collect();
+    safetensors::serialize(views, Some(meta)).map_err(|e| Error::Config(format!("cannot serialize safetensors: {e}")))
+}
+
+/// Writes named tensors and metadata to a safetensors file, atomically.
+pub fn save(path: &Path, tensors: &BTreeMap<String, HostParam>, metadata: BTreeMap<String, String>) -> Result<()> {
+    write_atomic(path, &to_safetensors(tensors, metadata)?)
+}
+
+/// Reads a safetensors file: its `f32` tensors by name, and its metadata.
+pub fn load(path: &Path) -> Result<(HashMap<String, HostParam>, BTreeMap<String, String>)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| Error::format(path, format!("not a valid safetensors file: {e}")))?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| Error::format(path, format!("not a valid safetensors file: {e}")))?;
+    let metadata: BTreeMap<String, String> = header.metadata().clone().map(|m| m.into_iter().collect()).unwrap_or_default();
+    let mut out = HashMap::new();
+    for (name, view) in st.tensors() {
+        if view.dtype() != Dtype::F32 {
+            return Err(Error::format(path, format!("tensor '{name}' has dtype {:?}; only F32 is read", view.dtype())));
+        }
+        let data = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        out.insert(name, HostParam { shape: view.shape().to_vec(), data });
+    }
+    Ok((out, metadata))
+}
+
+/// Builds a backbone from `cfg` and loads the `backbone.*` tensors of a checkpoint into it.
+pub fn load_backbone(
+    path: &Path,
+    cfg: &crate::nets::BackboneConfig,
+    in_channels: usize,
+    device: &Device,
+) -> Result<crate::nets::Backbone> {
+    let (tensors, _) = load(path)?;
+    let prefix = "backbone.";
+    let sub: HashMap<String, HostParam> =
+        tensors.into_iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|s| (s.to_string(), v))).collect();
+    if sub.is_empty() {
+        return Err(Error::Checkpoint { path: path.to_path_buf(), message: "has no 'backbone.*' tensors".into() });
+    }
+    apply(crate::nets::Backbone::new(cfg, in_channels, device), &sub, path)
+}

@@ -1,0 +1,223 @@
+//! The training loop: data loader, method step, learning-rate schedule, metrics, checkpoints
+//! and exact resumption.
+//!
+//! A run folder holds `config.toml` (the resolved config), `metrics.jsonl` (one JSON object
+//! per logged step), `last.safetensors` (the model, PyTorch-readable) and
+//! `last.ckpt.safetensors` (model + optimizer + step, what `--resume` reads).
+
+pub mod checkpoint;
+pub mod optim;
+pub mod schedule;
+
+use crate::config::RunConfig;
+use crate::data::Dataset;
+use crate::data::loader::{Loader, LoaderConfig};
+use crate::error::{Error, Result};
+use crate::methods::{self, Method};
+use checkpoint::HostParam;
+use optim::Optimizer;
+use schedule::WarmupCosine;
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// How to run [`pretrain`].
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    /// The run folder.
+    pub out_dir: PathBuf,
+    /// Continue from `out_dir/last.ckpt.safetensors` if it exists.
+    pub resume: bool,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+/// What a finished (or stopped) run reports.
+pub struct TrainOutcome {
+    /// The trained method (its backbone is what evaluation freezes).
+    pub method: Box<dyn Method>,
+    /// Optimizer steps done in total (including before a resume).
+    pub steps: u64,
+    /// Loss of every step run in this process, in order.
+    pub losses: Vec<f32>,
+    /// Wall time of this process's training, in seconds.
+    pub wall_s: f64,
+    /// Training throughput, images per second (each image counted once, whatever its views).
+    pub images_per_s: f64,
+}
+
+/// File name of the resumable checkpoint.
+pub const TRAIN_CKPT: &str = "last.ckpt.safetensors";
+/// File name of the model-only checkpoint.
+pub const MODEL_CKPT: &str = "last.safetensors";
+
+/// Pretrains `cfg.method` on `data`, writing the run folder described in the module docs.
+pub fn pretrain(cfg: &RunConfig, data: Arc<Dataset>, opts: &TrainOptions) -> Result<TrainOutcome> {
+    cfg.validate()?;
+    if data.len() < cfg.batch_size {
+        return Err(Error::Config(format!(
+            "batch_size = {} is larger than the data set ({} images)",
+            cfg.batch_size,
+            data.len()
+        )));
+    }
+    let base = crate::device::parse(&cfg.device)?;
+    base.seed(cfg.seed);
+    let device = crate::device::training(&base);
+    let info = methods::find(&cfg.method)?;
+    let mut method = (info.build)(cfg, data.channels, &device)?;
+    let mut opt = Optimizer::new(cfg.optim.clone());
+
+    let per_epoch = Loader::batches_per_epoch(data.len(), cfg.batch_size) as u64;
+    let total = per_epoch * cfg.epochs as u64;
+    let sched = WarmupCosine {
+        lr: cfg.schedule.lr,
+        final_lr: cfg.schedule.final_lr,
+        warmup_steps: (cfg.schedule.warmup_epochs * per_epoch as f64).round() as u64,
+        total_steps: total,
+    };
+
+    std::fs::create_dir_all(&opts.out_dir).map_err(|e| Error::io(&opts.out_dir, e))?;
+    let ckpt_path = opts.out_dir.join(TRAIN_CKPT);
+    let mut step = 0u64;
+    if opts.resume && ckpt_path.exists() {
+        step = restore(&ckpt_path, method.as_mut(), &mut opt, &base)?;
+        tracing::info!("resumed from {} at step {step}", ckpt_path.display());
+    }
+    checkpoint::write_atomic(&opts.out_dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+    let metrics_path = opts.out_dir.join("metrics.jsonl");
+    let mut metrics = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&metrics_path)
+        .map_err(|e| Error::io(&metrics_path, e))?;
+
+    let end = if cfg.stop_after_steps > 0 { total.min(cfg.stop_after_steps) } else { total };
+    let loader = Loader::spawn(
+        data.clone(),
+        method.views(),
+        LoaderConfig {
+            batch_size: cfg.batch_size,
+            seed: cfg.seed,
+            start_epoch: (step / per_epoch) as usize,
+            start_batch: (step % per_epoch) as usize,
+            prefetch: 3,
+            workers: cfg.loader_workers,
+        },
+    );
+    let bar = progress_bar(opts.progress, end.saturating_sub(step));
+    let start = Instant::now();
+    let first_step = step;
+    let mut losses = Vec::new();
+    let mut saved_at = step;
+    for batch in loader {
+        if step >= end {
+            break;
+        }
+        let lr = sched.at(step);
+        let out = method.train_step(&batch, &mut opt, lr)?;
+        method.after_step(step);
+        step += 1;
+        losses.push(out.loss);
+        let elapsed = start.elapsed().as_secs_f64();
+        let rate = ((step - first_step) * cfg.batch_size as u64) as f64 / elapsed.max(1e-9);
+        bar.set_message(format!("loss {:.4}  lr {lr:.4}  {rate:.0} img/s", out.loss));
+        bar.inc(1);
+        if step % cfg.log_every == 0 || step == end {
+            let mut line = serde_json::json!({
+                "step": step, "epoch": batch.epoch, "loss": out.loss, "lr": lr,
+                "images_per_s": rate, "elapsed_s": elapsed,
+            });
+            for (k, v) in &out.terms {
+                line[k] = serde_json::json!(v);
+            }
+            writeln!(metrics, "{line}").map_err(|e| Error::io(&metrics_path, e))?;
+        }
+        let epoch_done = step % per_epoch == 0 && (step / per_epoch) % cfg.checkpoint_every_epochs as u64 == 0;
+        if epoch_done || step == end {
+            save(&opts.out_dir, cfg, method.as_ref(), &opt, step)?;
+            saved_at = step;
+        }
+    }
+    if saved_at != step {
+        save(&opts.out_dir, cfg, method.as_ref(), &opt, step)?;
+    }
+    bar.finish_and_clear();
+    let wall_s = start.elapsed().as_secs_f64();
+    let images_per_s = ((step - first_step) * cfg.batch_size as u64) as f64 / wall_s.max(1e-9);
+    Ok(TrainOutcome { method, steps: step, losses, wall_s, images_per_s })
+}
+
+fn progress_bar(show: bool, len: u64) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta_precise}]")
+            .expect("valid template"),
+    );
+    bar
+}
+
+fn save(dir: &Path, cfg: &RunConfig, method: &dyn Method, opt: &Optimizer, step: u64) -> Result<()> {
+    let model = method.tensors();
+    let mut meta = BTreeMap::new();
+    meta.insert("format".to_string(), "selfsup".to_string());
+    meta.insert("method".to_string(), cfg.method.clone());
+    meta.insert("backbone".to_string(), format!("{:?}", cfg.backbone.kind).to_lowercase());
+    meta.insert("step".to_string(), step.to_string());
+    let mut full = model.clone();
+    for (path, slots) in &opt.state {
+        for (i, t) in slots.iter().enumerate() {
+            let data: Vec<f32> = t.to_data().convert::<f32>().try_to_vec().expect("f32 state");
+            full.insert(format!("optim.{path}.{i}"), HostParam { shape: vec![data.len()], data });
+        }
+    }
+    let mut full_meta = meta.clone();
+    full_meta.insert("optimizer_steps".to_string(), opt.steps.to_string());
+    checkpoint::save(&dir.join(TRAIN_CKPT), &full, full_meta)?;
+    checkpoint::save(&dir.join(MODEL_CKPT), &model, meta)
+}
+
+fn restore(path: &Path, method: &mut dyn Method, opt: &mut Optimizer, base: &burn::tensor::Device) -> Result<u64> {
+    let (tensors, meta) = checkpoint::load(path)?;
+    let get = |k: &str| -> Result<u64> {
+        meta.get(k)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| Error::Checkpoint { path: path.to_path_buf(), message: format!("metadata '{k}' missing") })
+    };
+    let step = get("step")?;
+    opt.steps = get("optimizer_steps")?;
+    if let Some(m) = meta.get("method")
+        && m != method.name()
+    {
+        return Err(Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: format!("was written by method '{m}', this run is '{}'", method.name()),
+        });
+    }
+    let (model, optim): (HashMap<_, _>, HashMap<_, _>) = tensors.into_iter().partition(|(k, _)| !k.starts_with("optim."));
+    method.load_tensors(&model, path)?;
+    let mut slots: BTreeMap<String, Vec<(usize, HostParam)>> = BTreeMap::new();
+    for (k, v) in optim {
+        let rest = &k["optim.".len()..];
+        let (p, i) = rest.rsplit_once('.').unwrap_or((rest, "0"));
+        slots.entry(p.to_string()).or_default().push((i.parse().unwrap_or(0), v));
+    }
+    opt.state.clear();
+    for (p, mut v) in slots {
+        v.sort_by_key(|(i, _)| *i);
+        let ts = v
+            .into_iter()
+            .map(|(_, h)| {
+                let n = h.data.len();
+                burn::tensor::Tensor::<1>::from_data(burn::tensor::TensorData::new(h.data, [n]), base)
+            })
+            .collect();
+        opt.state.insert(p, ts);
+    }
+    Ok(step)
+}
