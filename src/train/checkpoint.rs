@@ -88,6 +88,9 @@ impl ModuleVisitor for Collector {
 
 /// All float tensors of `module` (parameters and running statistics), by PyTorch-style name.
 pub fn collect<M: Module>(module: &M) -> BTreeMap<String, HostParam> {
+    // BatchNorm's running statistics lag one update behind until synchronized; `valid()`
+    // synchronizes them (the inference copy it returns is dropped).
+    let _ = module.valid();
     let mut c = Collector { tracker: PathTracker { path: vec![], types: vec![] }, out: BTreeMap::new() };
     module.visit(&mut c);
     c.out
