@@ -5,7 +5,9 @@
 use crate::augment::ViewConfig;
 use crate::data::DataSource;
 use crate::error::{Error, Result};
+use crate::methods::moco::MocoConfig;
 use crate::methods::simclr::SimClrConfig;
+use crate::methods::swav::SwavConfig;
 use crate::nets::BackboneConfig;
 use crate::train::optim::OptimizerConfig;
 use serde::{Deserialize, Serialize};
@@ -65,6 +67,10 @@ pub struct RunConfig {
     pub schedule: ScheduleConfig,
     /// SimCLR settings.
     pub simclr: SimClrConfig,
+    /// MoCo settings.
+    pub moco: MocoConfig,
+    /// SwAV settings.
+    pub swav: SwavConfig,
 }
 
 impl Default for RunConfig {
@@ -86,6 +92,8 @@ impl Default for RunConfig {
             optim: OptimizerConfig::default(),
             schedule: ScheduleConfig::default(),
             simclr: SimClrConfig::default(),
+            moco: MocoConfig::default(),
+            swav: SwavConfig::default(),
         }
     }
 }
@@ -119,8 +127,8 @@ impl RunConfig {
         if self.schedule.final_lr < 0.0 || self.schedule.warmup_epochs < 0.0 {
             return bad("schedule.final_lr and schedule.warmup_epochs must be non-negative".into());
         }
-        if self.simclr.temperature <= 0.0 {
-            return bad(format!("simclr.temperature = {} must be positive", self.simclr.temperature));
+        if self.simclr.temperature <= 0.0 || self.moco.temperature <= 0.0 {
+            return bad("simclr.temperature and moco.temperature must be positive".into());
         }
         if self.log_every == 0 || self.checkpoint_every_epochs == 0 {
             return bad("log_every and checkpoint_every_epochs must be at least 1".into());

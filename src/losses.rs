@@ -41,3 +41,61 @@ pub fn cross_entropy(logits: Tensor<2>, targets: &[u32]) -> Tensor<1> {
     let onehot = Tensor::<2>::from_data(TensorData::new(onehot, [b, k]), &logits.device());
     (log_softmax(logits, 1) * onehot).sum().neg() / b as f32
 }
+
+/// InfoNCE of MoCo (He et al. 2020, eq. 1): each query `q[i]` (`[B, D]`, L2-normalized) is
+/// classified among its positive key `k[i]` and the `K` negatives of `queue` (`[K, D]`), with
+/// logits `q.k / temperature`; the loss is the cross-entropy with the positive as target.
+pub fn info_nce_with_queue(q: Tensor<2>, k: Tensor<2>, queue: Tensor<2>, temperature: f32) -> Tensor<1> {
+    let pos = (q.clone() * k).sum_dim(1);
+    let neg = q.matmul(queue.transpose());
+    let logits = Tensor::cat(vec![pos, neg], 1) / temperature;
+    let [b, _] = logits.dims();
+    log_softmax(logits, 1).narrow(1, 0, 1).sum().neg() / b as f32
+}
+
+/// Sinkhorn-Knopp codes of SwAV (Caron et al. 2020, section 3.1 and appendix A.1).
+///
+/// `scores` is `[n, k]` row-major (sample-prototype similarities). Returns the codes `Q`
+/// `[n, k]`: the transport plan of `exp(scores / epsilon)` whose prototype marginals are
+/// pushed towards `n / k` (equipartition) and whose sample marginals are exactly 1, after
+/// `iterations` alternating normalizations. Computed in f64 in the log domain, so it neither
+/// overflows nor underflows for large `scores / epsilon` (the paper's code exponentiates
+/// directly and needs small scores).
+pub fn sinkhorn(scores: &[f32], n: usize, k: usize, epsilon: f64, iterations: usize) -> Vec<f32> {
+    assert_eq!(scores.len(), n * k, "scores must be n x k");
+    let mut log_q: Vec<f64> = scores.iter().map(|&s| s as f64 / epsilon).collect();
+    let lse = |vals: &mut dyn Iterator<Item = f64>| -> f64 {
+        let v: Vec<f64> = vals.collect();
+        let m = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        if m == f64::NEG_INFINITY { m } else { m + v.iter().map(|x| (x - m).exp()).sum::<f64>().ln() }
+    };
+    // Total mass 1.
+    let total = lse(&mut log_q.iter().cloned());
+    log_q.iter_mut().for_each(|v| *v -= total);
+    let (ln_n, ln_k) = ((n as f64).ln(), (k as f64).ln());
+    for _ in 0..iterations {
+        // Each prototype (column) gets mass 1/k.
+        for j in 0..k {
+            let c = lse(&mut (0..n).map(|i| log_q[i * k + j]));
+            for i in 0..n {
+                log_q[i * k + j] -= c + ln_k;
+            }
+        }
+        // Each sample (row) gets mass 1/n.
+        for i in 0..n {
+            let r = lse(&mut log_q[i * k..(i + 1) * k].iter().cloned());
+            for v in &mut log_q[i * k..(i + 1) * k] {
+                *v -= r + ln_n;
+            }
+        }
+    }
+    // Scale so each sample's code sums to 1.
+    log_q.iter().map(|&v| (v + ln_n).exp() as f32).collect()
+}
+
+/// SwAV's swapped-prediction term: cross-entropy between `codes` `[B, K]` (targets, no
+/// gradient) and the softmax of `scores / temperature` `[B, K]` of another view.
+pub fn swapped_prediction(codes: Tensor<2>, scores: Tensor<2>, temperature: f32) -> Tensor<1> {
+    let [b, _] = scores.dims();
+    (codes * log_softmax(scores / temperature, 1)).sum().neg() / b as f32
+}

@@ -88,7 +88,7 @@ struct RunFlags {
     /// Weight decay.
     #[arg(long)]
     weight_decay: Option<f64>,
-    /// NT-Xent temperature (SimCLR).
+    /// Temperature of the contrastive loss (SimCLR, MoCo).
     #[arg(long)]
     temperature: Option<f32>,
     /// View size in pixels.
@@ -260,6 +260,7 @@ fn resolve(flags: &RunFlags) -> Result<RunConfig> {
     }
     if let Some(v) = flags.temperature {
         c.simclr.temperature = v;
+        c.moco.temperature = v;
     }
     if let Some(v) = flags.view_size {
         c.views.size = v;

@@ -4,7 +4,10 @@
 //! Adding a method: write `methods/NAME.rs` with a struct implementing [`Method`] and a
 //! `pub const INFO: MethodInfo`, then add that `INFO` to [`METHODS`].
 
+pub mod ema;
+pub mod moco;
 pub mod simclr;
+pub mod swav;
 
 use crate::config::RunConfig;
 use crate::data::loader::{HostBatch, HostTensor, ViewSpec};
@@ -25,6 +28,17 @@ pub struct StepOutput {
     pub terms: Vec<(String, f32)>,
 }
 
+/// Where training stands, for [`Method::after_step`].
+#[derive(Clone, Copy, Debug)]
+pub struct StepInfo {
+    /// Steps done, this one included.
+    pub step: u64,
+    /// Steps in the whole schedule.
+    pub total_steps: u64,
+    /// Current epoch (0-based).
+    pub epoch: usize,
+}
+
 /// A self-supervised method: its model (backbone + heads + any state) and its loss.
 pub trait Method {
     /// The registry name (`simclr`, ...).
@@ -34,7 +48,7 @@ pub trait Method {
     /// Forward, loss, backward and one optimizer update with learning rate `lr`.
     fn train_step(&mut self, batch: &HostBatch, opt: &mut Optimizer, lr: f64) -> Result<StepOutput>;
     /// Work after an optimizer step (EMA encoders, queues, memory banks). Default: nothing.
-    fn after_step(&mut self, _step: u64) {}
+    fn after_step(&mut self, _info: &StepInfo) {}
     /// The backbone, for evaluation (a cheap handle: burn tensors are reference-counted).
     fn backbone(&self) -> Backbone;
     /// Every tensor of the model by name, for checkpoints.
@@ -56,7 +70,7 @@ pub struct MethodInfo {
 }
 
 /// Every available method.
-pub const METHODS: &[MethodInfo] = &[simclr::INFO];
+pub const METHODS: &[MethodInfo] = &[simclr::INFO, moco::INFO, swav::INFO];
 
 /// Looks up a method by name.
 pub fn find(name: &str) -> Result<&'static MethodInfo> {

@@ -1,10 +1,12 @@
 //! The small ConvNet for 28-32 px images: four 3x3 conv-BN-ReLU blocks with widths
-//! 32-64-128-256 (the 4-layer network of lightly's small benchmarks), with 2x2 max-pooling in
-//! the first three blocks.
+//! 32-64-128-256 (the 4-layer network of lightly's small benchmarks). The first convolution
+//! has stride 2 and the second and third blocks end with 2x2 max-pooling (28 -> 14 -> 7 -> 3).
 //!
-//! The pooling sits right after the convolution, before BN and ReLU (conv-pool-BN-ReLU): max
-//! commutes with ReLU, and BN then runs on a quarter of the activations. Measured on 2 cores
-//! with burn's flex backend, this made a SimCLR step 1.6x faster than conv-BN-ReLU-pool.
+//! Why stride 2 first: measured on 2 cores with burn's flex backend, a SimCLR step is about
+//! 1.8x faster than with a stride-1 first block followed by max-pooling (the memory-bound BN,
+//! ReLU and pooling at full resolution dominated the step), and in the 64-step learning test
+//! its features gained more over random init (+4.0 vs +1.2 k-NN points). Moving the pooling
+//! before BN (conv-pool-BN-ReLU) was as fast but learned worse (-1.4 points).
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
@@ -23,10 +25,11 @@ pub struct ConvBlock {
 }
 
 impl ConvBlock {
-    /// A block from `cin` to `cout` channels.
-    pub fn new(cin: usize, cout: usize, device: &Device) -> Self {
+    /// A block from `cin` to `cout` channels; `stride` 2 halves the resolution.
+    pub fn new(cin: usize, cout: usize, stride: usize, device: &Device) -> Self {
         ConvBlock {
             conv: Conv2dConfig::new([cin, cout], [3, 3])
+                .with_stride([stride, stride])
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
                 .with_bias(false)
                 .init(device),
@@ -55,8 +58,8 @@ impl ConvNet {
         let widths: Vec<usize> = [32.0, 64.0, 128.0, 256.0].iter().map(|w| ((w * width) as usize).max(1)).collect();
         let mut blocks = Vec::new();
         let mut cin = in_channels;
-        for &w in &widths {
-            blocks.push(ConvBlock::new(cin, w, device));
+        for (i, &w) in widths.iter().enumerate() {
+            blocks.push(ConvBlock::new(cin, w, if i == 0 { 2 } else { 1 }, device));
             cin = w;
         }
         ConvNet { blocks, pool: MaxPool2dConfig::new([2, 2]).init() }
@@ -72,11 +75,10 @@ impl ConvNet {
         let n = self.blocks.len();
         let mut out = Vec::with_capacity(n);
         for (i, b) in self.blocks.iter().enumerate() {
-            x = b.conv.forward(x);
-            if i + 1 < n {
+            x = b.act.forward(b.bn.forward(b.conv.forward(x)));
+            if i > 0 && i + 1 < n {
                 x = self.pool.forward(x);
             }
-            x = b.act.forward(b.bn.forward(x));
             out.push(x.clone());
         }
         out

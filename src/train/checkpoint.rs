@@ -220,7 +220,8 @@ pub fn load(path: &Path) -> Result<(HashMap<String, HostParam>, BTreeMap<String,
     Ok((out, metadata))
 }
 
-/// Builds a backbone from `cfg` and loads the `backbone.*` tensors of a checkpoint into it.
+/// Builds a backbone from `cfg` and loads a checkpoint's backbone tensors (`backbone.*`, or
+/// `query.backbone.*` for momentum-encoder methods) into it.
 pub fn load_backbone(
     path: &Path,
     cfg: &crate::nets::BackboneConfig,
@@ -228,7 +229,11 @@ pub fn load_backbone(
     device: &Device,
 ) -> Result<crate::nets::Backbone> {
     let (tensors, _) = load(path)?;
-    let prefix = "backbone.";
+    // SimCLR saves `backbone.*`; methods with two encoders save the trained one as `query.backbone.*`.
+    let prefix = ["backbone.", "query.backbone."]
+        .into_iter()
+        .find(|p| tensors.keys().any(|k| k.starts_with(p)))
+        .unwrap_or("backbone.");
     let sub: HashMap<String, HostParam> =
         tensors.into_iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|s| (s.to_string(), v))).collect();
     if sub.is_empty() {

@@ -118,8 +118,8 @@ pub fn pretrain(cfg: &RunConfig, data: Arc<Dataset>, opts: &TrainOptions) -> Res
         }
         let lr = sched.at(step);
         let out = method.train_step(&batch, &mut opt, lr)?;
-        method.after_step(step);
         step += 1;
+        method.after_step(&methods::StepInfo { step, total_steps: total, epoch: batch.epoch });
         losses.push(out.loss);
         let elapsed = start.elapsed().as_secs_f64();
         let rate = ((step - first_step) * cfg.batch_size as u64) as f64 / elapsed.max(1e-9);

@@ -95,3 +95,32 @@ fn cross_entropy_hand_computed() {
     let want = ((4.0f64 / 3.0).ln() + 4f64.ln()) / 2.0;
     assert!((got as f64 - want).abs() < 1e-5, "got {got}, want {want}");
 }
+
+#[test]
+fn info_nce_with_queue_matches_reference() {
+    use selfsup::losses::{info_nce_with_queue, l2_normalize};
+    let device = Device::flex();
+    let norm = |v: Vec<Vec<f64>>| -> Vec<Vec<f64>> {
+        v.into_iter().map(|r| { let n = r.iter().map(|x| x * x).sum::<f64>().sqrt(); r.into_iter().map(|x| x / n).collect() }).collect()
+    };
+    let q = norm(pseudo_random(3, 4, 11));
+    let k = norm(pseudo_random(3, 4, 12));
+    let queue = norm(pseudo_random(5, 4, 13));
+    let t = 0.2;
+    let dot = |a: &Vec<f64>, b: &Vec<f64>| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    let mut want = 0.0;
+    for i in 0..3 {
+        let pos = (dot(&q[i], &k[i]) / t).exp();
+        let neg: f64 = queue.iter().map(|n| (dot(&q[i], n) / t).exp()).sum();
+        want += -(pos / (pos + neg)).ln();
+    }
+    want /= 3.0;
+    let got: f32 = info_nce_with_queue(
+        l2_normalize(tensor(&q, &device)),
+        tensor(&k, &device),
+        tensor(&queue, &device),
+        t as f32,
+    )
+    .into_scalar();
+    assert!((got as f64 - want).abs() < 1e-4, "got {got}, want {want}");
+}

@@ -4,6 +4,8 @@ mod augment;
 mod cli;
 mod data;
 mod losses;
+mod nets;
+mod swav;
 mod train;
 
 use std::path::PathBuf;
