@@ -185,18 +185,17 @@ fn ema_blends_and_cosine_momentum_ramps() {
 }
 
 #[test]
-#[ignore = "does not yet beat random init in its short budget; see issue notes"]
 fn moco_learns_and_resumes_with_its_queue() {
     let splits = DataSource::Embedded.load().unwrap();
     let data = Arc::new(splits.train.take(2048));
-    let mut cfg = tiny_config(4);
+    let mut cfg = tiny_config(6);
     cfg.method = "moco".into();
     cfg.batch_size = 128;
     cfg.backbone.width = 0.5;
-    cfg.optim.kind = OptimizerKind::Sgd;
-    cfg.optim.weight_decay = 5e-4;
-    cfg.schedule.lr = 0.3;
+    cfg.schedule.lr = 1.0;
     cfg.moco.queue_size = 256;
+    cfg.moco.momentum = 0.9;
+    cfg.moco.symmetric = true;
     cfg.moco.proj_hidden = 64;
     cfg.moco.proj_dim = 32;
     let dir = tempfile::tempdir().unwrap();
