@@ -31,9 +31,9 @@ pub fn evaluate(backbone: &Backbone, splits: &Splits, run: &RunConfig) -> Result
     };
     let ftr = eval::extract(backbone, &splits.train, &run.views, 500);
     let fte = eval::extract(backbone, test, &run.views, 500);
-    let k = |k| eval::accuracy(&knn::predict(&ftr, ytr, &fte, knn::KnnConfig { k, temperature: 0.07 }), yte);
+    let knn = knn::predict_many(&ftr, ytr, &fte, &[20, 200], 0.07);
     let lin = linear::fit_predict(&ftr, ytr, &fte, &linear::LinearProbeConfig { seed: run.seed, ..Default::default() });
-    Ok(Scores { knn20: k(20), knn200: k(200), linear: eval::accuracy(&lin.predictions, yte) })
+    Ok(Scores { knn20: eval::accuracy(&knn[0], yte), knn200: eval::accuracy(&knn[1], yte), linear: eval::accuracy(&lin.predictions, yte) })
 }
 
 /// The demo's recipe for 28 px grey images, found by tuning (see the README).

@@ -342,8 +342,7 @@ fn evaluate(a: EvalArgs) -> Result<()> {
     match a.mode {
         EvalMode::Knn => {
             let ks = if a.k.is_empty() { vec![20, 200] } else { a.k.clone() };
-            for k in ks {
-                let p = knn::predict(&ftr, ytr, &fte, knn::KnnConfig { k, temperature: 0.07 });
+            for (k, p) in ks.iter().zip(knn::predict_many(&ftr, ytr, &fte, &ks, 0.07)) {
                 println!("k-NN (k={k}, T=0.07) top-1: {:.2} %", eval::accuracy(&p, yte));
             }
         }

@@ -32,25 +32,39 @@ fn normalized(f: &Features) -> Vec<f32> {
 
 /// Predicts a class for each row of `test` from the labeled rows of `train`.
 pub fn predict(train: &Features, train_labels: &[u32], test: &Features, cfg: KnnConfig) -> Vec<u32> {
+    predict_many(train, train_labels, test, &[cfg.k], cfg.temperature).pop().expect("one k")
+}
+
+/// [`predict`] for several `ks` at once: the similarities are computed once and the top
+/// `max(ks)` neighbours sorted once; returns one prediction vector per k, in order.
+pub fn predict_many(train: &Features, train_labels: &[u32], test: &Features, ks: &[usize], temperature: f32) -> Vec<Vec<u32>> {
     assert_eq!(train.dim, test.dim, "train and test features must have the same dimension");
     let classes = train_labels.iter().copied().max().map_or(1, |m| m as usize + 1);
     let tr = normalized(train);
     let te = normalized(test);
     let d = train.dim;
-    let k = cfg.k.min(train.n).max(1);
-    te.par_chunks(d.max(1))
+    let kmax = ks.iter().copied().max().unwrap_or(1).min(train.n).max(1);
+    let per_query: Vec<Vec<u32>> = te
+        .par_chunks(d.max(1))
         .map(|q| {
             let mut sims: Vec<(f32, u32)> = tr
                 .chunks(d)
                 .zip(train_labels)
                 .map(|(r, &l)| (r.iter().zip(q).map(|(a, b)| a * b).sum::<f32>(), l))
                 .collect();
-            sims.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
-            let mut votes = vec![0.0f64; classes];
-            for &(s, l) in &sims[..k] {
-                votes[l as usize] += ((s / cfg.temperature) as f64).exp();
-            }
-            votes.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(c, _)| c as u32)
+            sims.select_nth_unstable_by(kmax - 1, |a, b| b.0.total_cmp(&a.0));
+            let top = &mut sims[..kmax];
+            top.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+            ks.iter()
+                .map(|&k| {
+                    let mut votes = vec![0.0f64; classes];
+                    for &(s, l) in &top[..k.clamp(1, kmax)] {
+                        votes[l as usize] += ((s / temperature) as f64).exp();
+                    }
+                    votes.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(c, _)| c as u32)
+                })
+                .collect()
         })
-        .collect()
+        .collect();
+    (0..ks.len()).map(|i| per_query.iter().map(|p| p[i]).collect()).collect()
 }

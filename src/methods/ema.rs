@@ -2,29 +2,12 @@
 //! ("key", "target", "teacher") encoders of MoCo, BYOL and DINO.
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use crate::nets::ParamPath;
 use burn::prelude::*;
 use std::collections::HashMap;
 
-#[derive(Default)]
-struct Paths {
-    path: Vec<String>,
-}
-
-impl Paths {
-    fn enter(&mut self, name: &str, ty: &str) {
-        if !ty.starts_with("Enum:") {
-            self.path.push(name.to_string());
-        }
-    }
-    fn exit(&mut self, ty: &str) {
-        if !ty.starts_with("Enum:") {
-            self.path.pop();
-        }
-    }
-}
-
 struct Collect {
-    paths: Paths,
+    paths: ParamPath,
     out: HashMap<String, Tensor<1>>,
 }
 
@@ -38,12 +21,12 @@ impl ModuleVisitor for Collect {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let t = param.val().inner();
         let n: usize = t.dims().iter().product();
-        self.out.insert(self.paths.path.join("."), t.reshape([n]));
+        self.out.insert(self.paths.name(), t.reshape([n]));
     }
 }
 
 struct Blend {
-    paths: Paths,
+    paths: ParamPath,
     source: HashMap<String, Tensor<1>>,
     momentum: f64,
 }
@@ -57,7 +40,7 @@ impl ModuleMapper for Blend {
     }
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let (id, tensor, mapper) = param.consume();
-        let Some(s) = self.source.remove(&self.paths.path.join(".")) else {
+        let Some(s) = self.source.remove(&self.paths.name()) else {
             return Param::from_mapped_value(id, tensor, mapper);
         };
         let dims = tensor.dims();
@@ -72,9 +55,9 @@ impl ModuleMapper for Blend {
 /// `momentum * target + (1 - momentum) * source`, matched by path. The result tracks no
 /// gradient: a momentum encoder is never trained by backpropagation.
 pub fn ema_update<M: Module>(target: M, source: &M, momentum: f64) -> M {
-    let mut c = Collect { paths: Paths::default(), out: HashMap::new() };
+    let mut c = Collect { paths: ParamPath::default(), out: HashMap::new() };
     source.visit(&mut c);
-    let mut b = Blend { paths: Paths::default(), source: c.out, momentum };
+    let mut b = Blend { paths: ParamPath::default(), source: c.out, momentum };
     target.map(&mut b)
 }
 

@@ -109,3 +109,39 @@ pub fn global_avg_pool(x: Tensor<4>) -> Tensor<2> {
     let [b, c, h, w] = x.dims();
     x.reshape([b, c, h * w]).mean_dim(2).reshape([b, c])
 }
+
+/// Tracks the dotted path of the parameter a module visitor or mapper is at
+/// (`layer1.0.conv1.weight`), skipping enum variant names so paths match PyTorch's.
+#[derive(Clone, Debug, Default)]
+pub struct ParamPath {
+    names: Vec<String>,
+    types: Vec<String>,
+}
+
+impl ParamPath {
+    /// Call from `enter_module`.
+    pub fn enter(&mut self, name: &str, container_type: &str) {
+        if !container_type.starts_with("Enum:") {
+            self.names.push(name.to_string());
+            self.types.push(container_type.to_string());
+        }
+    }
+
+    /// Call from `exit_module`.
+    pub fn exit(&mut self, container_type: &str) {
+        if !container_type.starts_with("Enum:") {
+            self.names.pop();
+            self.types.pop();
+        }
+    }
+
+    /// The current dotted path.
+    pub fn name(&self) -> String {
+        self.names.join(".")
+    }
+
+    /// Whether the current tensor is a `Linear` weight (burn stores `[in, out]`, PyTorch `[out, in]`).
+    pub fn is_linear_weight(&self) -> bool {
+        self.types.last().is_some_and(|t| t == "Struct:Linear") && self.names.last().is_some_and(|p| p == "weight")
+    }
+}

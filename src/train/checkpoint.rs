@@ -6,6 +6,7 @@
 //! (`optim.PATH.0`, ...) and, in its metadata, the step and the run's fingerprint.
 
 use crate::error::{Error, Result};
+use crate::nets::ParamPath;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::prelude::*;
 use safetensors::tensor::{Dtype, TensorView};
@@ -22,33 +23,6 @@ pub struct HostParam {
     pub data: Vec<f32>,
 }
 
-struct PathTracker {
-    path: Vec<String>,
-    types: Vec<String>,
-}
-
-impl PathTracker {
-    fn enter(&mut self, name: &str, ty: &str) {
-        if !ty.starts_with("Enum:") {
-            self.path.push(name.to_string());
-            self.types.push(ty.to_string());
-        }
-    }
-    fn exit(&mut self, ty: &str) {
-        if !ty.starts_with("Enum:") {
-            self.path.pop();
-            self.types.pop();
-        }
-    }
-    fn name(&self) -> String {
-        self.path.join(".")
-    }
-    /// burn's Linear stores `[in, out]`; PyTorch stores `[out, in]`.
-    fn is_linear_weight(&self) -> bool {
-        self.types.last().is_some_and(|t| t == "Struct:Linear") && self.path.last().is_some_and(|p| p == "weight")
-    }
-}
-
 fn transpose(shape: &[usize], data: &[f32]) -> (Vec<usize>, Vec<f32>) {
     let (r, c) = (shape[0], shape[1]);
     let mut out = vec![0.0; data.len()];
@@ -61,7 +35,7 @@ fn transpose(shape: &[usize], data: &[f32]) -> (Vec<usize>, Vec<f32>) {
 }
 
 struct Collector {
-    tracker: PathTracker,
+    tracker: ParamPath,
     out: BTreeMap<String, HostParam>,
 }
 
@@ -91,13 +65,13 @@ pub fn collect<M: Module>(module: &M) -> BTreeMap<String, HostParam> {
     // BatchNorm's running statistics lag one update behind until synchronized; `valid()`
     // synchronizes them (the inference copy it returns is dropped).
     let _ = module.valid();
-    let mut c = Collector { tracker: PathTracker { path: vec![], types: vec![] }, out: BTreeMap::new() };
+    let mut c = Collector { tracker: ParamPath::default(), out: BTreeMap::new() };
     module.visit(&mut c);
     c.out
 }
 
 struct Loader<'a> {
-    tracker: PathTracker,
+    tracker: ParamPath,
     tensors: &'a HashMap<String, HostParam>,
     problems: Vec<String>,
     used: Vec<String>,
@@ -141,7 +115,7 @@ impl ModuleMapper for Loader<'_> {
 /// Replaces every float tensor of `module` by the tensor of the same name; errors list every
 /// missing or mis-shaped tensor (and unexpected extra ones), naming `path`.
 pub fn apply<M: Module>(module: M, tensors: &HashMap<String, HostParam>, path: &Path) -> Result<M> {
-    let mut l = Loader { tracker: PathTracker { path: vec![], types: vec![] }, tensors, problems: vec![], used: vec![] };
+    let mut l = Loader { tracker: ParamPath::default(), tensors, problems: vec![], used: vec![] };
     let module = module.map(&mut l);
     let mut problems = l.problems;
     let used: std::collections::HashSet<&String> = l.used.iter().collect();

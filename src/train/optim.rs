@@ -6,6 +6,7 @@
 //! Biases and normalization parameters (rank-1 tensors) get no weight decay and no LARS
 //! adaptation, as in SimCLR and solo-learn.
 
+use crate::nets::ParamPath;
 use burn::module::{Module, ModuleMapper, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
@@ -102,7 +103,7 @@ impl Optimizer {
     /// gradient in `grads`, and returns the updated module.
     pub fn step<M: Module>(&mut self, lr: f64, module: M, grads: GradientsParams) -> M {
         self.steps += 1;
-        let mut mapper = UpdateMapper { opt: self, lr, grads, path: Vec::new() };
+        let mut mapper = UpdateMapper { opt: self, lr, grads, path: ParamPath::default() };
         module.map(&mut mapper)
     }
 
@@ -155,20 +156,16 @@ struct UpdateMapper<'a> {
     opt: &'a mut Optimizer,
     lr: f64,
     grads: GradientsParams,
-    path: Vec<String>,
+    path: ParamPath,
 }
 
 impl ModuleMapper for UpdateMapper<'_> {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        if !container_type.starts_with("Enum:") {
-            self.path.push(name.to_string());
-        }
+        self.path.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _name: &str, container_type: &str) {
-        if !container_type.starts_with("Enum:") {
-            self.path.pop();
-        }
+        self.path.exit(container_type);
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
@@ -181,7 +178,7 @@ impl ModuleMapper for UpdateMapper<'_> {
         let numel: usize = dims.iter().product();
         let w = tensor.inner().reshape([numel]);
         let g = grad.inner().reshape([numel]);
-        let path = self.path.join(".");
+        let path = self.path.name();
         let updated = self.opt.update(&path, w, g, self.lr, D == 1).reshape(dims);
         let mut t = Tensor::from_inner(updated);
         if require_grad {

@@ -100,3 +100,18 @@ fn view_config_rejects_bad_values() {
     let bad = ViewConfig { flip_prob: 1.5, ..Default::default() };
     assert!(bad.validate().unwrap_err().to_string().contains("flip_prob"));
 }
+
+#[test]
+fn knn_votes_hand_computed() {
+    use selfsup::eval::{Features, knn};
+    // Train points on the unit circle; the query sits between class 0 (angle 0) and class 1.
+    let pts = [(1.0f32, 0.0f32, 0u32), (0.9, 0.1, 0), (0.0, 1.0, 1), (0.2, 0.98, 1), (0.3, 0.95, 1)];
+    let train = Features { data: pts.iter().flat_map(|p| [p.0, p.1]).collect(), n: 5, dim: 2 };
+    let labels: Vec<u32> = pts.iter().map(|p| p.2).collect();
+    let test = Features { data: vec![1.0, 0.3], n: 1, dim: 2 };
+    // k = 1: the nearest point is class 0. k = 5 at a high temperature: 3 votes beat 2.
+    let p = knn::predict_many(&train, &labels, &test, &[1, 5], 100.0);
+    assert_eq!((p[0][0], p[1][0]), (0, 1));
+    // At T = 0.07 the two close class-0 points outweigh three farther class-1 points.
+    assert_eq!(knn::predict(&train, &labels, &test, knn::KnnConfig { k: 5, temperature: 0.07 }), vec![0]);
+}

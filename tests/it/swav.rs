@@ -3,9 +3,7 @@
 use burn::prelude::*;
 use selfsup::config::RunConfig;
 use selfsup::data::DataSource;
-use selfsup::eval::{self, knn};
 use selfsup::losses::{sinkhorn, swapped_prediction};
-use selfsup::nets::Backbone;
 use selfsup::train::optim::OptimizerKind;
 use selfsup::train::{self, TrainOptions};
 use std::sync::Arc;
@@ -116,16 +114,7 @@ fn swav_learns_without_collapse() {
     let used = last["prototypes_used"].as_f64().unwrap();
     assert!(used >= 10.0, "codes collapsed onto {used} of 30 prototypes");
     let test = splits.test.unwrap().take(1000);
-    let score = |b: &Backbone| {
-        let ftr = eval::extract(b, &data, &cfg.views, 512);
-        let fte = eval::extract(b, &test, &cfg.views, 512);
-        let p = knn::predict(&ftr, data.labels.as_ref().unwrap(), &fte, knn::KnnConfig { k: 20, temperature: 0.07 });
-        eval::accuracy(&p, test.labels.as_ref().unwrap())
-    };
-    let trained = score(&out.method.backbone());
-    let device = Device::flex();
-    device.seed(cfg.seed);
-    let random = score(&Backbone::new(&cfg.backbone, 1, &device));
+    let (trained, random) = crate::knn_pretrained_vs_random(&out.method.backbone(), &cfg, &data, &test);
     println!("SwAV k-NN top-1: pretrained {trained:.1} %, random init {random:.1} %, prototypes used {used}");
     assert!(trained > random + 1.0, "pretrained {trained:.1} % should beat random init {random:.1} %");
 }

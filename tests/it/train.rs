@@ -5,7 +5,6 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use selfsup::config::RunConfig;
 use selfsup::data::{DataSource, Dataset};
-use selfsup::eval::{self, knn};
 use selfsup::nets::{Backbone, BackboneConfig, BackboneKind};
 use selfsup::train::optim::{Optimizer, OptimizerConfig, OptimizerKind};
 use selfsup::train::schedule::WarmupCosine;
@@ -155,16 +154,7 @@ fn simclr_learns_features_that_beat_random_init() {
     assert!(tail < head - 0.3, "loss should fall: first steps {head:.3}, last steps {tail:.3}");
 
     let test = splits.test.unwrap().take(1000);
-    let score = |b: &Backbone| {
-        let ftr = eval::extract(b, &data, &cfg.views, 512);
-        let fte = eval::extract(b, &test, &cfg.views, 512);
-        let p = knn::predict(&ftr, data.labels.as_ref().unwrap(), &fte, knn::KnnConfig { k: 20, temperature: 0.07 });
-        eval::accuracy(&p, test.labels.as_ref().unwrap())
-    };
-    let trained = score(&out.method.backbone());
-    let device = Device::flex();
-    device.seed(cfg.seed);
-    let random = score(&Backbone::new(&cfg.backbone, 1, &device));
+    let (trained, random) = crate::knn_pretrained_vs_random(&out.method.backbone(), &cfg, &data, &test);
     println!("k-NN top-1 on 1000 held-out images: pretrained {trained:.1} %, random init {random:.1} %");
     assert!(trained > random + 1.0, "pretrained {trained:.1} % should beat random init {random:.1} %");
 }
@@ -205,16 +195,7 @@ fn moco_learns_and_resumes_with_its_queue() {
     let tail: f32 = out.losses[out.losses.len() - 4..].iter().sum::<f32>() / 4.0;
     assert!(tail < head - 0.3, "MoCo loss should fall: steps 3-6 {head:.3}, last steps {tail:.3}");
     let test = splits.test.unwrap().take(1000);
-    let score = |b: &Backbone| {
-        let ftr = eval::extract(b, &data, &cfg.views, 512);
-        let fte = eval::extract(b, &test, &cfg.views, 512);
-        let p = knn::predict(&ftr, data.labels.as_ref().unwrap(), &fte, knn::KnnConfig { k: 20, temperature: 0.07 });
-        eval::accuracy(&p, test.labels.as_ref().unwrap())
-    };
-    let trained = score(&out.method.backbone());
-    let device = Device::flex();
-    device.seed(cfg.seed);
-    let random = score(&Backbone::new(&cfg.backbone, 1, &device));
+    let (trained, random) = crate::knn_pretrained_vs_random(&out.method.backbone(), &cfg, &data, &test);
     println!("MoCo k-NN top-1 on 1000 held-out images: pretrained {trained:.1} %, random init {random:.1} %");
     assert!(trained > random + 1.0, "pretrained {trained:.1} % should beat random init {random:.1} %");
     // The checkpoint holds both encoders and the queue; resuming past the end is a no-op
