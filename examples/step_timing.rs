@@ -1,3 +1,6 @@
+//! Times the forward, backward and optimizer parts of one SimCLR step of the default ConvNet
+//! on random input: `cargo run --release --example step_timing -- [BATCH]`.
+
 use burn::prelude::*;
 use burn::optim::GradientsParams;
 use selfsup::nets::{Backbone, BackboneConfig, heads::ProjectionHead};

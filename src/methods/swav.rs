@@ -241,11 +241,31 @@ impl Method for Swav {
     }
 
     fn tensors(&self) -> BTreeMap<String, HostParam> {
-        checkpoint::collect(&self.model)
+        let mut t = checkpoint::collect(&self.model);
+        if self.cfg.queue_length > 0 {
+            for (g, q) in self.queue.iter().enumerate() {
+                t.insert(format!("queue.{g}"), HostParam { shape: vec![self.cfg.queue_length, self.cfg.proj_dim], data: q.clone() });
+            }
+            t.insert("queue_filled".into(), HostParam { shape: vec![1], data: vec![self.queue_filled as f32] });
+        }
+        t
     }
 
     fn load_tensors(&mut self, tensors: &HashMap<String, HostParam>, path: &Path) -> Result<()> {
-        self.model = checkpoint::apply(self.model.clone(), tensors, path)?;
+        let mut model_tensors = tensors.clone();
+        let queues: Vec<Option<HostParam>> = (0..2).map(|g| model_tensors.remove(&format!("queue.{g}"))).collect();
+        let filled = model_tensors.remove("queue_filled");
+        self.model = checkpoint::apply(self.model.clone(), &model_tensors, path)?;
+        if self.cfg.queue_length > 0 {
+            let want = self.cfg.queue_length * self.cfg.proj_dim;
+            for (g, q) in queues.into_iter().enumerate() {
+                match q {
+                    Some(q) if q.data.len() == want => self.queue[g] = q.data,
+                    _ => return Err(Error::Checkpoint { path: path.to_path_buf(), message: "SwAV queue missing or of another size".into() }),
+                }
+            }
+            self.queue_filled = filled.map_or(0, |f| f.data[0] as usize);
+        }
         Ok(())
     }
 }

@@ -118,3 +118,26 @@ fn swav_learns_without_collapse() {
     println!("SwAV k-NN top-1: pretrained {trained:.1} %, random init {random:.1} %, prototypes used {used}");
     assert!(trained > random + 1.0, "pretrained {trained:.1} % should beat random init {random:.1} %");
 }
+
+#[test]
+fn swav_checkpoint_holds_the_queue_and_resumes() {
+    let data = Arc::new(DataSource::Embedded.load().unwrap().train.take(256));
+    let mut cfg = RunConfig { method: "swav".into(), epochs: 2, batch_size: 64, ..RunConfig::default() };
+    cfg.backbone.width = 0.25;
+    cfg.swav.prototypes = 10;
+    cfg.swav.proj_hidden = 32;
+    cfg.swav.proj_dim = 16;
+    cfg.swav.local_crops = 1;
+    cfg.swav.queue_length = 128;
+    cfg.swav.queue_start_epoch = 1;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = TrainOptions { out_dir: dir.path().into(), resume: true, progress: false };
+    let first = train::pretrain(&RunConfig { stop_after_steps: 5, ..cfg.clone() }, data.clone(), &opts).unwrap();
+    assert_eq!(first.steps, 5);
+    let (t, _) = selfsup::train::checkpoint::load(&dir.path().join(train::MODEL_CKPT)).unwrap();
+    assert_eq!(t["queue.1"].shape, vec![128, 16]);
+    assert_eq!(t["queue_filled"].data, vec![128.0]);
+    let rest = train::pretrain(&cfg, data, &opts).unwrap();
+    assert_eq!((rest.steps, rest.losses.len()), (8, 3));
+    assert!(rest.losses.iter().all(|l| l.is_finite()));
+}
