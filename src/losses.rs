@@ -99,3 +99,30 @@ pub fn swapped_prediction(codes: Tensor<2>, scores: Tensor<2>, temperature: f32)
     let [b, _] = scores.dims();
     (codes * log_softmax(scores / temperature, 1)).sum().neg() / b as f32
 }
+
+/// NCE loss of NPID (Wu et al. 2018, eqs. 4-6) from similarities to memory-bank entries.
+///
+/// `pos` `[B]` and `neg` `[B, m]` are cosine similarities of each embedding with its own bank
+/// entry and with `m` noise entries drawn uniformly from the `n` entries of the bank. With
+/// `P(i|v) = exp(s / temperature) / z` and noise `P_n = 1 / n`, the loss is
+/// `-log h(pos) - sum log(1 - h(neg))` with `h(s) = P / (P + m P_n)`, averaged over the batch;
+/// computed with softplus in the log domain.
+pub fn npid_nce(pos: Tensor<1>, neg: Tensor<2>, temperature: f32, log_z: f64, n: usize) -> Tensor<1> {
+    use burn::tensor::activation::softplus;
+    let [b, m] = neg.dims();
+    let log_c = (m as f64 / n as f64).ln();
+    let log_p_pos = pos / temperature - log_z;
+    let log_p_neg = neg / temperature - log_z;
+    // -log(P / (P + c)) = softplus(log c - log P);  -log(c / (P + c)) = softplus(log P - log c).
+    let pos_term = softplus(log_p_pos.neg() + log_c, 1.0).sum();
+    let neg_term = softplus(log_p_neg - log_c, 1.0).sum();
+    (pos_term + neg_term) / b as f32
+}
+
+/// InfoNCE over one positive similarity `pos` `[B]` and negatives `neg` `[B, m]`:
+/// cross-entropy with the positive as target, logits divided by `temperature`.
+pub fn info_nce(pos: Tensor<1>, neg: Tensor<2>, temperature: f32) -> Tensor<1> {
+    let [b, _] = neg.dims();
+    let logits = Tensor::cat(vec![pos.reshape([b, 1]), neg], 1) / temperature;
+    log_softmax(logits, 1).narrow(1, 0, 1).sum().neg() / b as f32
+}

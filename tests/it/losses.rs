@@ -124,3 +124,36 @@ fn info_nce_with_queue_matches_reference() {
     .into_scalar();
     assert!((got as f64 - want).abs() < 1e-4, "got {got}, want {want}");
 }
+
+#[test]
+fn npid_nce_matches_the_paper_formula() {
+    use selfsup::losses::{info_nce, npid_nce};
+    let device = Device::flex();
+    let pos = vec![0.9f64, 0.2];
+    let neg = vec![vec![0.1, -0.3, 0.5], vec![0.0, 0.7, -0.2]];
+    let (t, n, log_z) = (0.07f64, 1000usize, 9.5f64);
+    let m = 3.0;
+    let c = m / n as f64; // m * P_n
+    let p = |s: f64| (s / t).exp() / log_z.exp();
+    let mut want = 0.0;
+    for i in 0..2 {
+        want -= (p(pos[i]) / (p(pos[i]) + c)).ln();
+        for &s in &neg[i] {
+            want -= (c / (p(s) + c)).ln();
+        }
+    }
+    want /= 2.0;
+    let pos_t = Tensor::<1>::from_data(TensorData::new(pos.iter().map(|&v| v as f32).collect::<Vec<_>>(), [2]), &device);
+    let neg_t = tensor(&neg, &device);
+    let got: f32 = npid_nce(pos_t.clone(), neg_t.clone(), t as f32, log_z, n).into_scalar();
+    assert!((got as f64 - want).abs() < 1e-3 * want.abs().max(1.0), "got {got}, want {want}");
+    // InfoNCE: -log softmax of the positive among [pos, negs].
+    let mut want = 0.0;
+    for i in 0..2 {
+        let e: f64 = (pos[i] / t).exp() + neg[i].iter().map(|s| (s / t).exp()).sum::<f64>();
+        want -= ((pos[i] / t).exp() / e).ln();
+    }
+    want /= 2.0;
+    let got: f32 = info_nce(pos_t, neg_t, t as f32).into_scalar();
+    assert!((got as f64 - want).abs() < 1e-4 * want.max(1.0), "got {got}, want {want}");
+}
