@@ -1,22 +1,32 @@
 //! Times the forward, backward and optimizer parts of one SimCLR step of the default ConvNet
 //! on random input: `cargo run --release --example step_timing -- [BATCH]`.
 
-use burn::prelude::*;
 use burn::optim::GradientsParams;
-use selfsup::nets::{Backbone, BackboneConfig, heads::ProjectionHead};
+use burn::prelude::*;
 use selfsup::losses::nt_xent;
+use selfsup::nets::{Backbone, BackboneConfig, heads::ProjectionHead};
 use std::time::Instant;
 
 fn main() {
     let dev = Device::flex().autodiff();
     dev.seed(0);
-    let b: usize = std::env::args().nth(1).map(|s| s.parse().unwrap()).unwrap_or(256);
+    let b: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse().unwrap())
+        .unwrap_or(256);
     let bb = Backbone::new(&BackboneConfig::default(), 1, &dev);
     let head = ProjectionHead::new(256, 512, 128, &dev);
-    let x = Tensor::<4>::random([2 * b, 1, 28, 28], burn::tensor::Distribution::Normal(0.0, 1.0), &dev);
+    let x = Tensor::<4>::random(
+        [2 * b, 1, 28, 28],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &dev,
+    );
     let mut opt = selfsup::train::optim::Optimizer::new(Default::default());
     #[derive(Module, Debug)]
-    struct M { bb: Backbone, head: ProjectionHead }
+    struct M {
+        bb: Backbone,
+        head: ProjectionHead,
+    }
     let mut m = M { bb, head };
     for it in 0..6 {
         let t0 = Instant::now();
@@ -30,7 +40,13 @@ fn main() {
         m = opt.step(0.1, m, grads);
         let _ = m.bb.clone().valid();
         let t3 = Instant::now();
-        println!("it {it}: fwd {:.0} ms, bwd {:.0} ms, opt {:.0} ms, total {:.0} ms => {:.0} img/s",
-          (t1-t0).as_secs_f64()*1e3, (t2-t1).as_secs_f64()*1e3, (t3-t2).as_secs_f64()*1e3, (t3-t0).as_secs_f64()*1e3, b as f64/(t3-t0).as_secs_f64());
+        println!(
+            "it {it}: fwd {:.0} ms, bwd {:.0} ms, opt {:.0} ms, total {:.0} ms => {:.0} img/s",
+            (t1 - t0).as_secs_f64() * 1e3,
+            (t2 - t1).as_secs_f64() * 1e3,
+            (t3 - t2).as_secs_f64() * 1e3,
+            (t3 - t0).as_secs_f64() * 1e3,
+            b as f64 / (t3 - t0).as_secs_f64()
+        );
     }
 }

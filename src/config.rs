@@ -27,7 +27,11 @@ pub struct ScheduleConfig {
 
 impl Default for ScheduleConfig {
     fn default() -> Self {
-        ScheduleConfig { lr: 1.0, final_lr: 0.0, warmup_epochs: 1.0 }
+        ScheduleConfig {
+            lr: 1.0,
+            final_lr: 0.0,
+            warmup_epochs: 1.0,
+        }
     }
 }
 
@@ -102,7 +106,8 @@ impl RunConfig {
     /// Reads a TOML config file; unknown keys and bad values are errors naming the file.
     pub fn from_toml_file(path: &Path) -> Result<RunConfig> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let cfg: RunConfig = toml::from_str(&text).map_err(|e| Error::format(path, format!("bad config: {e}")))?;
+        let cfg: RunConfig =
+            toml::from_str(&text).map_err(|e| Error::format(path, format!("bad config: {e}")))?;
         Ok(cfg)
     }
 
@@ -119,10 +124,16 @@ impl RunConfig {
             return bad("epochs must be at least 1".into());
         }
         if self.batch_size < 2 {
-            return bad(format!("batch_size = {} must be at least 2 (contrastive losses need negatives)", self.batch_size));
+            return bad(format!(
+                "batch_size = {} must be at least 2 (contrastive losses need negatives)",
+                self.batch_size
+            ));
         }
         if !(self.schedule.lr > 0.0 && self.schedule.lr.is_finite()) {
-            return bad(format!("schedule.lr = {} must be a positive number", self.schedule.lr));
+            return bad(format!(
+                "schedule.lr = {} must be a positive number",
+                self.schedule.lr
+            ));
         }
         if self.schedule.final_lr < 0.0 || self.schedule.warmup_epochs < 0.0 {
             return bad("schedule.final_lr and schedule.warmup_epochs must be non-negative".into());

@@ -25,15 +25,32 @@ pub struct Scores {
 /// Evaluates a frozen backbone: features of train and test, k-NN (k = 20, 200, T = 0.07) and
 /// a linear probe fit on train, scored on test.
 pub fn evaluate(backbone: &Backbone, splits: &Splits, run: &RunConfig) -> Result<Scores> {
-    let test = splits.test.as_ref().ok_or_else(|| Error::Config("evaluation needs a test split".into()))?;
+    let test = splits
+        .test
+        .as_ref()
+        .ok_or_else(|| Error::Config("evaluation needs a test split".into()))?;
     let (Some(ytr), Some(yte)) = (&splits.train.labels, &test.labels) else {
-        return Err(Error::Config("evaluation needs labels for the train and test splits".into()));
+        return Err(Error::Config(
+            "evaluation needs labels for the train and test splits".into(),
+        ));
     };
     let ftr = eval::extract(backbone, &splits.train, &run.views, 500);
     let fte = eval::extract(backbone, test, &run.views, 500);
     let knn = knn::predict_many(&ftr, ytr, &fte, &[20, 200], 0.07);
-    let lin = linear::fit_predict(&ftr, ytr, &fte, &linear::LinearProbeConfig { seed: run.seed, ..Default::default() });
-    Ok(Scores { knn20: eval::accuracy(&knn[0], yte), knn200: eval::accuracy(&knn[1], yte), linear: eval::accuracy(&lin.predictions, yte) })
+    let lin = linear::fit_predict(
+        &ftr,
+        ytr,
+        &fte,
+        &linear::LinearProbeConfig {
+            seed: run.seed,
+            ..Default::default()
+        },
+    );
+    Ok(Scores {
+        knn20: eval::accuracy(&knn[0], yte),
+        knn200: eval::accuracy(&knn[1], yte),
+        linear: eval::accuracy(&lin.predictions, yte),
+    })
 }
 
 /// The demo's recipe for 28 px grey images, found by tuning (see the README).
@@ -42,7 +59,11 @@ pub fn evaluate(backbone: &Backbone, splits: &Splits, run: &RunConfig) -> Result
 /// after 3 epochs (83.6 vs 82.8 %) but reached only 84.2 % after 11; temperature 0.5 trailed
 /// (80.9 % after 3 epochs).
 pub fn demo_config() -> RunConfig {
-    let mut cfg = RunConfig { epochs: 12, batch_size: 256, ..RunConfig::default() };
+    let mut cfg = RunConfig {
+        epochs: 12,
+        batch_size: 256,
+        ..RunConfig::default()
+    };
     cfg.optim.kind = crate::train::optim::OptimizerKind::Lars;
     cfg.schedule.lr = 1.0;
     cfg.schedule.warmup_epochs = 1.0;
@@ -70,8 +91,15 @@ pub struct DemoReport {
 impl DemoReport {
     /// A small Markdown table of both rows.
     pub fn table(&self) -> String {
-        let row = |n: &str, s: &Scores| format!("| {n:<18} | {:>6.1} | {:>7.1} | {:>6.1} |\n", s.knn20, s.knn200, s.linear);
-        let mut t = String::from("| backbone           | k-NN 20 | k-NN 200 | linear |\n|--------------------|--------:|---------:|-------:|\n");
+        let row = |n: &str, s: &Scores| {
+            format!(
+                "| {n:<18} | {:>6.1} | {:>7.1} | {:>6.1} |\n",
+                s.knn20, s.knn200, s.linear
+            )
+        };
+        let mut t = String::from(
+            "| backbone           | k-NN 20 | k-NN 200 | linear |\n|--------------------|--------:|---------:|-------:|\n",
+        );
         t += &row("SimCLR pretrained", &self.pretrained);
         t += &row("random init", &self.random_init);
         t
@@ -79,9 +107,22 @@ impl DemoReport {
 }
 
 /// Runs the demo into `out_dir` with `cfg` on `splits`.
-pub fn run(cfg: &RunConfig, splits: &Splits, out_dir: PathBuf, progress: bool) -> Result<DemoReport> {
+pub fn run(
+    cfg: &RunConfig,
+    splits: &Splits,
+    out_dir: PathBuf,
+    progress: bool,
+) -> Result<DemoReport> {
     let train: Arc<Dataset> = Arc::new(splits.train.clone());
-    let outcome = train::pretrain(cfg, train, &TrainOptions { out_dir: out_dir.clone(), resume: false, progress })?;
+    let outcome = train::pretrain(
+        cfg,
+        train,
+        &TrainOptions {
+            out_dir: out_dir.clone(),
+            resume: false,
+            progress,
+        },
+    )?;
     let pretrained = evaluate(&outcome.method.backbone(), splits, cfg)?;
     let base = crate::device::parse(&cfg.device)?;
     base.seed(cfg.seed);

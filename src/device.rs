@@ -14,23 +14,34 @@ pub fn parse(name: &str) -> Result<Device> {
         #[cfg(feature = "tch")]
         "tch" => Ok(Device::libtorch()),
         #[cfg(not(feature = "tch"))]
-        "tch" => Err(Error::Config("device 'tch' needs a build with `--features tch`".into())),
-        _ => match name.strip_prefix("cuda:").or(if name == "cuda" { Some("0") } else { None }) {
+        "tch" => Err(Error::Config(
+            "device 'tch' needs a build with `--features tch`".into(),
+        )),
+        _ => match name
+            .strip_prefix("cuda:")
+            .or(if name == "cuda" { Some("0") } else { None })
+        {
             Some(_idx) => cuda(_idx),
-            None => Err(Error::Config(format!("unknown device '{name}': use cpu, tch or cuda:N"))),
+            None => Err(Error::Config(format!(
+                "unknown device '{name}': use cpu, tch or cuda:N"
+            ))),
         },
     }
 }
 
 #[cfg(feature = "cuda")]
 fn cuda(idx: &str) -> Result<Device> {
-    let i: usize = idx.parse().map_err(|_| Error::Config(format!("bad CUDA device index '{idx}'")))?;
+    let i: usize = idx
+        .parse()
+        .map_err(|_| Error::Config(format!("bad CUDA device index '{idx}'")))?;
     Ok(Device::cuda(i))
 }
 
 #[cfg(not(feature = "cuda"))]
 fn cuda(_idx: &str) -> Result<Device> {
-    Err(Error::Config("CUDA devices need a build with `--features cuda` (its build needs internet access)".into()))
+    Err(Error::Config(
+        "CUDA devices need a build with `--features cuda` (its build needs internet access)".into(),
+    ))
 }
 
 /// The training device: `base` with gradients enabled.

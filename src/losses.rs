@@ -45,7 +45,12 @@ pub fn cross_entropy(logits: Tensor<2>, targets: &[u32]) -> Tensor<1> {
 /// InfoNCE of MoCo (He et al. 2020, eq. 1): each query `q[i]` (`[B, D]`, L2-normalized) is
 /// classified among its positive key `k[i]` and the `K` negatives of `queue` (`[K, D]`), with
 /// logits `q.k / temperature`; the loss is the cross-entropy with the positive as target.
-pub fn info_nce_with_queue(q: Tensor<2>, k: Tensor<2>, queue: Tensor<2>, temperature: f32) -> Tensor<1> {
+pub fn info_nce_with_queue(
+    q: Tensor<2>,
+    k: Tensor<2>,
+    queue: Tensor<2>,
+    temperature: f32,
+) -> Tensor<1> {
     let pos = (q.clone() * k).sum_dim(1);
     let neg = q.matmul(queue.transpose());
     let logits = Tensor::cat(vec![pos, neg], 1) / temperature;
@@ -67,7 +72,11 @@ pub fn sinkhorn(scores: &[f32], n: usize, k: usize, epsilon: f64, iterations: us
     let lse = |vals: &mut dyn Iterator<Item = f64>| -> f64 {
         let v: Vec<f64> = vals.collect();
         let m = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        if m == f64::NEG_INFINITY { m } else { m + v.iter().map(|x| (x - m).exp()).sum::<f64>().ln() }
+        if m == f64::NEG_INFINITY {
+            m
+        } else {
+            m + v.iter().map(|x| (x - m).exp()).sum::<f64>().ln()
+        }
     };
     // Total mass 1.
     let total = lse(&mut log_q.iter().cloned());
@@ -107,7 +116,13 @@ pub fn swapped_prediction(codes: Tensor<2>, scores: Tensor<2>, temperature: f32)
 /// `P(i|v) = exp(s / temperature) / z` and noise `P_n = 1 / n`, the loss is
 /// `-log h(pos) - sum log(1 - h(neg))` with `h(s) = P / (P + m P_n)`, averaged over the batch;
 /// computed with softplus in the log domain.
-pub fn npid_nce(pos: Tensor<1>, neg: Tensor<2>, temperature: f32, log_z: f64, n: usize) -> Tensor<1> {
+pub fn npid_nce(
+    pos: Tensor<1>,
+    neg: Tensor<2>,
+    temperature: f32,
+    log_z: f64,
+    n: usize,
+) -> Tensor<1> {
     use burn::tensor::activation::softplus;
     let [b, m] = neg.dims();
     let log_c = (m as f64 / n as f64).ln();

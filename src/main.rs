@@ -177,7 +177,10 @@ struct EmbedArgs {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
@@ -204,11 +207,17 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Datasets => {
-            println!("embedded        Fashion-MNIST subset in the binary: 10,000 train + 2,000 test, 28x28 grey (MIT)");
-            println!("idx:DIR         MNIST-style IDX files (train-images-idx3-ubyte[.gz], t10k-*), gzipped or not");
+            println!(
+                "embedded        Fashion-MNIST subset in the binary: 10,000 train + 2,000 test, 28x28 grey (MIT)"
+            );
+            println!(
+                "idx:DIR         MNIST-style IDX files (train-images-idx3-ubyte[.gz], t10k-*), gzipped or not"
+            );
             println!("cifar10:DIR     CIFAR-10 binary batches (data_batch_N.bin, test_batch.bin)");
             println!("cifar100:DIR    CIFAR-100 binary files (train.bin, test.bin), fine labels");
-            println!("folder:DIR      images (PNG/JPEG) in class sub-folders, or unlabeled; train/ + test/ split if present");
+            println!(
+                "folder:DIR      images (PNG/JPEG) in class sub-folders, or unlabeled; train/ + test/ split if present"
+            );
             Ok(())
         }
     }
@@ -304,7 +313,15 @@ fn pretrain(a: PretrainArgs) -> Result<()> {
     }
     fit_views_to_data(&mut cfg, &splits);
     let n = splits.train.len();
-    let out = train::pretrain(&cfg, Arc::new(splits.train), &TrainOptions { out_dir: a.out.clone(), resume: a.resume, progress: !a.quiet })?;
+    let out = train::pretrain(
+        &cfg,
+        Arc::new(splits.train),
+        &TrainOptions {
+            out_dir: a.out.clone(),
+            resume: a.resume,
+            progress: !a.quiet,
+        },
+    )?;
     println!(
         "pretrained {} on {n} images: {} steps in {:.1} s ({:.0} img/s), loss {:.4} -> {:.4}; checkpoint {}",
         cfg.method,
@@ -321,34 +338,59 @@ fn pretrain(a: PretrainArgs) -> Result<()> {
 /// Reads the run config beside a checkpoint (or the defaults) and its backbone.
 fn load_checkpoint(path: &Path, data: Option<DataSource>) -> Result<(RunConfig, Splits, Backbone)> {
     let cfg_path = path.parent().unwrap_or(Path::new(".")).join("config.toml");
-    let mut cfg = if cfg_path.exists() { RunConfig::from_toml_file(&cfg_path)? } else { RunConfig::default() };
+    let mut cfg = if cfg_path.exists() {
+        RunConfig::from_toml_file(&cfg_path)?
+    } else {
+        RunConfig::default()
+    };
     if let Some(d) = data {
         cfg.data = d;
     }
     let splits = load_data(&cfg.data)?;
     let device = selfsup::device::parse(&cfg.device)?;
-    let backbone = selfsup::train::checkpoint::load_backbone(path, &cfg.backbone, splits.train.channels, &device)?;
+    let backbone = selfsup::train::checkpoint::load_backbone(
+        path,
+        &cfg.backbone,
+        splits.train.channels,
+        &device,
+    )?;
     Ok((cfg, splits, backbone))
 }
 
 fn evaluate(a: EvalArgs) -> Result<()> {
     let (cfg, splits, backbone) = load_checkpoint(&a.checkpoint, a.data)?;
-    let Some(test) = &splits.test else { bail!("data '{}' has no test split to score on", cfg.data) };
+    let Some(test) = &splits.test else {
+        bail!("data '{}' has no test split to score on", cfg.data)
+    };
     let (Some(ytr), Some(yte)) = (&splits.train.labels, &test.labels) else {
-        bail!("data '{}' has no labels: evaluation needs a labeled train and test split", cfg.data)
+        bail!(
+            "data '{}' has no labels: evaluation needs a labeled train and test split",
+            cfg.data
+        )
     };
     let ftr = eval::extract(&backbone, &splits.train, &cfg.views, 500);
     let fte = eval::extract(&backbone, test, &cfg.views, 500);
     match a.mode {
         EvalMode::Knn => {
-            let ks = if a.k.is_empty() { vec![20, 200] } else { a.k.clone() };
+            let ks = if a.k.is_empty() {
+                vec![20, 200]
+            } else {
+                a.k.clone()
+            };
             for (k, p) in ks.iter().zip(knn::predict_many(&ftr, ytr, &fte, &ks, 0.07)) {
-                println!("k-NN (k={k}, T=0.07) top-1: {:.2} %", eval::accuracy(&p, yte));
+                println!(
+                    "k-NN (k={k}, T=0.07) top-1: {:.2} %",
+                    eval::accuracy(&p, yte)
+                );
             }
         }
         EvalMode::Linear => {
             let r = linear::fit_predict(&ftr, ytr, &fte, &linear::LinearProbeConfig::default());
-            println!("linear probe top-1: {:.2} % (weight decay {})", eval::accuracy(&r.predictions, yte), r.weight_decay);
+            println!(
+                "linear probe top-1: {:.2} % (weight decay {})",
+                eval::accuracy(&r.predictions, yte),
+                r.weight_decay
+            );
         }
     }
     Ok(())
@@ -358,7 +400,10 @@ fn embed(a: EmbedArgs) -> Result<()> {
     let (cfg, splits, backbone) = load_checkpoint(&a.checkpoint, a.data)?;
     let data = match a.split {
         Split::Train => &splits.train,
-        Split::Test => splits.test.as_ref().context("the data has no test split; use --split train")?,
+        Split::Test => splits
+            .test
+            .as_ref()
+            .context("the data has no test split; use --split train")?,
     };
     let f = eval::extract(&backbone, data, &cfg.views, 500);
     selfsup::eval::write_npy_f32(&a.out, &f.data, &[f.n as u64, f.dim as u64])?;

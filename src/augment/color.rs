@@ -28,7 +28,9 @@ fn blend(img: &mut Image, f: f32, other: impl Fn(&Image, usize) -> f32) {
 
 /// Multiplies intensities by `f`.
 pub fn adjust_brightness(img: &mut Image, f: f32) {
-    img.data.iter_mut().for_each(|p| *p = (*p * f).clamp(0.0, 1.0));
+    img.data
+        .iter_mut()
+        .for_each(|p| *p = (*p * f).clamp(0.0, 1.0));
 }
 
 /// Scales the distance from the mean grey level by `f`.
@@ -91,14 +93,30 @@ fn hsv_to_rgb(h: f32, s: f32, v: f32) -> (f32, f32, f32) {
 
 /// Colour jitter: each adjustment with a factor drawn uniformly around 1 (hue around 0),
 /// applied in a random order.
-pub fn jitter<R: Rng>(img: &mut Image, brightness: f32, contrast: f32, saturation: f32, hue: f32, rng: &mut R) {
+pub fn jitter<R: Rng>(
+    img: &mut Image,
+    brightness: f32,
+    contrast: f32,
+    saturation: f32,
+    hue: f32,
+    rng: &mut R,
+) {
     let mut order = [0u8, 1, 2, 3];
     order.shuffle(rng);
     for op in order {
         match op {
-            0 if brightness > 0.0 => adjust_brightness(img, rng.random_range((1.0 - brightness).max(0.0)..=1.0 + brightness)),
-            1 if contrast > 0.0 => adjust_contrast(img, rng.random_range((1.0 - contrast).max(0.0)..=1.0 + contrast)),
-            2 if saturation > 0.0 => adjust_saturation(img, rng.random_range((1.0 - saturation).max(0.0)..=1.0 + saturation)),
+            0 if brightness > 0.0 => adjust_brightness(
+                img,
+                rng.random_range((1.0 - brightness).max(0.0)..=1.0 + brightness),
+            ),
+            1 if contrast > 0.0 => adjust_contrast(
+                img,
+                rng.random_range((1.0 - contrast).max(0.0)..=1.0 + contrast),
+            ),
+            2 if saturation > 0.0 => adjust_saturation(
+                img,
+                rng.random_range((1.0 - saturation).max(0.0)..=1.0 + saturation),
+            ),
             3 if hue > 0.0 => adjust_hue(img, rng.random_range(-hue..=hue)),
             _ => {}
         }

@@ -19,18 +19,33 @@ pub struct Region {
 
 /// Draws a region as torchvision does: ten tries at a random area fraction in `scale` and a
 /// log-uniform aspect ratio in `ratio`; falls back to the central crop.
-pub fn sample_region<R: Rng>(h: usize, w: usize, scale: (f32, f32), ratio: (f32, f32), rng: &mut R) -> Region {
+pub fn sample_region<R: Rng>(
+    h: usize,
+    w: usize,
+    scale: (f32, f32),
+    ratio: (f32, f32),
+    rng: &mut R,
+) -> Region {
     let area = (h * w) as f32;
     let (lr0, lr1) = (ratio.0.ln(), ratio.1.ln());
     for _ in 0..10 {
         let target = area * rng.random_range(scale.0..=scale.1);
-        let ar = if lr0 < lr1 { rng.random_range(lr0..=lr1).exp() } else { ratio.0 };
+        let ar = if lr0 < lr1 {
+            rng.random_range(lr0..=lr1).exp()
+        } else {
+            ratio.0
+        };
         let cw = (target * ar).sqrt().round();
         let ch = (target / ar).sqrt().round();
         if cw >= 1.0 && ch >= 1.0 && cw <= w as f32 && ch <= h as f32 {
             let top = rng.random_range(0..=(h - ch as usize)) as f32;
             let left = rng.random_range(0..=(w - cw as usize)) as f32;
-            return Region { top, left, height: ch, width: cw };
+            return Region {
+                top,
+                left,
+                height: ch,
+                width: cw,
+            };
         }
     }
     let in_ratio = w as f32 / h as f32;
@@ -41,7 +56,12 @@ pub fn sample_region<R: Rng>(h: usize, w: usize, scale: (f32, f32), ratio: (f32,
     } else {
         (w as f32, h as f32)
     };
-    Region { top: ((h as f32 - ch) / 2.0).floor(), left: ((w as f32 - cw) / 2.0).floor(), height: ch, width: cw }
+    Region {
+        top: ((h as f32 - ch) / 2.0).floor(),
+        left: ((w as f32 - cw) / 2.0).floor(),
+        height: ch,
+        width: cw,
+    }
 }
 
 /// Resamples `region` of `img` to `out_h` x `out_w` with bilinear interpolation (pixel centres
@@ -71,5 +91,10 @@ pub fn resized_crop(img: &Image, region: Region, out_h: usize, out_w: usize) -> 
             }
         }
     }
-    Image { data: out, channels: img.channels, height: out_h, width: out_w }
+    Image {
+        data: out,
+        channels: img.channels,
+        height: out_h,
+        width: out_w,
+    }
 }

@@ -27,7 +27,12 @@ pub struct Image {
 impl Image {
     /// Converts `u8` CHW pixels to `[0, 1]` floats.
     pub fn from_u8(pixels: &[u8], channels: usize, height: usize, width: usize) -> Image {
-        Image { data: pixels.iter().map(|&p| p as f32 / 255.0).collect(), channels, height, width }
+        Image {
+            data: pixels.iter().map(|&p| p as f32 / 255.0).collect(),
+            channels,
+            height,
+            width,
+        }
     }
 
     /// The value at channel `c`, row `y`, column `x`.
@@ -113,11 +118,15 @@ impl ViewConfig {
         }
         let (a, b) = self.crop_scale;
         if !(a > 0.0 && a <= b && b <= 1.0) {
-            return bad(format!("views.crop_scale ({a}, {b}) must satisfy 0 < min <= max <= 1"));
+            return bad(format!(
+                "views.crop_scale ({a}, {b}) must satisfy 0 < min <= max <= 1"
+            ));
         }
         let (a, b) = self.crop_ratio;
         if !(a > 0.0 && a <= b) {
-            return bad(format!("views.crop_ratio ({a}, {b}) must satisfy 0 < min <= max"));
+            return bad(format!(
+                "views.crop_ratio ({a}, {b}) must satisfy 0 < min <= max"
+            ));
         }
         for (name, p) in [
             ("flip_prob", self.flip_prob),
@@ -133,13 +142,19 @@ impl ViewConfig {
         if !(0.0..=0.5).contains(&self.hue) {
             return bad(format!("views.hue = {} must be in [0, 0.5]", self.hue));
         }
-        for (name, v) in [("brightness", self.brightness), ("contrast", self.contrast), ("saturation", self.saturation)] {
+        for (name, v) in [
+            ("brightness", self.brightness),
+            ("contrast", self.contrast),
+            ("saturation", self.saturation),
+        ] {
             if v < 0.0 {
                 return bad(format!("views.{name} = {v} must be non-negative"));
             }
         }
         if self.mean.is_empty() || self.std.is_empty() || self.std.iter().any(|&s| s <= 0.0) {
-            return bad("views.mean and views.std need at least one value each, std positive".into());
+            return bad(
+                "views.mean and views.std need at least one value each, std positive".into(),
+            );
         }
         Ok(())
     }
@@ -160,17 +175,28 @@ impl ViewConfig {
 
     /// Produces one augmented, normalized view of `img`.
     pub fn make<R: Rng>(&self, img: &Image, rng: &mut R) -> Image {
-        let mut v = if self.crop_scale == (1.0, 1.0) && img.height == self.size && img.width == self.size {
+        let mut v = if self.crop_scale == (1.0, 1.0)
+            && img.height == self.size
+            && img.width == self.size
+        {
             img.clone()
         } else {
-            let region = crop::sample_region(img.height, img.width, self.crop_scale, self.crop_ratio, rng);
+            let region =
+                crop::sample_region(img.height, img.width, self.crop_scale, self.crop_ratio, rng);
             crop::resized_crop(img, region, self.size, self.size)
         };
         if rng.random::<f32>() < self.flip_prob {
             v.flip_horizontal();
         }
         if rng.random::<f32>() < self.jitter_prob {
-            color::jitter(&mut v, self.brightness, self.contrast, self.saturation, self.hue, rng);
+            color::jitter(
+                &mut v,
+                self.brightness,
+                self.contrast,
+                self.saturation,
+                self.hue,
+                rng,
+            );
         }
         if v.channels == 3 && rng.random::<f32>() < self.grayscale_prob {
             color::to_grayscale(&mut v);

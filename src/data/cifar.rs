@@ -34,12 +34,24 @@ pub fn parse(path: &Path, bytes: &[u8], label_bytes: usize) -> Result<Dataset> {
     for (i, r) in bytes.chunks_exact(record).enumerate() {
         let label = r[label_bytes - 1] as u32;
         if label > max_label {
-            return Err(Error::format(path, format!("record {i} has label {label}, above {max_label}: is this the right CIFAR variant?")));
+            return Err(Error::format(
+                path,
+                format!(
+                    "record {i} has label {label}, above {max_label}: is this the right CIFAR variant?"
+                ),
+            ));
         }
         labels.push(label);
         pixels.extend_from_slice(&r[label_bytes..]);
     }
-    Ok(Dataset { pixels, labels: Some(labels), class_names: Vec::new(), channels: 3, height: 32, width: 32 })
+    Ok(Dataset {
+        pixels,
+        labels: Some(labels),
+        class_names: Vec::new(),
+        channels: 3,
+        height: 32,
+        width: 32,
+    })
 }
 
 fn concat(parts: Vec<Dataset>) -> Dataset {
@@ -56,7 +68,13 @@ fn concat(parts: Vec<Dataset>) -> Dataset {
 
 fn class_names(dir: &Path, file: &str) -> Vec<String> {
     std::fs::read_to_string(dir.join(file))
-        .map(|s| s.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
+        .map(|s| {
+            s.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -64,7 +82,10 @@ fn require_dir(dir: &Path) -> Result<()> {
     if dir.is_dir() {
         Ok(())
     } else {
-        Err(Error::io(dir, std::io::Error::new(std::io::ErrorKind::NotFound, "no such folder")))
+        Err(Error::io(
+            dir,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such folder"),
+        ))
     }
 }
 
@@ -80,14 +101,27 @@ pub fn load_cifar10_dir(dir: &Path) -> Result<Splits> {
         }
     }
     if train.is_empty() {
-        return Err(Error::format(dir, "no data_batch_N.bin file in this folder"));
+        return Err(Error::format(
+            dir,
+            "no data_batch_N.bin file in this folder",
+        ));
     }
     let test_path = dir.join("test_batch.bin");
-    let test = if test_path.exists() { Some(parse(&test_path, &read_file(&test_path)?, 1)?) } else { None };
+    let test = if test_path.exists() {
+        Some(parse(&test_path, &read_file(&test_path)?, 1)?)
+    } else {
+        None
+    };
     let names = class_names(dir, "batches.meta.txt");
     let mut train = concat(train);
     train.class_names = names.clone();
-    Ok(Splits { train, test: test.map(|mut t| { t.class_names = names; t }) })
+    Ok(Splits {
+        train,
+        test: test.map(|mut t| {
+            t.class_names = names;
+            t
+        }),
+    })
 }
 
 /// Loads CIFAR-100 (fine labels) from a folder with `train.bin` and optionally `test.bin`.
@@ -101,6 +135,16 @@ pub fn load_cifar100_dir(dir: &Path) -> Result<Splits> {
     let mut train = parse(&p, &read_file(&p)?, 2)?;
     train.class_names = names.clone();
     let tp = dir.join("test.bin");
-    let test = if tp.exists() { Some(parse(&tp, &read_file(&tp)?, 2)?) } else { None };
-    Ok(Splits { train, test: test.map(|mut t| { t.class_names = names; t }) })
+    let test = if tp.exists() {
+        Some(parse(&tp, &read_file(&tp)?, 2)?)
+    } else {
+        None
+    };
+    Ok(Splits {
+        train,
+        test: test.map(|mut t| {
+            t.class_names = names;
+            t
+        }),
+    })
 }

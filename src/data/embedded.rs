@@ -22,5 +22,8 @@ pub fn fashion_mnist() -> Result<Splits> {
         d.class_names = FASHION_CLASSES.iter().map(|s| s.to_string()).collect();
         Ok::<_, crate::error::Error>(d)
     };
-    Ok(Splits { train: load("train", TRAIN_IMAGES, TRAIN_LABELS)?, test: Some(load("t10k", TEST_IMAGES, TEST_LABELS)?) })
+    Ok(Splits {
+        train: load("train", TRAIN_IMAGES, TRAIN_LABELS)?,
+        test: Some(load("t10k", TEST_IMAGES, TEST_LABELS)?),
+    })
 }

@@ -11,7 +11,10 @@ pub const DEFAULT_SIDE: usize = 32;
 
 fn is_image(p: &Path) -> bool {
     matches!(
-        p.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref(),
+        p.extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase())
+            .as_deref(),
         Some("png" | "jpg" | "jpeg")
     )
 }
@@ -29,12 +32,18 @@ pub fn load_image(path: &Path, side: usize) -> Result<Vec<u8>> {
     if bytes.is_empty() {
         return Err(Error::format(path, "empty image file (0 bytes)"));
     }
-    let img = image::load_from_memory(&bytes).map_err(|e| Error::format(path, format!("cannot decode image: {e}")))?;
+    let img = image::load_from_memory(&bytes)
+        .map_err(|e| Error::format(path, format!("cannot decode image: {e}")))?;
     let rgb = img.to_rgb8();
     let (w, h) = rgb.dimensions();
     let s = w.min(h);
     let cropped = image::imageops::crop_imm(&rgb, (w - s) / 2, (h - s) / 2, s, s).to_image();
-    let resized = image::imageops::resize(&cropped, side as u32, side as u32, image::imageops::FilterType::Triangle);
+    let resized = image::imageops::resize(
+        &cropped,
+        side as u32,
+        side as u32,
+        image::imageops::FilterType::Triangle,
+    );
     let mut chw = vec![0u8; 3 * side * side];
     for (i, p) in resized.pixels().enumerate() {
         for c in 0..3 {
@@ -47,31 +56,58 @@ pub fn load_image(path: &Path, side: usize) -> Result<Vec<u8>> {
 /// Loads one folder: class sub-folders (labeled) or images directly inside (unlabeled).
 pub fn load_folder(dir: &Path, side: usize) -> Result<Dataset> {
     if !dir.is_dir() {
-        return Err(Error::io(dir, std::io::Error::new(std::io::ErrorKind::NotFound, "no such folder")));
+        return Err(Error::io(
+            dir,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such folder"),
+        ));
     }
     let entries = sorted_entries(dir)?;
     let classes: Vec<&PathBuf> = entries.iter().filter(|p| p.is_dir()).collect();
     let mut files: Vec<(PathBuf, Option<u32>)> = Vec::new();
     let mut class_names = Vec::new();
     if classes.is_empty() {
-        files.extend(entries.iter().filter(|p| is_image(p)).map(|p| (p.clone(), None)));
+        files.extend(
+            entries
+                .iter()
+                .filter(|p| is_image(p))
+                .map(|p| (p.clone(), None)),
+        );
     } else {
         for (label, c) in classes.iter().enumerate() {
-            class_names.push(c.file_name().unwrap_or_default().to_string_lossy().into_owned());
+            class_names.push(
+                c.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
             for f in sorted_entries(c)?.into_iter().filter(|p| is_image(p)) {
                 files.push((f, Some(label as u32)));
             }
         }
     }
     if files.is_empty() {
-        return Err(Error::format(dir, "no PNG or JPEG image found in this folder or its class sub-folders"));
+        return Err(Error::format(
+            dir,
+            "no PNG or JPEG image found in this folder or its class sub-folders",
+        ));
     }
     let mut pixels = Vec::with_capacity(files.len() * 3 * side * side);
     for (f, _) in &files {
         pixels.extend(load_image(f, side)?);
     }
-    let labels = if classes.is_empty() { None } else { Some(files.iter().map(|(_, l)| l.unwrap()).collect()) };
-    Ok(Dataset { pixels, labels, class_names, channels: 3, height: side, width: side })
+    let labels = if classes.is_empty() {
+        None
+    } else {
+        Some(files.iter().map(|(_, l)| l.unwrap()).collect())
+    };
+    Ok(Dataset {
+        pixels,
+        labels,
+        class_names,
+        channels: 3,
+        height: side,
+        width: side,
+    })
 }
 
 /// Loads `train/` and `test/` sub-folders when both exist, else the whole folder as train.
@@ -83,8 +119,14 @@ pub fn load_splits(dir: &Path) -> Result<Splits> {
 pub fn load_splits_sized(dir: &Path, side: usize) -> Result<Splits> {
     let (tr, te) = (dir.join("train"), dir.join("test"));
     if tr.is_dir() && te.is_dir() {
-        Ok(Splits { train: load_folder(&tr, side)?, test: Some(load_folder(&te, side)?) })
+        Ok(Splits {
+            train: load_folder(&tr, side)?,
+            test: Some(load_folder(&te, side)?),
+        })
     } else {
-        Ok(Splits { train: load_folder(dir, side)?, test: None })
+        Ok(Splits {
+            train: load_folder(dir, side)?,
+            test: None,
+        })
     }
 }

@@ -48,7 +48,10 @@ pub struct HostTensor {
 pub fn mix_seed(parts: &[u64]) -> u64 {
     let mut h: u64 = 0x9E37_79B9_7F4A_7C15;
     for &p in parts {
-        h ^= p.wrapping_add(0x9E37_79B9_7F4A_7C15).wrapping_add(h << 6).wrapping_add(h >> 2);
+        h ^= p
+            .wrapping_add(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(h << 6)
+            .wrapping_add(h >> 2);
         let mut z = h;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -60,18 +63,33 @@ pub fn mix_seed(parts: &[u64]) -> u64 {
 /// The order in which `epoch` visits the `n` images.
 pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
-    order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix_seed(&[seed, epoch as u64, 0xE90C])));
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix_seed(&[
+        seed,
+        epoch as u64,
+        0xE90C,
+    ])));
     order
 }
 
 /// Makes the views of the images at `indices` (deterministic given `seed`, `epoch` and the
 /// position of each image in the epoch, `first_position + i`).
-pub fn make_batch(data: &Dataset, spec: &ViewSpec, indices: &[usize], seed: u64, epoch: usize, first_position: usize) -> Vec<HostTensor> {
+pub fn make_batch(
+    data: &Dataset,
+    spec: &ViewSpec,
+    indices: &[usize],
+    seed: u64,
+    epoch: usize,
+    first_position: usize,
+) -> Vec<HostTensor> {
     let per_image: Vec<Vec<Image>> = indices
         .par_iter()
         .enumerate()
         .map(|(i, &idx)| {
-            let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[seed, epoch as u64, (first_position + i) as u64]));
+            let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[
+                seed,
+                epoch as u64,
+                (first_position + i) as u64,
+            ]));
             let img = Image::from_u8(data.image(idx), data.channels, data.height, data.width);
             spec.views.iter().map(|v| v.make(&img, &mut rng)).collect()
         })
@@ -122,12 +140,18 @@ impl Loader {
     pub fn spawn(data: Arc<Dataset>, spec: ViewSpec, cfg: LoaderConfig) -> Loader {
         let (tx, rx) = sync_channel(cfg.prefetch.max(1));
         let worker = std::thread::spawn(move || run_worker(data, spec, cfg, tx));
-        Loader { rx, _worker: worker }
+        Loader {
+            rx,
+            _worker: worker,
+        }
     }
 }
 
 fn run_worker(data: Arc<Dataset>, spec: ViewSpec, cfg: LoaderConfig, tx: SyncSender<HostBatch>) {
-    let pool = match rayon::ThreadPoolBuilder::new().num_threads(cfg.workers.max(1)).build() {
+    let pool = match rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.workers.max(1))
+        .build()
+    {
         Ok(p) => p,
         Err(_) => return,
     };
@@ -141,9 +165,19 @@ fn run_worker(data: Arc<Dataset>, spec: ViewSpec, cfg: LoaderConfig, tx: SyncSen
         let order = epoch_order(data.len(), cfg.seed, epoch);
         while b < per_epoch {
             let idx = &order[b * cfg.batch_size..(b + 1) * cfg.batch_size];
-            let views = pool.install(|| make_batch(&data, &spec, idx, cfg.seed, epoch, b * cfg.batch_size));
-            let labels = data.labels.as_ref().map(|l| idx.iter().map(|&i| l[i]).collect());
-            let batch = HostBatch { views, indices: idx.to_vec(), labels, epoch, batch_in_epoch: b };
+            let views =
+                pool.install(|| make_batch(&data, &spec, idx, cfg.seed, epoch, b * cfg.batch_size));
+            let labels = data
+                .labels
+                .as_ref()
+                .map(|l| idx.iter().map(|&i| l[i]).collect());
+            let batch = HostBatch {
+                views,
+                indices: idx.to_vec(),
+                labels,
+                epoch,
+                batch_in_epoch: b,
+            };
             if tx.send(batch).is_err() {
                 return;
             }

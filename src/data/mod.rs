@@ -53,7 +53,9 @@ impl Dataset {
 
     /// Number of classes (one more than the largest label), 0 when unlabeled.
     pub fn num_classes(&self) -> usize {
-        self.labels.as_ref().map_or(0, |l| l.iter().copied().max().map_or(0, |m| m as usize + 1))
+        self.labels
+            .as_ref()
+            .map_or(0, |l| l.iter().copied().max().map_or(0, |m| m as usize + 1))
     }
 
     /// A new data set with the images at `indices`, in that order.
@@ -64,7 +66,10 @@ impl Dataset {
         }
         Dataset {
             pixels,
-            labels: self.labels.as_ref().map(|l| indices.iter().map(|&i| l[i]).collect()),
+            labels: self
+                .labels
+                .as_ref()
+                .map(|l| indices.iter().map(|&i| l[i]).collect()),
             class_names: self.class_names.clone(),
             channels: self.channels,
             height: self.height,

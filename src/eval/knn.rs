@@ -17,7 +17,10 @@ pub struct KnnConfig {
 
 impl Default for KnnConfig {
     fn default() -> Self {
-        KnnConfig { k: 200, temperature: 0.07 }
+        KnnConfig {
+            k: 200,
+            temperature: 0.07,
+        }
     }
 }
 
@@ -31,15 +34,35 @@ fn normalized(f: &Features) -> Vec<f32> {
 }
 
 /// Predicts a class for each row of `test` from the labeled rows of `train`.
-pub fn predict(train: &Features, train_labels: &[u32], test: &Features, cfg: KnnConfig) -> Vec<u32> {
-    predict_many(train, train_labels, test, &[cfg.k], cfg.temperature).pop().expect("one k")
+pub fn predict(
+    train: &Features,
+    train_labels: &[u32],
+    test: &Features,
+    cfg: KnnConfig,
+) -> Vec<u32> {
+    predict_many(train, train_labels, test, &[cfg.k], cfg.temperature)
+        .pop()
+        .expect("one k")
 }
 
 /// [`predict`] for several `ks` at once: the similarities are computed once and the top
 /// `max(ks)` neighbours sorted once; returns one prediction vector per k, in order.
-pub fn predict_many(train: &Features, train_labels: &[u32], test: &Features, ks: &[usize], temperature: f32) -> Vec<Vec<u32>> {
-    assert_eq!(train.dim, test.dim, "train and test features must have the same dimension");
-    let classes = train_labels.iter().copied().max().map_or(1, |m| m as usize + 1);
+pub fn predict_many(
+    train: &Features,
+    train_labels: &[u32],
+    test: &Features,
+    ks: &[usize],
+    temperature: f32,
+) -> Vec<Vec<u32>> {
+    assert_eq!(
+        train.dim, test.dim,
+        "train and test features must have the same dimension"
+    );
+    let classes = train_labels
+        .iter()
+        .copied()
+        .max()
+        .map_or(1, |m| m as usize + 1);
     let tr = normalized(train);
     let te = normalized(test);
     let d = train.dim;
@@ -61,10 +84,16 @@ pub fn predict_many(train: &Features, train_labels: &[u32], test: &Features, ks:
                     for &(s, l) in &top[..k.clamp(1, kmax)] {
                         votes[l as usize] += ((s / temperature) as f64).exp();
                     }
-                    votes.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(c, _)| c as u32)
+                    votes
+                        .iter()
+                        .enumerate()
+                        .max_by(|a, b| a.1.total_cmp(b.1))
+                        .map_or(0, |(c, _)| c as u32)
                 })
                 .collect()
         })
         .collect();
-    (0..ks.len()).map(|i| per_query.iter().map(|p| p[i]).collect()).collect()
+    (0..ks.len())
+        .map(|i| per_query.iter().map(|p| p[i]).collect())
+        .collect()
 }

@@ -28,7 +28,13 @@ pub struct LinearProbeConfig {
 
 impl Default for LinearProbeConfig {
     fn default() -> Self {
-        LinearProbeConfig { epochs: 0, batch_size: 256, lr: 1e-3, weight_decays: vec![0.0, 1e-4, 1e-3], seed: 0 }
+        LinearProbeConfig {
+            epochs: 0,
+            batch_size: 256,
+            lr: 1e-3,
+            weight_decays: vec![0.0, 1e-4, 1e-3],
+            seed: 0,
+        }
     }
 }
 
@@ -53,20 +59,38 @@ fn standardizer(f: &Features) -> (Vec<f32>, Vec<f32>) {
     }
     let n = f.n.max(1) as f64;
     let m: Vec<f32> = mean.iter().map(|s| (s / n) as f32).collect();
-    let s: Vec<f32> = sq.iter().zip(&mean).map(|(q, s)| ((q / n - (s / n).powi(2)).max(0.0).sqrt() as f32).max(1e-6)).collect();
+    let s: Vec<f32> = sq
+        .iter()
+        .zip(&mean)
+        .map(|(q, s)| ((q / n - (s / n).powi(2)).max(0.0).sqrt() as f32).max(1e-6))
+        .collect();
     (m, s)
 }
 
 fn standardize(f: &Features, rows: &[usize], mean: &[f32], std: &[f32]) -> Vec<f32> {
     let mut out = Vec::with_capacity(rows.len() * f.dim);
     for &i in rows {
-        out.extend(f.row(i).iter().zip(mean).zip(std).map(|((v, m), s)| (v - m) / s));
+        out.extend(
+            f.row(i)
+                .iter()
+                .zip(mean)
+                .zip(std)
+                .map(|((v, m), s)| (v - m) / s),
+        );
     }
     out
 }
 
 /// Trains a probe on `rows` of `train` and returns `(W [d, k], b [k])` as tensors.
-fn fit(x: &[f32], y: &[u32], d: usize, k: usize, wd: f64, cfg: &LinearProbeConfig, device: &Device) -> (Tensor<2>, Tensor<2>) {
+fn fit(
+    x: &[f32],
+    y: &[u32],
+    d: usize,
+    k: usize,
+    wd: f64,
+    cfg: &LinearProbeConfig,
+    device: &Device,
+) -> (Tensor<2>, Tensor<2>) {
     let n = y.len();
     let x_all = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [n, d]), device);
     let mut w = Tensor::<2>::zeros([d, k], device);
@@ -76,7 +100,11 @@ fn fit(x: &[f32], y: &[u32], d: usize, k: usize, wd: f64, cfg: &LinearProbeConfi
     let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
     let bs = cfg.batch_size.min(n).max(1);
     let steps_per_epoch = n.div_ceil(bs);
-    let epochs = if cfg.epochs > 0 { cfg.epochs } else { (600_000 / n.max(1)).clamp(10, 60) };
+    let epochs = if cfg.epochs > 0 {
+        cfg.epochs
+    } else {
+        (600_000 / n.max(1)).clamp(10, 60)
+    };
     let total = (epochs * steps_per_epoch) as f64;
     let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[cfg.seed, 0x11AE]));
     let mut order: Vec<usize> = (0..n).collect();
@@ -87,7 +115,10 @@ fn fit(x: &[f32], y: &[u32], d: usize, k: usize, wd: f64, cfg: &LinearProbeConfi
             t += 1;
             let lr = cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * (t - 1) as f64 / total).cos());
             let m = chunk.len();
-            let idx = Tensor::<1, Int>::from_data(TensorData::new(chunk.iter().map(|&i| i as i64).collect::<Vec<_>>(), [m]), device);
+            let idx = Tensor::<1, Int>::from_data(
+                TensorData::new(chunk.iter().map(|&i| i as i64).collect::<Vec<_>>(), [m]),
+                device,
+            );
             let xb = x_all.clone().select(0, idx);
             let mut onehot = vec![0.0f32; m * k];
             for (r, &i) in chunk.iter().enumerate() {
@@ -111,14 +142,34 @@ fn fit(x: &[f32], y: &[u32], d: usize, k: usize, wd: f64, cfg: &LinearProbeConfi
     (w, b)
 }
 
-fn predict(x: &[f32], n: usize, d: usize, w: &Tensor<2>, b: &Tensor<2>, device: &Device) -> Vec<u32> {
+fn predict(
+    x: &[f32],
+    n: usize,
+    d: usize,
+    w: &Tensor<2>,
+    b: &Tensor<2>,
+    device: &Device,
+) -> Vec<u32> {
     let x = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [n, d]), device);
     let logits = x.matmul(w.clone()) + b.clone();
-    logits.argmax(1).into_data().convert::<i64>().try_to_vec::<i64>().expect("int predictions").into_iter().map(|v| v as u32).collect()
+    logits
+        .argmax(1)
+        .into_data()
+        .convert::<i64>()
+        .try_to_vec::<i64>()
+        .expect("int predictions")
+        .into_iter()
+        .map(|v| v as u32)
+        .collect()
 }
 
 /// Fits a linear probe on `train` (with `labels`) and predicts the class of each `test` row.
-pub fn fit_predict(train: &Features, labels: &[u32], test: &Features, cfg: &LinearProbeConfig) -> LinearProbeResult {
+pub fn fit_predict(
+    train: &Features,
+    labels: &[u32],
+    test: &Features,
+    cfg: &LinearProbeConfig,
+) -> LinearProbeResult {
     let device = Device::flex();
     let k = labels.iter().copied().max().map_or(1, |m| m as usize + 1);
     let d = train.dim;
@@ -148,5 +199,8 @@ pub fn fit_predict(train: &Features, labels: &[u32], test: &Features, cfg: &Line
     let (w, b) = fit(&x, labels, d, k, wd, cfg, &device);
     let test_rows: Vec<usize> = (0..test.n).collect();
     let xt = standardize(test, &test_rows, &mean, &std);
-    LinearProbeResult { predictions: predict(&xt, test.n, d, &w, &b, &device), weight_decay: wd }
+    LinearProbeResult {
+        predictions: predict(&xt, test.n, d, &w, &b, &device),
+        weight_decay: wd,
+    }
 }

@@ -34,7 +34,11 @@ impl Features {
 /// `data`, preprocessed with `view` (normalization and resize only), in batches.
 pub fn extract(backbone: &Backbone, data: &Dataset, view: &ViewConfig, batch: usize) -> Features {
     let plain = backbone.valid();
-    let device = plain.devices().into_iter().next().unwrap_or_else(Device::flex);
+    let device = plain
+        .devices()
+        .into_iter()
+        .next()
+        .unwrap_or_else(Device::flex);
     let view = view.eval_only();
     let mut out = Vec::new();
     let mut dim = 0;
@@ -52,9 +56,18 @@ pub fn extract(backbone: &Backbone, data: &Dataset, view: &ViewConfig, batch: us
         let x = Tensor::<4>::from_data(TensorData::new(px, shape), &device);
         let f = plain.forward(x);
         dim = f.dims()[1];
-        out.extend(f.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 features"));
+        out.extend(
+            f.into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .expect("f32 features"),
+        );
     }
-    Features { n: data.len(), dim, data: out }
+    Features {
+        n: data.len(),
+        dim,
+        data: out,
+    }
 }
 
 /// Top-1 accuracy of `predicted` against `labels`, in percent.
@@ -63,7 +76,11 @@ pub fn accuracy(predicted: &[u32], labels: &[u32]) -> f64 {
     100.0 * hits as f64 / labels.len().max(1) as f64
 }
 
-fn write_npy<T: npyz::AutoSerialize + Copy>(path: &std::path::Path, data: &[T], shape: &[u64]) -> crate::Result<()> {
+fn write_npy<T: npyz::AutoSerialize + Copy>(
+    path: &std::path::Path,
+    data: &[T],
+    shape: &[u64],
+) -> crate::Result<()> {
     let mut buf = Vec::new();
     {
         use npyz::WriterBuilder;
@@ -73,7 +90,8 @@ fn write_npy<T: npyz::AutoSerialize + Copy>(path: &std::path::Path, data: &[T], 
             .writer(&mut buf)
             .begin_nd()
             .map_err(|e| crate::Error::io(path, e))?;
-        w.extend(data.iter().copied()).map_err(|e| crate::Error::io(path, e))?;
+        w.extend(data.iter().copied())
+            .map_err(|e| crate::Error::io(path, e))?;
         w.finish().map_err(|e| crate::Error::io(path, e))?;
     }
     crate::train::checkpoint::write_atomic(path, &buf)

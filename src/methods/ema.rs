@@ -1,8 +1,8 @@
 //! Exponential moving averages of a module's tensors, outside autograd: the momentum
 //! ("key", "target", "teacher") encoders of MoCo, BYOL and DINO.
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use crate::nets::ParamPath;
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::prelude::*;
 use std::collections::HashMap;
 
@@ -55,9 +55,16 @@ impl ModuleMapper for Blend {
 /// `momentum * target + (1 - momentum) * source`, matched by path. The result tracks no
 /// gradient: a momentum encoder is never trained by backpropagation.
 pub fn ema_update<M: Module>(target: M, source: &M, momentum: f64) -> M {
-    let mut c = Collect { paths: ParamPath::default(), out: HashMap::new() };
+    let mut c = Collect {
+        paths: ParamPath::default(),
+        out: HashMap::new(),
+    };
     source.visit(&mut c);
-    let mut b = Blend { paths: ParamPath::default(), source: c.out, momentum };
+    let mut b = Blend {
+        paths: ParamPath::default(),
+        source: c.out,
+        momentum,
+    };
     target.map(&mut b)
 }
 

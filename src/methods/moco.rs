@@ -111,25 +111,42 @@ pub struct Moco {
 fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn Method>> {
     let c = &run.moco;
     if c.queue_size == 0 || c.shuffle_groups == 0 || !(0.0..=1.0).contains(&c.momentum) {
-        return Err(crate::Error::Config("moco.queue_size and moco.shuffle_groups must be positive, moco.momentum in [0, 1]".into()));
+        return Err(crate::Error::Config(
+            "moco.queue_size and moco.shuffle_groups must be positive, moco.momentum in [0, 1]"
+                .into(),
+        ));
     }
     let backbone = Backbone::new(&run.backbone, in_channels, device);
     let projector = ProjectionHead::new(backbone.feature_dim(), c.proj_hidden, c.proj_dim, device);
-    let query = MocoEncoder { backbone, projector };
+    let query = MocoEncoder {
+        backbone,
+        projector,
+    };
     // A separately built encoder (own BatchNorm state), then set equal to the query encoder.
     let fresh_backbone = Backbone::new(&run.backbone, in_channels, device);
     let fresh = MocoEncoder {
-        projector: ProjectionHead::new(fresh_backbone.feature_dim(), c.proj_hidden, c.proj_dim, device),
+        projector: ProjectionHead::new(
+            fresh_backbone.feature_dim(),
+            c.proj_hidden,
+            c.proj_dim,
+            device,
+        ),
         backbone: fresh_backbone,
     };
     let key = ema_update(fresh, &query, 0.0);
-    let queue = l2_normalize(Tensor::<2>::random([c.queue_size, c.proj_dim], burn::tensor::Distribution::Normal(0.0, 1.0), &device.clone().inner()));
+    let queue = l2_normalize(Tensor::<2>::random(
+        [c.queue_size, c.proj_dim],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &device.clone().inner(),
+    ));
     Ok(Box::new(Moco {
         model: MocoModel { query, key },
         queue,
         ptr: 0,
         cfg: c.clone(),
-        views: ViewSpec { views: vec![run.views.clone(), run.views.clone()] },
+        views: ViewSpec {
+            views: vec![run.views.clone(), run.views.clone()],
+        },
         device: device.clone(),
         seed: run.seed,
         step: 0,
@@ -145,17 +162,30 @@ impl Moco {
             return self.model.key.forward(x).detach().inner();
         }
         let mut perm: Vec<usize> = (0..b).collect();
-        perm.shuffle(&mut ChaCha8Rng::seed_from_u64(mix_seed(&[self.seed, self.step, 0x5B])));
+        perm.shuffle(&mut ChaCha8Rng::seed_from_u64(mix_seed(&[
+            self.seed, self.step, 0x5B,
+        ])));
         let mut inv = vec![0usize; b];
         for (i, &p) in perm.iter().enumerate() {
             inv[p] = i;
         }
-        let idx = |v: &[usize], d: &Device| Tensor::<1, Int>::from_data(TensorData::new(v.iter().map(|&i| i as i64).collect::<Vec<_>>(), [v.len()]), d);
+        let idx = |v: &[usize], d: &Device| {
+            Tensor::<1, Int>::from_data(
+                TensorData::new(v.iter().map(|&i| i as i64).collect::<Vec<_>>(), [v.len()]),
+                d,
+            )
+        };
         let shuffled = x.select(0, idx(&perm, &self.device));
         let chunk = b.div_ceil(g);
         let parts: Vec<Tensor<2>> = (0..b)
             .step_by(chunk)
-            .map(|s| self.model.key.forward(shuffled.clone().narrow(0, s, chunk.min(b - s))).detach().inner())
+            .map(|s| {
+                self.model
+                    .key
+                    .forward(shuffled.clone().narrow(0, s, chunk.min(b - s)))
+                    .detach()
+                    .inner()
+            })
             .collect();
         let k = Tensor::cat(parts, 0);
         k.clone().select(0, idx(&inv, &k.device()))
@@ -174,7 +204,10 @@ impl Moco {
             let take = n.min(k - self.ptr);
             let part = keys.clone().narrow(0, off, take);
             let d = self.cfg.proj_dim;
-            self.queue = self.queue.clone().slice_assign([self.ptr..self.ptr + take, 0..d], part);
+            self.queue = self
+                .queue
+                .clone()
+                .slice_assign([self.ptr..self.ptr + take, 0..d], part);
             self.ptr = (self.ptr + take) % k;
             off += take;
             n -= take;
@@ -191,30 +224,54 @@ impl Method for Moco {
         self.views.clone()
     }
 
-    fn train_step(&mut self, batch: &HostBatch, opt: &mut Optimizer, lr: f64) -> Result<StepOutput> {
+    fn train_step(
+        &mut self,
+        batch: &HostBatch,
+        opt: &mut Optimizer,
+        lr: f64,
+    ) -> Result<StepOutput> {
         self.step += 1;
         let x1 = batch.views[0].to_tensor(&self.device);
         let x2 = batch.views[1].to_tensor(&self.device);
         let k2 = self.keys(x2.clone());
         let queue = Tensor::from_inner(self.queue.clone());
         let q1 = self.model.query.forward(x1.clone());
-        let mut loss = info_nce_with_queue(q1, Tensor::from_inner(k2.clone()), queue.clone(), self.cfg.temperature);
+        let mut loss = info_nce_with_queue(
+            q1,
+            Tensor::from_inner(k2.clone()),
+            queue.clone(),
+            self.cfg.temperature,
+        );
         let mut new_keys = k2;
         if self.cfg.symmetric {
             let k1 = self.keys(x1);
             let q2 = self.model.query.forward(x2);
-            loss = (loss + info_nce_with_queue(q2, Tensor::from_inner(k1.clone()), queue, self.cfg.temperature)) / 2.0;
+            loss = (loss
+                + info_nce_with_queue(
+                    q2,
+                    Tensor::from_inner(k1.clone()),
+                    queue,
+                    self.cfg.temperature,
+                ))
+                / 2.0;
             new_keys = Tensor::cat(vec![new_keys, k1], 0);
         }
         let value = finite_scalar(&loss, self.step, "MoCo InfoNCE loss")?;
         let grads = GradientsParams::from_grads(loss.backward(), &self.model.query);
         self.model.query = opt.step(lr, self.model.query.clone(), grads);
         self.enqueue(new_keys);
-        Ok(StepOutput { loss: value, terms: vec![] })
+        Ok(StepOutput {
+            loss: value,
+            terms: vec![],
+        })
     }
 
     fn after_step(&mut self, info: &StepInfo) {
-        let m = if self.cfg.cosine_momentum { cosine_momentum(self.cfg.momentum, info.step, info.total_steps) } else { self.cfg.momentum };
+        let m = if self.cfg.cosine_momentum {
+            cosine_momentum(self.cfg.momentum, info.step, info.total_steps)
+        } else {
+            self.cfg.momentum
+        };
         self.model.key = ema_update(self.model.key.clone(), &self.model.query, m);
     }
 
@@ -225,9 +282,26 @@ impl Method for Moco {
     fn tensors(&self) -> BTreeMap<String, HostParam> {
         let mut t = checkpoint::collect(&self.model);
         let [k, d] = self.queue.dims();
-        let data = self.queue.to_data().convert::<f32>().try_to_vec().expect("f32 queue");
-        t.insert("queue".into(), HostParam { shape: vec![k, d], data });
-        t.insert("queue_ptr".into(), HostParam { shape: vec![1], data: vec![self.ptr as f32] });
+        let data = self
+            .queue
+            .to_data()
+            .convert::<f32>()
+            .try_to_vec()
+            .expect("f32 queue");
+        t.insert(
+            "queue".into(),
+            HostParam {
+                shape: vec![k, d],
+                data,
+            },
+        );
+        t.insert(
+            "queue_ptr".into(),
+            HostParam {
+                shape: vec![1],
+                data: vec![self.ptr as f32],
+            },
+        );
         t
     }
 
@@ -238,11 +312,17 @@ impl Method for Moco {
         self.model = checkpoint::apply(self.model.clone(), &model_tensors, path)?;
         match (queue, ptr) {
             (Some(q), Some(p)) if q.shape == self.queue.dims().to_vec() => {
-                self.queue = Tensor::from_data(TensorData::new(q.data, [q.shape[0], q.shape[1]]), &self.device.clone().inner());
+                self.queue = Tensor::from_data(
+                    TensorData::new(q.data, [q.shape[0], q.shape[1]]),
+                    &self.device.clone().inner(),
+                );
                 self.ptr = p.data[0] as usize;
                 Ok(())
             }
-            _ => Err(crate::Error::Checkpoint { path: path.to_path_buf(), message: "MoCo queue missing or of another size".into() }),
+            _ => Err(crate::Error::Checkpoint {
+                path: path.to_path_buf(),
+                message: "MoCo queue missing or of another size".into(),
+            }),
         }
     }
 }

@@ -46,7 +46,8 @@ pub trait Method {
     /// The views the loader must produce for each image.
     fn views(&self) -> ViewSpec;
     /// Forward, loss, backward and one optimizer update with learning rate `lr`.
-    fn train_step(&mut self, batch: &HostBatch, opt: &mut Optimizer, lr: f64) -> Result<StepOutput>;
+    fn train_step(&mut self, batch: &HostBatch, opt: &mut Optimizer, lr: f64)
+    -> Result<StepOutput>;
     /// Work after an optimizer step (EMA encoders, queues, memory banks). Default: nothing.
     fn after_step(&mut self, _info: &StepInfo) {}
     /// The backbone, for evaluation (a cheap handle: burn tensors are reference-counted).
@@ -76,7 +77,10 @@ pub const METHODS: &[MethodInfo] = &[simclr::INFO, moco::INFO, swav::INFO];
 pub fn find(name: &str) -> Result<&'static MethodInfo> {
     METHODS.iter().find(|m| m.name == name).ok_or_else(|| {
         let names: Vec<&str> = METHODS.iter().map(|m| m.name).collect();
-        Error::Config(format!("unknown method '{name}': available: {}", names.join(", ")))
+        Error::Config(format!(
+            "unknown method '{name}': available: {}",
+            names.join(", ")
+        ))
     })
 }
 
@@ -93,6 +97,9 @@ pub fn finite_scalar(loss: &Tensor<1>, step: u64, what: &str) -> Result<f32> {
     if v.is_finite() {
         Ok(v)
     } else {
-        Err(Error::NonFinite { step, what: format!("{what} = {v}") })
+        Err(Error::NonFinite {
+            step,
+            what: format!("{what} = {v}"),
+        })
     }
 }

@@ -42,7 +42,11 @@ pub struct SimClrConfig {
 
 impl Default for SimClrConfig {
     fn default() -> Self {
-        SimClrConfig { temperature: 0.2, proj_hidden: 512, proj_dim: 128 }
+        SimClrConfig {
+            temperature: 0.2,
+            proj_hidden: 512,
+            proj_dim: 128,
+        }
     }
 }
 
@@ -66,11 +70,21 @@ pub struct SimClr {
 
 fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn Method>> {
     let backbone = Backbone::new(&run.backbone, in_channels, device);
-    let projector = ProjectionHead::new(backbone.feature_dim(), run.simclr.proj_hidden, run.simclr.proj_dim, device);
+    let projector = ProjectionHead::new(
+        backbone.feature_dim(),
+        run.simclr.proj_hidden,
+        run.simclr.proj_dim,
+        device,
+    );
     Ok(Box::new(SimClr {
-        model: SimClrModel { backbone, projector },
+        model: SimClrModel {
+            backbone,
+            projector,
+        },
         cfg: run.simclr.clone(),
-        views: ViewSpec { views: vec![run.views.clone(), run.views.clone()] },
+        views: ViewSpec {
+            views: vec![run.views.clone(), run.views.clone()],
+        },
         device: device.clone(),
         step: 0,
     }))
@@ -85,10 +99,21 @@ impl Method for SimClr {
         self.views.clone()
     }
 
-    fn train_step(&mut self, batch: &HostBatch, opt: &mut Optimizer, lr: f64) -> Result<StepOutput> {
+    fn train_step(
+        &mut self,
+        batch: &HostBatch,
+        opt: &mut Optimizer,
+        lr: f64,
+    ) -> Result<StepOutput> {
         self.step += 1;
         let b = batch.indices.len();
-        let x = Tensor::cat(vec![batch.views[0].to_tensor(&self.device), batch.views[1].to_tensor(&self.device)], 0);
+        let x = Tensor::cat(
+            vec![
+                batch.views[0].to_tensor(&self.device),
+                batch.views[1].to_tensor(&self.device),
+            ],
+            0,
+        );
         let z = self.model.projector.forward(self.model.backbone.forward(x));
         let z1 = z.clone().narrow(0, 0, b);
         let z2 = z.narrow(0, b, b);
@@ -96,7 +121,10 @@ impl Method for SimClr {
         let value = finite_scalar(&loss, self.step, "NT-Xent loss")?;
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
         self.model = opt.step(lr, self.model.clone(), grads);
-        Ok(StepOutput { loss: value, terms: vec![] })
+        Ok(StepOutput {
+            loss: value,
+            terms: vec![],
+        })
     }
 
     fn backbone(&self) -> Backbone {

@@ -113,18 +113,41 @@ pub struct Swav {
 
 fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn Method>> {
     let c = &run.swav;
-    if c.prototypes < 2 || c.epsilon <= 0.0 || c.temperature <= 0.0 || c.sinkhorn_iterations == 0 || c.local_size == 0 {
-        return Err(Error::Config("swav: prototypes >= 2, epsilon, temperature, sinkhorn_iterations and local_size > 0".into()));
+    if c.prototypes < 2
+        || c.epsilon <= 0.0
+        || c.temperature <= 0.0
+        || c.sinkhorn_iterations == 0
+        || c.local_size == 0
+    {
+        return Err(Error::Config(
+            "swav: prototypes >= 2, epsilon, temperature, sinkhorn_iterations and local_size > 0"
+                .into(),
+        ));
     }
     let backbone = Backbone::new(&run.backbone, in_channels, device);
     let projector = ProjectionHead::new(backbone.feature_dim(), c.proj_hidden, c.proj_dim, device);
-    let prototypes = normalize_prototypes(LinearConfig::new(c.proj_dim, c.prototypes).with_bias(false).init(device));
-    let global = ViewConfig { crop_scale: c.global_scale, ..run.views.clone() };
-    let local = ViewConfig { size: c.local_size, crop_scale: c.local_scale, ..run.views.clone() };
+    let prototypes = normalize_prototypes(
+        LinearConfig::new(c.proj_dim, c.prototypes)
+            .with_bias(false)
+            .init(device),
+    );
+    let global = ViewConfig {
+        crop_scale: c.global_scale,
+        ..run.views.clone()
+    };
+    let local = ViewConfig {
+        size: c.local_size,
+        crop_scale: c.local_scale,
+        ..run.views.clone()
+    };
     let mut views = vec![global.clone(), global];
     views.extend(std::iter::repeat_n(local, c.local_crops));
     Ok(Box::new(Swav {
-        model: SwavModel { backbone, projector, prototypes },
+        model: SwavModel {
+            backbone,
+            projector,
+            prototypes,
+        },
         cfg: c.clone(),
         views: ViewSpec { views },
         device: device.clone(),
@@ -141,17 +164,28 @@ fn normalize_prototypes(p: Linear) -> Linear {
     let w = p.weight.val();
     let require = w.is_require_grad();
     let inner = w.inner();
-    let norm = inner.clone().powi_scalar(2).sum_dim(0).sqrt().clamp_min(1e-12);
+    let norm = inner
+        .clone()
+        .powi_scalar(2)
+        .sum_dim(0)
+        .sqrt()
+        .clamp_min(1e-12);
     let mut t = Tensor::from_inner(inner / norm);
     if require {
         t = t.require_grad();
     }
-    Linear { weight: Param::initialized(p.weight.id, t), bias: None }
+    Linear {
+        weight: Param::initialized(p.weight.id, t),
+        bias: None,
+    }
 }
 
 impl Swav {
     fn host(t: Tensor<2>) -> Vec<f32> {
-        t.into_data().convert::<f32>().try_to_vec().expect("f32 tensor")
+        t.into_data()
+            .convert::<f32>()
+            .try_to_vec()
+            .expect("f32 tensor")
     }
 }
 
@@ -164,7 +198,12 @@ impl Method for Swav {
         self.views.clone()
     }
 
-    fn train_step(&mut self, batch: &HostBatch, opt: &mut Optimizer, lr: f64) -> Result<StepOutput> {
+    fn train_step(
+        &mut self,
+        batch: &HostBatch,
+        opt: &mut Optimizer,
+        lr: f64,
+    ) -> Result<StepOutput> {
         self.step += 1;
         let b = batch.indices.len();
         let (k, d) = (self.cfg.prototypes, self.cfg.proj_dim);
@@ -178,13 +217,22 @@ impl Method for Swav {
             }
         }
         for g in &groups {
-            let x = Tensor::cat(g.iter().map(|&i| batch.views[i].to_tensor(&self.device)).collect(), 0);
-            embeddings.push(l2_normalize(self.model.projector.forward(self.model.backbone.forward(x))));
+            let x = Tensor::cat(
+                g.iter()
+                    .map(|&i| batch.views[i].to_tensor(&self.device))
+                    .collect(),
+                0,
+            );
+            embeddings.push(l2_normalize(
+                self.model.projector.forward(self.model.backbone.forward(x)),
+            ));
         }
         let z = Tensor::cat(embeddings, 0); // [V * B, D], view-major
         let scores = self.model.prototypes.forward(z.clone()); // [V * B, K]
         let n_views = batch.views.len();
-        let use_queue = self.cfg.queue_length > 0 && self.epoch >= self.cfg.queue_start_epoch && self.queue_filled >= self.cfg.queue_length;
+        let use_queue = self.cfg.queue_length > 0
+            && self.epoch >= self.cfg.queue_start_epoch
+            && self.queue_filled >= self.cfg.queue_length;
         let w_plain = self.model.prototypes.weight.val().inner(); // [D, K]
         let mut loss = Tensor::<1>::zeros([1], &self.device);
         let mut used = std::collections::HashSet::new();
@@ -194,18 +242,37 @@ impl Method for Swav {
             let (mut all, mut rows) = (s, b);
             if use_queue {
                 let ql = self.cfg.queue_length;
-                let past = Tensor::<2>::from_data(TensorData::new(self.queue[g].clone(), [ql, d]), &w_plain.device());
+                let past = Tensor::<2>::from_data(
+                    TensorData::new(self.queue[g].clone(), [ql, d]),
+                    &w_plain.device(),
+                );
                 all.extend(Self::host(past.matmul(w_plain.clone())));
                 rows += ql;
             }
-            let q = sinkhorn(&all, rows, k, self.cfg.epsilon, self.cfg.sinkhorn_iterations);
+            let q = sinkhorn(
+                &all,
+                rows,
+                k,
+                self.cfg.epsilon,
+                self.cfg.sinkhorn_iterations,
+            );
             let q = &q[..b * k];
             for row in q.chunks(k) {
-                used.insert(row.iter().enumerate().max_by(|a, c| a.1.total_cmp(c.1)).map_or(0, |(j, _)| j));
+                used.insert(
+                    row.iter()
+                        .enumerate()
+                        .max_by(|a, c| a.1.total_cmp(c.1))
+                        .map_or(0, |(j, _)| j),
+                );
             }
             let codes = Tensor::<2>::from_data(TensorData::new(q.to_vec(), [b, k]), &self.device);
             for v in (0..n_views).filter(|&v| v != g) {
-                loss = loss + swapped_prediction(codes.clone(), scores.clone().narrow(0, v * b, b), self.cfg.temperature);
+                loss = loss
+                    + swapped_prediction(
+                        codes.clone(),
+                        scores.clone().narrow(0, v * b, b),
+                        self.cfg.temperature,
+                    );
                 terms += 1;
             }
         }
@@ -229,7 +296,10 @@ impl Method for Swav {
             }
             self.queue_filled = (self.queue_filled + b).min(ql);
         }
-        Ok(StepOutput { loss: value, terms: vec![("prototypes_used".into(), self.prototypes_used as f32)] })
+        Ok(StepOutput {
+            loss: value,
+            terms: vec![("prototypes_used".into(), self.prototypes_used as f32)],
+        })
     }
 
     fn after_step(&mut self, info: &StepInfo) {
@@ -244,16 +314,30 @@ impl Method for Swav {
         let mut t = checkpoint::collect(&self.model);
         if self.cfg.queue_length > 0 {
             for (g, q) in self.queue.iter().enumerate() {
-                t.insert(format!("queue.{g}"), HostParam { shape: vec![self.cfg.queue_length, self.cfg.proj_dim], data: q.clone() });
+                t.insert(
+                    format!("queue.{g}"),
+                    HostParam {
+                        shape: vec![self.cfg.queue_length, self.cfg.proj_dim],
+                        data: q.clone(),
+                    },
+                );
             }
-            t.insert("queue_filled".into(), HostParam { shape: vec![1], data: vec![self.queue_filled as f32] });
+            t.insert(
+                "queue_filled".into(),
+                HostParam {
+                    shape: vec![1],
+                    data: vec![self.queue_filled as f32],
+                },
+            );
         }
         t
     }
 
     fn load_tensors(&mut self, tensors: &HashMap<String, HostParam>, path: &Path) -> Result<()> {
         let mut model_tensors = tensors.clone();
-        let queues: Vec<Option<HostParam>> = (0..2).map(|g| model_tensors.remove(&format!("queue.{g}"))).collect();
+        let queues: Vec<Option<HostParam>> = (0..2)
+            .map(|g| model_tensors.remove(&format!("queue.{g}")))
+            .collect();
         let filled = model_tensors.remove("queue_filled");
         self.model = checkpoint::apply(self.model.clone(), &model_tensors, path)?;
         if self.cfg.queue_length > 0 {
@@ -261,7 +345,12 @@ impl Method for Swav {
             for (g, q) in queues.into_iter().enumerate() {
                 match q {
                     Some(q) if q.data.len() == want => self.queue[g] = q.data,
-                    _ => return Err(Error::Checkpoint { path: path.to_path_buf(), message: "SwAV queue missing or of another size".into() }),
+                    _ => {
+                        return Err(Error::Checkpoint {
+                            path: path.to_path_buf(),
+                            message: "SwAV queue missing or of another size".into(),
+                        });
+                    }
                 }
             }
             self.queue_filled = filled.map_or(0, |f| f.data[0] as usize);

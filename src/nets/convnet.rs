@@ -55,19 +55,27 @@ pub struct ConvNet {
 impl ConvNet {
     /// Builds the network for `in_channels` input channels and width multiplier `width`.
     pub fn new(in_channels: usize, width: f32, device: &Device) -> Self {
-        let widths: Vec<usize> = [32.0, 64.0, 128.0, 256.0].iter().map(|w| ((w * width) as usize).max(1)).collect();
+        let widths: Vec<usize> = [32.0, 64.0, 128.0, 256.0]
+            .iter()
+            .map(|w| ((w * width) as usize).max(1))
+            .collect();
         let mut blocks = Vec::new();
         let mut cin = in_channels;
         for (i, &w) in widths.iter().enumerate() {
             blocks.push(ConvBlock::new(cin, w, if i == 0 { 2 } else { 1 }, device));
             cin = w;
         }
-        ConvNet { blocks, pool: MaxPool2dConfig::new([2, 2]).init() }
+        ConvNet {
+            blocks,
+            pool: MaxPool2dConfig::new([2, 2]).init(),
+        }
     }
 
     /// Channels of the last block.
     pub fn feature_dim(&self) -> usize {
-        self.blocks.last().map_or(0, |b| b.bn.gamma.shape().dims::<1>()[0])
+        self.blocks
+            .last()
+            .map_or(0, |b| b.bn.gamma.shape().dims::<1>()[0])
     }
 
     /// Output of each block (after pooling, for the first three).
@@ -84,4 +92,3 @@ impl ConvNet {
         out
     }
 }
-

@@ -20,7 +20,9 @@ impl ProjectionHead {
     /// A head from `d_in` through `hidden` to `d_out` dimensions.
     pub fn new(d_in: usize, hidden: usize, d_out: usize, device: &Device) -> Self {
         ProjectionHead {
-            fc1: LinearConfig::new(d_in, hidden).with_bias(false).init(device),
+            fc1: LinearConfig::new(d_in, hidden)
+                .with_bias(false)
+                .init(device),
             bn1: BatchNormConfig::new(hidden).init(device),
             fc2: LinearConfig::new(hidden, d_out).init(device),
             act: Relu::new(),
@@ -29,6 +31,7 @@ impl ProjectionHead {
 
     /// Projects features `[B, d_in]` to `[B, d_out]`.
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        self.fc2.forward(self.act.forward(self.bn1.forward(self.fc1.forward(x))))
+        self.fc2
+            .forward(self.act.forward(self.bn1.forward(self.fc1.forward(x))))
     }
 }

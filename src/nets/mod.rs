@@ -29,7 +29,9 @@ impl std::str::FromStr for BackboneKind {
             "convnet" => Ok(Self::ConvNet),
             "resnet18" => Ok(Self::ResNet18),
             "resnet50" => Ok(Self::ResNet50),
-            _ => Err(crate::Error::Config(format!("unknown backbone '{s}': use convnet, resnet18 or resnet50"))),
+            _ => Err(crate::Error::Config(format!(
+                "unknown backbone '{s}': use convnet, resnet18 or resnet50"
+            ))),
         }
     }
 }
@@ -37,9 +39,21 @@ impl std::str::FromStr for BackboneKind {
 impl BackboneKind {
     /// All backbones with a one-line description, for `selfsup backbones`.
     pub const ALL: [(BackboneKind, &'static str, &'static str); 3] = [
-        (BackboneKind::ConvNet, "convnet", "4 conv-BN-ReLU blocks (32-64-128-256), for 28-32 px images; 256-d features"),
-        (BackboneKind::ResNet18, "resnet18", "ResNet-18 (He et al. 2016); CIFAR stem option (3x3 conv, no max-pool); 512-d"),
-        (BackboneKind::ResNet50, "resnet50", "ResNet-50 with bottleneck blocks; CIFAR stem option; 2048-d"),
+        (
+            BackboneKind::ConvNet,
+            "convnet",
+            "4 conv-BN-ReLU blocks (32-64-128-256), for 28-32 px images; 256-d features",
+        ),
+        (
+            BackboneKind::ResNet18,
+            "resnet18",
+            "ResNet-18 (He et al. 2016); CIFAR stem option (3x3 conv, no max-pool); 512-d",
+        ),
+        (
+            BackboneKind::ResNet50,
+            "resnet50",
+            "ResNet-50 with bottleneck blocks; CIFAR stem option; 2048-d",
+        ),
     ];
 }
 
@@ -57,7 +71,11 @@ pub struct BackboneConfig {
 
 impl Default for BackboneConfig {
     fn default() -> Self {
-        BackboneConfig { kind: BackboneKind::ConvNet, cifar_stem: true, width: 1.0 }
+        BackboneConfig {
+            kind: BackboneKind::ConvNet,
+            cifar_stem: true,
+            width: 1.0,
+        }
     }
 }
 
@@ -75,9 +93,19 @@ impl Backbone {
     /// Builds a backbone for images with `in_channels` channels.
     pub fn new(cfg: &BackboneConfig, in_channels: usize, device: &Device) -> Backbone {
         match cfg.kind {
-            BackboneKind::ConvNet => Backbone::ConvNet(convnet::ConvNet::new(in_channels, cfg.width, device)),
-            BackboneKind::ResNet18 => Backbone::ResNet(resnet::ResNet::resnet18(in_channels, cfg.cifar_stem, device)),
-            BackboneKind::ResNet50 => Backbone::ResNet(resnet::ResNet::resnet50(in_channels, cfg.cifar_stem, device)),
+            BackboneKind::ConvNet => {
+                Backbone::ConvNet(convnet::ConvNet::new(in_channels, cfg.width, device))
+            }
+            BackboneKind::ResNet18 => Backbone::ResNet(resnet::ResNet::resnet18(
+                in_channels,
+                cfg.cifar_stem,
+                device,
+            )),
+            BackboneKind::ResNet50 => Backbone::ResNet(resnet::ResNet::resnet50(
+                in_channels,
+                cfg.cifar_stem,
+                device,
+            )),
         }
     }
 
@@ -91,7 +119,10 @@ impl Backbone {
 
     /// Globally pooled features of the last stage, `[B, D]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let last = self.forward_stages(x).pop().expect("a backbone has at least one stage");
+        let last = self
+            .forward_stages(x)
+            .pop()
+            .expect("a backbone has at least one stage");
         global_avg_pool(last)
     }
 
@@ -142,6 +173,7 @@ impl ParamPath {
 
     /// Whether the current tensor is a `Linear` weight (burn stores `[in, out]`, PyTorch `[out, in]`).
     pub fn is_linear_weight(&self) -> bool {
-        self.types.last().is_some_and(|t| t == "Struct:Linear") && self.names.last().is_some_and(|p| p == "weight")
+        self.types.last().is_some_and(|t| t == "Struct:Linear")
+            && self.names.last().is_some_and(|p| p == "weight")
     }
 }

@@ -47,8 +47,10 @@ pub struct Block {
 
 impl Block {
     fn basic(cin: usize, cout: usize, stride: usize, device: &Device) -> Self {
-        let downsample = (stride != 1 || cin != cout)
-            .then(|| Downsample { conv: conv(cin, cout, 1, stride, device), bn: BatchNormConfig::new(cout).init(device) });
+        let downsample = (stride != 1 || cin != cout).then(|| Downsample {
+            conv: conv(cin, cout, 1, stride, device),
+            bn: BatchNormConfig::new(cout).init(device),
+        });
         Block {
             conv1: conv(cin, cout, 3, stride, device),
             bn1: BatchNormConfig::new(cout).init(device),
@@ -63,8 +65,10 @@ impl Block {
 
     fn bottleneck(cin: usize, planes: usize, stride: usize, device: &Device) -> Self {
         let cout = planes * 4;
-        let downsample = (stride != 1 || cin != cout)
-            .then(|| Downsample { conv: conv(cin, cout, 1, stride, device), bn: BatchNormConfig::new(cout).init(device) });
+        let downsample = (stride != 1 || cin != cout).then(|| Downsample {
+            conv: conv(cin, cout, 1, stride, device),
+            bn: BatchNormConfig::new(cout).init(device),
+        });
         Block {
             conv1: conv(cin, planes, 1, 1, device),
             bn1: BatchNormConfig::new(planes).init(device),
@@ -113,7 +117,13 @@ pub struct ResNet {
 }
 
 impl ResNet {
-    fn build(in_channels: usize, cifar_stem: bool, depths: [usize; 4], bottleneck: bool, device: &Device) -> Self {
+    fn build(
+        in_channels: usize,
+        cifar_stem: bool,
+        depths: [usize; 4],
+        bottleneck: bool,
+        device: &Device,
+    ) -> Self {
         let (conv1, maxpool) = if cifar_stem {
             (conv(in_channels, 64, 3, 1, device), None)
         } else {
@@ -144,7 +154,17 @@ impl ResNet {
         let layer3 = stages.pop().unwrap();
         let layer2 = stages.pop().unwrap();
         let layer1 = stages.pop().unwrap();
-        ResNet { conv1, bn1: BatchNormConfig::new(64).init(device), layer1, layer2, layer3, layer4, maxpool, act: Relu::new(), out_dim: cin }
+        ResNet {
+            conv1,
+            bn1: BatchNormConfig::new(64).init(device),
+            layer1,
+            layer2,
+            layer3,
+            layer4,
+            maxpool,
+            act: Relu::new(),
+            out_dim: cin,
+        }
     }
 
     /// ResNet-18.

@@ -49,7 +49,11 @@ impl ModuleVisitor for Collector {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let t = param.val();
         let shape = t.dims().to_vec();
-        let data: Vec<f32> = t.into_data().convert::<f32>().try_to_vec().expect("f32 data");
+        let data: Vec<f32> = t
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec()
+            .expect("f32 data");
         let p = if self.tracker.is_linear_weight() && D == 2 {
             let (shape, data) = transpose(&shape, &data);
             HostParam { shape, data }
@@ -65,7 +69,10 @@ pub fn collect<M: Module>(module: &M) -> BTreeMap<String, HostParam> {
     // BatchNorm's running statistics lag one update behind until synchronized; `valid()`
     // synchronizes them (the inference copy it returns is dropped).
     let _ = module.valid();
-    let mut c = Collector { tracker: ParamPath::default(), out: BTreeMap::new() };
+    let mut c = Collector {
+        tracker: ParamPath::default(),
+        out: BTreeMap::new(),
+    };
     module.visit(&mut c);
     c.out
 }
@@ -89,7 +96,8 @@ impl ModuleMapper for Loader<'_> {
         let name = self.tracker.name();
         let want: Vec<usize> = tensor.dims().to_vec();
         let Some(p) = self.tensors.get(&name) else {
-            self.problems.push(format!("missing tensor '{name}' (shape {want:?})"));
+            self.problems
+                .push(format!("missing tensor '{name}' (shape {want:?})"));
             return Param::from_mapped_value(id, tensor, mapper);
         };
         self.used.push(name.clone());
@@ -99,7 +107,9 @@ impl ModuleMapper for Loader<'_> {
             (p.shape.clone(), p.data.clone())
         };
         if shape != want {
-            self.problems.push(format!("tensor '{name}' has shape {shape:?} in the checkpoint, the model needs {want:?}"));
+            self.problems.push(format!(
+                "tensor '{name}' has shape {shape:?} in the checkpoint, the model needs {want:?}"
+            ));
             return Param::from_mapped_value(id, tensor, mapper);
         }
         let require_grad = tensor.is_require_grad();
@@ -115,14 +125,27 @@ impl ModuleMapper for Loader<'_> {
 /// Replaces every float tensor of `module` by the tensor of the same name; errors list every
 /// missing or mis-shaped tensor (and unexpected extra ones), naming `path`.
 pub fn apply<M: Module>(module: M, tensors: &HashMap<String, HostParam>, path: &Path) -> Result<M> {
-    let mut l = Loader { tracker: ParamPath::default(), tensors, problems: vec![], used: vec![] };
+    let mut l = Loader {
+        tracker: ParamPath::default(),
+        tensors,
+        problems: vec![],
+        used: vec![],
+    };
     let module = module.map(&mut l);
     let mut problems = l.problems;
     let used: std::collections::HashSet<&String> = l.used.iter().collect();
     let mut extra: Vec<&String> = tensors.keys().filter(|k| !used.contains(k)).collect();
     extra.sort();
     if !extra.is_empty() && !problems.is_empty() {
-        problems.push(format!("unexpected tensors: {}", extra.iter().take(8).map(|s| s.as_str()).collect::<Vec<_>>().join(", ")));
+        problems.push(format!(
+            "unexpected tensors: {}",
+            extra
+                .iter()
+                .take(8)
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
     }
     if problems.is_empty() {
         Ok(module)
@@ -141,9 +164,16 @@ pub fn apply<M: Module>(module: M, tensors: &HashMap<String, HostParam>, path: &
 
 /// Writes `bytes` to `path` atomically: a temporary file beside it, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let tmp = dir.join(format!(".{}.tmp-{}", path.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
     {
         let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
@@ -157,21 +187,40 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Serializes named tensors and string metadata to safetensors bytes.
-pub fn to_safetensors(tensors: &BTreeMap<String, HostParam>, metadata: BTreeMap<String, String>) -> Result<Vec<u8>> {
+pub fn to_safetensors(
+    tensors: &BTreeMap<String, HostParam>,
+    metadata: BTreeMap<String, String>,
+) -> Result<Vec<u8>> {
     let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
         .iter()
-        .map(|(k, p)| (k.clone(), p.data.iter().flat_map(|v| v.to_le_bytes()).collect(), p.shape.clone()))
+        .map(|(k, p)| {
+            (
+                k.clone(),
+                p.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                p.shape.clone(),
+            )
+        })
         .collect();
     let views: Vec<(String, TensorView<'_>)> = bytes
         .iter()
-        .map(|(k, b, s)| (k.clone(), TensorView::new(Dtype::F32, s.clone(), b).expect("consistent tensor view")))
+        .map(|(k, b, s)| {
+            (
+                k.clone(),
+                TensorView::new(Dtype::F32, s.clone(), b).expect("consistent tensor view"),
+            )
+        })
         .collect();
     let meta: HashMap<String, String> = metadata.into_iter().collect();
-    safetensors::serialize(views, Some(meta)).map_err(|e| Error::Config(format!("cannot serialize safetensors: {e}")))
+    safetensors::serialize(views, Some(meta))
+        .map_err(|e| Error::Config(format!("cannot serialize safetensors: {e}")))
 }
 
 /// Writes named tensors and metadata to a safetensors file, atomically.
-pub fn save(path: &Path, tensors: &BTreeMap<String, HostParam>, metadata: BTreeMap<String, String>) -> Result<()> {
+pub fn save(
+    path: &Path,
+    tensors: &BTreeMap<String, HostParam>,
+    metadata: BTreeMap<String, String>,
+) -> Result<()> {
     write_atomic(path, &to_safetensors(tensors, metadata)?)
 }
 
@@ -182,14 +231,34 @@ pub fn load(path: &Path) -> Result<(HashMap<String, HostParam>, BTreeMap<String,
         .map_err(|e| Error::format(path, format!("not a valid safetensors file: {e}")))?;
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
         .map_err(|e| Error::format(path, format!("not a valid safetensors file: {e}")))?;
-    let metadata: BTreeMap<String, String> = header.metadata().clone().map(|m| m.into_iter().collect()).unwrap_or_default();
+    let metadata: BTreeMap<String, String> = header
+        .metadata()
+        .clone()
+        .map(|m| m.into_iter().collect())
+        .unwrap_or_default();
     let mut out = HashMap::new();
     for (name, view) in st.tensors() {
         if view.dtype() != Dtype::F32 {
-            return Err(Error::format(path, format!("tensor '{name}' has dtype {:?}; only F32 is read", view.dtype())));
+            return Err(Error::format(
+                path,
+                format!(
+                    "tensor '{name}' has dtype {:?}; only F32 is read",
+                    view.dtype()
+                ),
+            ));
         }
-        let data = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-        out.insert(name, HostParam { shape: view.shape().to_vec(), data });
+        let data = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        out.insert(
+            name,
+            HostParam {
+                shape: view.shape().to_vec(),
+                data,
+            },
+        );
     }
     Ok((out, metadata))
 }
@@ -208,10 +277,19 @@ pub fn load_backbone(
         .into_iter()
         .find(|p| tensors.keys().any(|k| k.starts_with(p)))
         .unwrap_or("backbone.");
-    let sub: HashMap<String, HostParam> =
-        tensors.into_iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|s| (s.to_string(), v))).collect();
+    let sub: HashMap<String, HostParam> = tensors
+        .into_iter()
+        .filter_map(|(k, v)| k.strip_prefix(prefix).map(|s| (s.to_string(), v)))
+        .collect();
     if sub.is_empty() {
-        return Err(Error::Checkpoint { path: path.to_path_buf(), message: "has no 'backbone.*' tensors".into() });
+        return Err(Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: "has no 'backbone.*' tensors".into(),
+        });
     }
-    apply(crate::nets::Backbone::new(cfg, in_channels, device), &sub, path)
+    apply(
+        crate::nets::Backbone::new(cfg, in_channels, device),
+        &sub,
+        path,
+    )
 }

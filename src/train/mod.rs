@@ -94,7 +94,11 @@ pub fn pretrain(cfg: &RunConfig, data: Arc<Dataset>, opts: &TrainOptions) -> Res
         .open(&metrics_path)
         .map_err(|e| Error::io(&metrics_path, e))?;
 
-    let end = if cfg.stop_after_steps > 0 { total.min(cfg.stop_after_steps) } else { total };
+    let end = if cfg.stop_after_steps > 0 {
+        total.min(cfg.stop_after_steps)
+    } else {
+        total
+    };
     let loader = Loader::spawn(
         data.clone(),
         method.views(),
@@ -119,7 +123,11 @@ pub fn pretrain(cfg: &RunConfig, data: Arc<Dataset>, opts: &TrainOptions) -> Res
         let lr = sched.at(step);
         let out = method.train_step(&batch, &mut opt, lr)?;
         step += 1;
-        method.after_step(&methods::StepInfo { step, total_steps: total, epoch: batch.epoch });
+        method.after_step(&methods::StepInfo {
+            step,
+            total_steps: total,
+            epoch: batch.epoch,
+        });
         losses.push(out.loss);
         let elapsed = start.elapsed().as_secs_f64();
         let rate = ((step - first_step) * cfg.batch_size as u64) as f64 / elapsed.max(1e-9);
@@ -135,7 +143,8 @@ pub fn pretrain(cfg: &RunConfig, data: Arc<Dataset>, opts: &TrainOptions) -> Res
             }
             writeln!(metrics, "{line}").map_err(|e| Error::io(&metrics_path, e))?;
         }
-        let epoch_done = step % per_epoch == 0 && (step / per_epoch) % cfg.checkpoint_every_epochs as u64 == 0;
+        let epoch_done =
+            step % per_epoch == 0 && (step / per_epoch) % cfg.checkpoint_every_epochs as u64 == 0;
         if epoch_done || step == end {
             save(&opts.out_dir, cfg, method.as_ref(), &opt, step)?;
             saved_at = step;
@@ -147,7 +156,13 @@ pub fn pretrain(cfg: &RunConfig, data: Arc<Dataset>, opts: &TrainOptions) -> Res
     bar.finish_and_clear();
     let wall_s = start.elapsed().as_secs_f64();
     let images_per_s = ((step - first_step) * cfg.batch_size as u64) as f64 / wall_s.max(1e-9);
-    Ok(TrainOutcome { method, steps: step, losses, wall_s, images_per_s })
+    Ok(TrainOutcome {
+        method,
+        steps: step,
+        losses,
+        wall_s,
+        images_per_s,
+    })
 }
 
 fn progress_bar(show: bool, len: u64) -> indicatif::ProgressBar {
@@ -156,24 +171,45 @@ fn progress_bar(show: bool, len: u64) -> indicatif::ProgressBar {
     }
     let bar = indicatif::ProgressBar::new(len);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta_precise}]")
-            .expect("valid template"),
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta_precise}]",
+        )
+        .expect("valid template"),
     );
     bar
 }
 
-fn save(dir: &Path, cfg: &RunConfig, method: &dyn Method, opt: &Optimizer, step: u64) -> Result<()> {
+fn save(
+    dir: &Path,
+    cfg: &RunConfig,
+    method: &dyn Method,
+    opt: &Optimizer,
+    step: u64,
+) -> Result<()> {
     let model = method.tensors();
     let mut meta = BTreeMap::new();
     meta.insert("format".to_string(), "selfsup".to_string());
     meta.insert("method".to_string(), cfg.method.clone());
-    meta.insert("backbone".to_string(), format!("{:?}", cfg.backbone.kind).to_lowercase());
+    meta.insert(
+        "backbone".to_string(),
+        format!("{:?}", cfg.backbone.kind).to_lowercase(),
+    );
     meta.insert("step".to_string(), step.to_string());
     let mut full = model.clone();
     for (path, slots) in &opt.state {
         for (i, t) in slots.iter().enumerate() {
-            let data: Vec<f32> = t.to_data().convert::<f32>().try_to_vec().expect("f32 state");
-            full.insert(format!("optim.{path}.{i}"), HostParam { shape: vec![data.len()], data });
+            let data: Vec<f32> = t
+                .to_data()
+                .convert::<f32>()
+                .try_to_vec()
+                .expect("f32 state");
+            full.insert(
+                format!("optim.{path}.{i}"),
+                HostParam {
+                    shape: vec![data.len()],
+                    data,
+                },
+            );
         }
     }
     let mut full_meta = meta.clone();
@@ -182,12 +218,20 @@ fn save(dir: &Path, cfg: &RunConfig, method: &dyn Method, opt: &Optimizer, step:
     checkpoint::save(&dir.join(MODEL_CKPT), &model, meta)
 }
 
-fn restore(path: &Path, method: &mut dyn Method, opt: &mut Optimizer, base: &burn::tensor::Device) -> Result<u64> {
+fn restore(
+    path: &Path,
+    method: &mut dyn Method,
+    opt: &mut Optimizer,
+    base: &burn::tensor::Device,
+) -> Result<u64> {
     let (tensors, meta) = checkpoint::load(path)?;
     let get = |k: &str| -> Result<u64> {
         meta.get(k)
             .and_then(|v| v.parse().ok())
-            .ok_or_else(|| Error::Checkpoint { path: path.to_path_buf(), message: format!("metadata '{k}' missing") })
+            .ok_or_else(|| Error::Checkpoint {
+                path: path.to_path_buf(),
+                message: format!("metadata '{k}' missing"),
+            })
     };
     let step = get("step")?;
     opt.steps = get("optimizer_steps")?;
@@ -196,16 +240,24 @@ fn restore(path: &Path, method: &mut dyn Method, opt: &mut Optimizer, base: &bur
     {
         return Err(Error::Checkpoint {
             path: path.to_path_buf(),
-            message: format!("was written by method '{m}', this run is '{}'", method.name()),
+            message: format!(
+                "was written by method '{m}', this run is '{}'",
+                method.name()
+            ),
         });
     }
-    let (model, optim): (HashMap<_, _>, HashMap<_, _>) = tensors.into_iter().partition(|(k, _)| !k.starts_with("optim."));
+    let (model, optim): (HashMap<_, _>, HashMap<_, _>) = tensors
+        .into_iter()
+        .partition(|(k, _)| !k.starts_with("optim."));
     method.load_tensors(&model, path)?;
     let mut slots: BTreeMap<String, Vec<(usize, HostParam)>> = BTreeMap::new();
     for (k, v) in optim {
         let rest = &k["optim.".len()..];
         let (p, i) = rest.rsplit_once('.').unwrap_or((rest, "0"));
-        slots.entry(p.to_string()).or_default().push((i.parse().unwrap_or(0), v));
+        slots
+            .entry(p.to_string())
+            .or_default()
+            .push((i.parse().unwrap_or(0), v));
     }
     opt.state.clear();
     for (p, mut v) in slots {
@@ -214,7 +266,10 @@ fn restore(path: &Path, method: &mut dyn Method, opt: &mut Optimizer, base: &bur
             .into_iter()
             .map(|(_, h)| {
                 let n = h.data.len();
-                burn::tensor::Tensor::<1>::from_data(burn::tensor::TensorData::new(h.data, [n]), base)
+                burn::tensor::Tensor::<1>::from_data(
+                    burn::tensor::TensorData::new(h.data, [n]),
+                    base,
+                )
             })
             .collect();
         opt.state.insert(p, ts);

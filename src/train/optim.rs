@@ -67,15 +67,27 @@ impl OptimizerConfig {
     pub fn validate(&self) -> crate::Result<()> {
         let bad = |m: String| Err(crate::Error::Config(m));
         if !(0.0..1.0).contains(&self.momentum) {
-            return bad(format!("optim.momentum = {} must be in [0, 1)", self.momentum));
+            return bad(format!(
+                "optim.momentum = {} must be in [0, 1)",
+                self.momentum
+            ));
         }
         if self.weight_decay < 0.0 {
-            return bad(format!("optim.weight_decay = {} must be non-negative", self.weight_decay));
+            return bad(format!(
+                "optim.weight_decay = {} must be non-negative",
+                self.weight_decay
+            ));
         }
         if self.lars_eta <= 0.0 {
-            return bad(format!("optim.lars_eta = {} must be positive", self.lars_eta));
+            return bad(format!(
+                "optim.lars_eta = {} must be positive",
+                self.lars_eta
+            ));
         }
-        if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) || self.epsilon <= 0.0 {
+        if !(0.0..1.0).contains(&self.beta1)
+            || !(0.0..1.0).contains(&self.beta2)
+            || self.epsilon <= 0.0
+        {
             return bad("optim.beta1/beta2 must be in [0, 1) and epsilon positive".into());
         }
         Ok(())
@@ -96,18 +108,34 @@ pub struct Optimizer {
 impl Optimizer {
     /// A fresh optimizer.
     pub fn new(config: OptimizerConfig) -> Self {
-        Optimizer { config, steps: 0, state: BTreeMap::new() }
+        Optimizer {
+            config,
+            steps: 0,
+            state: BTreeMap::new(),
+        }
     }
 
     /// Applies one update with learning rate `lr` to every parameter of `module` that has a
     /// gradient in `grads`, and returns the updated module.
     pub fn step<M: Module>(&mut self, lr: f64, module: M, grads: GradientsParams) -> M {
         self.steps += 1;
-        let mut mapper = UpdateMapper { opt: self, lr, grads, path: ParamPath::default() };
+        let mut mapper = UpdateMapper {
+            opt: self,
+            lr,
+            grads,
+            path: ParamPath::default(),
+        };
         module.map(&mut mapper)
     }
 
-    fn update(&mut self, path: &str, w: Tensor<1>, g: Tensor<1>, lr: f64, is_vector: bool) -> Tensor<1> {
+    fn update(
+        &mut self,
+        path: &str,
+        w: Tensor<1>,
+        g: Tensor<1>,
+        lr: f64,
+        is_vector: bool,
+    ) -> Tensor<1> {
         let c = self.config.clone();
         let wd = if is_vector { 0.0 } else { c.weight_decay };
         match c.kind {
@@ -125,7 +153,11 @@ impl Optimizer {
                         Some(mut s) => s.remove(0) * c.momentum + g.clone(),
                         None => g.clone(),
                     };
-                    g = if c.nesterov { g + buf.clone() * c.momentum } else { buf.clone() };
+                    g = if c.nesterov {
+                        g + buf.clone() * c.momentum
+                    } else {
+                        buf.clone()
+                    };
                     self.state.insert(path.to_string(), vec![buf]);
                 }
                 w - g * lr
@@ -135,16 +167,26 @@ impl Optimizer {
                     Some(mut s) => {
                         let v = s.pop().unwrap();
                         let m = s.pop().unwrap();
-                        (m * c.beta1 + g.clone() * (1.0 - c.beta1), v * c.beta2 + g.powi_scalar(2) * (1.0 - c.beta2))
+                        (
+                            m * c.beta1 + g.clone() * (1.0 - c.beta1),
+                            v * c.beta2 + g.powi_scalar(2) * (1.0 - c.beta2),
+                        )
                     }
-                    None => (g.clone() * (1.0 - c.beta1), g.powi_scalar(2) * (1.0 - c.beta2)),
+                    None => (
+                        g.clone() * (1.0 - c.beta1),
+                        g.powi_scalar(2) * (1.0 - c.beta2),
+                    ),
                 };
                 let t = self.steps as i32;
                 let bc1 = 1.0 - c.beta1.powi(t);
                 let bc2 = 1.0 - c.beta2.powi(t);
                 let update = (m.clone() / bc1) / ((v.clone() / bc2).sqrt() + c.epsilon);
                 self.state.insert(path.to_string(), vec![m, v]);
-                let w = if wd > 0.0 { w.clone() - w * (lr * wd) } else { w };
+                let w = if wd > 0.0 {
+                    w.clone() - w * (lr * wd)
+                } else {
+                    w
+                };
                 w - update * lr
             }
         }

@@ -3,14 +3,20 @@
 use std::process::{Command, Output};
 
 fn selfsup(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_selfsup")).args(args).output().expect("the binary runs")
+    Command::new(env!("CARGO_BIN_EXE_selfsup"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
 }
 
 fn fails_with(args: &[&str], needle: &str) {
     let out = selfsup(args);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{args:?} should fail");
-    assert!(err.contains(needle), "{args:?}: stderr should mention '{needle}': {err}");
+    assert!(
+        err.contains(needle),
+        "{args:?}: stderr should mention '{needle}': {err}"
+    );
     assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
 }
 
@@ -19,15 +25,33 @@ fn bad_inputs_give_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let out = out.to_str().unwrap();
-    fails_with(&["pretrain", "--data", "idx:/no/such/folder", "--out", out], "/no/such/folder");
-    fails_with(&["pretrain", "--data", "zip:/x", "--out", out], "unknown data kind");
+    fails_with(
+        &["pretrain", "--data", "idx:/no/such/folder", "--out", out],
+        "/no/such/folder",
+    );
+    fails_with(
+        &["pretrain", "--data", "zip:/x", "--out", out],
+        "unknown data kind",
+    );
     fails_with(&["pretrain", "--lr=-1", "--out", out], "schedule.lr");
-    fails_with(&["pretrain", "--method", "nope", "--out", out], "unknown method 'nope'");
-    fails_with(&["pretrain", "--batch-size", "20000", "--out", out], "larger than the data set");
+    fails_with(
+        &["pretrain", "--method", "nope", "--out", out],
+        "unknown method 'nope'",
+    );
+    fails_with(
+        &["pretrain", "--batch-size", "20000", "--out", out],
+        "larger than the data set",
+    );
     let cfg = dir.path().join("c.toml");
     std::fs::write(&cfg, "epochs = 2\nlearning_rate = 3\n").unwrap();
-    fails_with(&["pretrain", "--config", cfg.to_str().unwrap(), "--out", out], "unknown field `learning_rate`");
-    fails_with(&["eval", "knn", "--checkpoint", "/no/such.safetensors"], "/no/such.safetensors");
+    fails_with(
+        &["pretrain", "--config", cfg.to_str().unwrap(), "--out", out],
+        "unknown field `learning_rate`",
+    );
+    fails_with(
+        &["eval", "knn", "--checkpoint", "/no/such.safetensors"],
+        "/no/such.safetensors",
+    );
 }
 
 #[test]
@@ -45,22 +69,64 @@ fn pretrain_eval_and_embed_end_to_end() {
     let run = dir.path().join("run");
     let r = run.to_str().unwrap();
     let out = selfsup(&[
-        "pretrain", "--train-limit", "256", "--batch-size", "64", "--epochs", "1", "--out", r, "--quiet",
+        "pretrain",
+        "--train-limit",
+        "256",
+        "--batch-size",
+        "64",
+        "--epochs",
+        "1",
+        "--out",
+        r,
+        "--quiet",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    for f in ["config.toml", "metrics.jsonl", "last.safetensors", "last.ckpt.safetensors"] {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in [
+        "config.toml",
+        "metrics.jsonl",
+        "last.safetensors",
+        "last.ckpt.safetensors",
+    ] {
         assert!(run.join(f).exists(), "{f} missing");
     }
     let ckpt = run.join("last.safetensors");
-    let out = selfsup(&["eval", "knn", "--checkpoint", ckpt.to_str().unwrap(), "--k", "5"]);
+    let out = selfsup(&[
+        "eval",
+        "knn",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--k",
+        "5",
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("k-NN (k=5"), "{text} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && text.contains("k-NN (k=5"),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let npy = dir.path().join("f.npy");
-    let out = selfsup(&["embed", "--checkpoint", ckpt.to_str().unwrap(), "--out", npy.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = selfsup(&[
+        "embed",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--out",
+        npy.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let bytes = std::fs::read(&npy).unwrap();
     assert_eq!(&bytes[..6], b"\x93NUMPY");
     let header = String::from_utf8_lossy(&bytes[..128]);
-    assert!(header.contains("(2000, 256") && header.contains("<f4"), "{header}");
+    assert!(
+        header.contains("(2000, 256") && header.contains("<f4"),
+        "{header}"
+    );
     assert!(dir.path().join("f.labels.npy").exists());
 }

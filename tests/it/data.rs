@@ -27,10 +27,26 @@ fn err_text<T: std::fmt::Debug>(r: selfsup::Result<T>) -> String {
 fn idx_reads_plain_and_gzipped_folders() {
     let dir = tempfile::tempdir().unwrap();
     let px: Vec<u8> = (0..3 * 4 * 5).map(|i| i as u8).collect();
-    std::fs::write(dir.path().join("train-images-idx3-ubyte"), idx_bytes(&[3, 4, 5], &px)).unwrap();
-    std::fs::write(dir.path().join("train-labels-idx1-ubyte.gz"), gz(&idx_bytes(&[3], &[7, 1, 2]))).unwrap();
+    std::fs::write(
+        dir.path().join("train-images-idx3-ubyte"),
+        idx_bytes(&[3, 4, 5], &px),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("train-labels-idx1-ubyte.gz"),
+        gz(&idx_bytes(&[3], &[7, 1, 2])),
+    )
+    .unwrap();
     let s = idx::load_dir(dir.path()).unwrap();
-    assert_eq!((s.train.len(), s.train.height, s.train.width, s.train.channels), (3, 4, 5, 1));
+    assert_eq!(
+        (
+            s.train.len(),
+            s.train.height,
+            s.train.width,
+            s.train.channels
+        ),
+        (3, 4, 5, 1)
+    );
     assert_eq!(s.train.labels, Some(vec![7, 1, 2]));
     assert_eq!(s.train.image(1)[0], 20);
     assert!(s.test.is_none());
@@ -49,8 +65,16 @@ fn idx_rejects_bad_files_with_their_name() {
     assert!(e.contains("not supported"), "{e}");
     // Labels that do not match the images.
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("train-images-idx3-ubyte"), idx_bytes(&[3, 1, 1], &[0; 3])).unwrap();
-    std::fs::write(dir.path().join("train-labels-idx1-ubyte"), idx_bytes(&[2], &[0; 2])).unwrap();
+    std::fs::write(
+        dir.path().join("train-images-idx3-ubyte"),
+        idx_bytes(&[3, 1, 1], &[0; 3]),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("train-labels-idx1-ubyte"),
+        idx_bytes(&[2], &[0; 2]),
+    )
+    .unwrap();
     let e = err_text(idx::load_dir(dir.path()));
     assert!(e.contains("2 labels for 3 images"), "{e}");
     // A truncated gzip stream.
@@ -65,7 +89,9 @@ fn idx_rejects_bad_files_with_their_name() {
 
 #[test]
 fn idx_reads_the_real_fashion_mnist() {
-    let s = DataSource::Idx(crate::shared_data().join("fashion-mnist")).load().unwrap();
+    let s = DataSource::Idx(crate::shared_data().join("fashion-mnist"))
+        .load()
+        .unwrap();
     assert_eq!(s.train.len(), 60_000);
     assert_eq!(s.test.as_ref().unwrap().len(), 10_000);
     assert_eq!(s.train.num_classes(), 10);
@@ -75,11 +101,19 @@ fn idx_reads_the_real_fashion_mnist() {
 #[test]
 fn embedded_data_is_the_fashion_subset() {
     let s = DataSource::Embedded.load().unwrap();
-    assert_eq!((s.train.len(), s.test.as_ref().unwrap().len()), (10_000, 2_000));
+    assert_eq!(
+        (s.train.len(), s.test.as_ref().unwrap().len()),
+        (10_000, 2_000)
+    );
     // Equal to the first images of the real files.
-    let real = DataSource::Idx(crate::shared_data().join("fashion-mnist")).load().unwrap();
+    let real = DataSource::Idx(crate::shared_data().join("fashion-mnist"))
+        .load()
+        .unwrap();
     assert_eq!(s.train.image(9_999), real.train.image(9_999));
-    assert_eq!(s.test.unwrap().labels.unwrap()[..50], real.test.unwrap().labels.unwrap()[..50]);
+    assert_eq!(
+        s.test.unwrap().labels.unwrap()[..50],
+        real.test.unwrap().labels.unwrap()[..50]
+    );
 }
 
 fn cifar_record(label: u8, fill: u8) -> Vec<u8> {
@@ -103,7 +137,10 @@ fn cifar10_reads_batches_and_rejects_truncated() {
     b.truncate(3073 + 100);
     std::fs::write(dir.path().join("data_batch_1.bin"), &b).unwrap();
     let e = err_text(cifar::load_cifar10_dir(dir.path()));
-    assert!(e.contains("truncated") && e.contains("data_batch_1.bin"), "{e}");
+    assert!(
+        e.contains("truncated") && e.contains("data_batch_1.bin"),
+        "{e}"
+    );
     let e = err_text(cifar::parse(Path::new("b.bin"), &cifar_record(12, 0), 1));
     assert!(e.contains("label 12"), "{e}");
     let e = err_text(cifar::load_cifar10_dir(tempfile::tempdir().unwrap().path()));
@@ -129,7 +166,12 @@ fn folder_reads_classes_and_rejects_bad_images() {
         let p = e.unwrap().path();
         let name = p.file_name().unwrap().to_string_lossy().to_string();
         if let Some(rest) = name.strip_prefix("cifar10_") {
-            let label = rest.trim_end_matches(".png").split('_').nth(1).unwrap().to_string();
+            let label = rest
+                .trim_end_matches(".png")
+                .split('_')
+                .nth(1)
+                .unwrap()
+                .to_string();
             let class_dir = dir.path().join(format!("class{label}"));
             std::fs::create_dir_all(&class_dir).unwrap();
             std::fs::copy(&p, class_dir.join(&name)).unwrap();
@@ -137,7 +179,9 @@ fn folder_reads_classes_and_rejects_bad_images() {
         }
     }
     // A grey JPEG of another size joins class "zphoto": converted to RGB and resized.
-    let photo = image::open(crate::shared_data().join("photos/baboon.jpg")).unwrap().to_luma8();
+    let photo = image::open(crate::shared_data().join("photos/baboon.jpg"))
+        .unwrap()
+        .to_luma8();
     std::fs::create_dir_all(dir.path().join("zphoto")).unwrap();
     photo.save(dir.path().join("zphoto/grey.png")).unwrap();
     let d = folder::load_folder(dir.path(), 32).unwrap();
@@ -145,7 +189,11 @@ fn folder_reads_classes_and_rejects_bad_images() {
     assert_eq!((d.channels, d.height, d.width), (3, 32, 32));
     assert!(d.class_names.len() >= 2);
     // A corrupt image and a zero-byte image are named in the error.
-    std::fs::write(dir.path().join("zphoto/broken.jpg"), b"\xff\xd8\xff\xe0 not really a jpeg").unwrap();
+    std::fs::write(
+        dir.path().join("zphoto/broken.jpg"),
+        b"\xff\xd8\xff\xe0 not really a jpeg",
+    )
+    .unwrap();
     let e = err_text(folder::load_folder(dir.path(), 32));
     assert!(e.contains("broken.jpg"), "{e}");
     std::fs::remove_file(dir.path().join("zphoto/broken.jpg")).unwrap();
@@ -160,8 +208,20 @@ fn folder_reads_classes_and_rejects_bad_images() {
 
 #[test]
 fn data_source_parses_and_rejects() {
-    assert_eq!("idx:/a/b".parse::<DataSource>().unwrap(), DataSource::Idx("/a/b".into()));
-    assert_eq!("embedded".parse::<DataSource>().unwrap(), DataSource::Embedded);
-    assert!("tar:/x".parse::<DataSource>().unwrap_err().to_string().contains("unknown data kind"));
+    assert_eq!(
+        "idx:/a/b".parse::<DataSource>().unwrap(),
+        DataSource::Idx("/a/b".into())
+    );
+    assert_eq!(
+        "embedded".parse::<DataSource>().unwrap(),
+        DataSource::Embedded
+    );
+    assert!(
+        "tar:/x"
+            .parse::<DataSource>()
+            .unwrap_err()
+            .to_string()
+            .contains("unknown data kind")
+    );
     assert!("nocolon".parse::<DataSource>().is_err());
 }

@@ -6,17 +6,24 @@ use selfsup::losses::{cross_entropy, nt_xent};
 
 /// NT-Xent in f64 with plain loops, written from the paper's equation (1).
 fn reference(z1: &[Vec<f64>], z2: &[Vec<f64>], t: f64) -> f64 {
-    let z: Vec<Vec<f64>> = z1.iter().chain(z2).map(|v| {
-        let n = v.iter().map(|x| x * x).sum::<f64>().sqrt();
-        v.iter().map(|x| x / n).collect()
-    }).collect();
+    let z: Vec<Vec<f64>> = z1
+        .iter()
+        .chain(z2)
+        .map(|v| {
+            let n = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+            v.iter().map(|x| x / n).collect()
+        })
+        .collect();
     let n = z.len();
     let b = n / 2;
     let dot = |a: &Vec<f64>, c: &Vec<f64>| a.iter().zip(c).map(|(x, y)| x * y).sum::<f64>();
     let mut total = 0.0;
     for i in 0..n {
         let pos = (i + b) % n;
-        let denom: f64 = (0..n).filter(|&k| k != i).map(|k| (dot(&z[i], &z[k]) / t).exp()).sum();
+        let denom: f64 = (0..n)
+            .filter(|&k| k != i)
+            .map(|k| (dot(&z[i], &z[k]) / t).exp())
+            .sum();
         total += -((dot(&z[i], &z[pos]) / t).exp() / denom).ln();
     }
     total / n as f64
@@ -29,11 +36,21 @@ fn tensor(rows: &[Vec<f64>], device: &Device) -> Tensor<2> {
 }
 
 fn pseudo_random(n: usize, d: usize, seed: u64) -> Vec<Vec<f64>> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..n).map(|_| (0..d).map(|_| {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((s >> 33) as f64 / (1u64 << 31) as f64) * 2.0 - 1.0
-    }).collect()).collect()
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            (0..d)
+                .map(|_| {
+                    s = s
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((s >> 33) as f64 / (1u64 << 31) as f64) * 2.0 - 1.0
+                })
+                .collect()
+        })
+        .collect()
 }
 
 #[test]
@@ -46,7 +63,12 @@ fn nt_xent_hand_computed() {
     let want = (1.0 + 2.0 * (-2.0f64).exp()).ln();
     assert!((got as f64 - want).abs() < 1e-5, "got {got}, want {want}");
     // One image: the positive is the only candidate, the loss is exactly 0.
-    let got: f32 = nt_xent(tensor(&[vec![1.0, 2.0]], &device), tensor(&[vec![-3.0, 0.5]], &device), 0.1).into_scalar();
+    let got: f32 = nt_xent(
+        tensor(&[vec![1.0, 2.0]], &device),
+        tensor(&[vec![-3.0, 0.5]], &device),
+        0.1,
+    )
+    .into_scalar();
     assert!(got.abs() < 1e-6, "got {got}");
 }
 
@@ -58,7 +80,10 @@ fn nt_xent_matches_reference_on_random_inputs() {
         let z2 = pseudo_random(6, 5, seed + 100);
         let got: f32 = nt_xent(tensor(&z1, &device), tensor(&z2, &device), t as f32).into_scalar();
         let want = reference(&z1, &z2, t);
-        assert!((got as f64 - want).abs() < 1e-4 * want.max(1.0), "T={t}: got {got}, want {want}");
+        assert!(
+            (got as f64 - want).abs() < 1e-4 * want.max(1.0),
+            "T={t}: got {got}, want {want}"
+        );
     }
 }
 
@@ -71,7 +96,13 @@ fn nt_xent_gradient_matches_finite_differences() {
     let a = tensor(&z1, &device).require_grad();
     let loss = nt_xent(a.clone(), tensor(&z2, &device), t as f32);
     let grads = loss.backward();
-    let g: Vec<f32> = a.grad(&grads).expect("gradient").into_data().convert::<f32>().try_to_vec().unwrap();
+    let g: Vec<f32> = a
+        .grad(&grads)
+        .expect("gradient")
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec()
+        .unwrap();
     let h = 1e-5;
     for i in 0..z1.len() {
         for j in 0..z1[0].len() {
@@ -81,7 +112,10 @@ fn nt_xent_gradient_matches_finite_differences() {
             m[i][j] -= h;
             let fd = (reference(&p, &z2, t) - reference(&m, &z2, t)) / (2.0 * h);
             let an = g[i * z1[0].len() + j] as f64;
-            assert!((fd - an).abs() < 1e-3 * fd.abs().max(0.1), "d/dz1[{i}][{j}]: autodiff {an}, finite differences {fd}");
+            assert!(
+                (fd - an).abs() < 1e-3 * fd.abs().max(0.1),
+                "d/dz1[{i}][{j}]: autodiff {an}, finite differences {fd}"
+            );
         }
     }
 }
@@ -90,7 +124,10 @@ fn nt_xent_gradient_matches_finite_differences() {
 fn cross_entropy_hand_computed() {
     let device = Device::flex();
     // logits [0, ln 3] for target 1: p = 3/4, loss = ln(4/3); target 0: ln 4.
-    let l = Tensor::<2>::from_data(TensorData::new(vec![0.0f32, 3f32.ln(), 0.0, 3f32.ln()], [2, 2]), &device);
+    let l = Tensor::<2>::from_data(
+        TensorData::new(vec![0.0f32, 3f32.ln(), 0.0, 3f32.ln()], [2, 2]),
+        &device,
+    );
     let got: f32 = cross_entropy(l, &[1, 0]).into_scalar();
     let want = ((4.0f64 / 3.0).ln() + 4f64.ln()) / 2.0;
     assert!((got as f64 - want).abs() < 1e-5, "got {got}, want {want}");
@@ -101,7 +138,12 @@ fn info_nce_with_queue_matches_reference() {
     use selfsup::losses::{info_nce_with_queue, l2_normalize};
     let device = Device::flex();
     let norm = |v: Vec<Vec<f64>>| -> Vec<Vec<f64>> {
-        v.into_iter().map(|r| { let n = r.iter().map(|x| x * x).sum::<f64>().sqrt(); r.into_iter().map(|x| x / n).collect() }).collect()
+        v.into_iter()
+            .map(|r| {
+                let n = r.iter().map(|x| x * x).sum::<f64>().sqrt();
+                r.into_iter().map(|x| x / n).collect()
+            })
+            .collect()
     };
     let q = norm(pseudo_random(3, 4, 11));
     let k = norm(pseudo_random(3, 4, 12));
@@ -143,10 +185,16 @@ fn npid_nce_matches_the_paper_formula() {
         }
     }
     want /= 2.0;
-    let pos_t = Tensor::<1>::from_data(TensorData::new(pos.iter().map(|&v| v as f32).collect::<Vec<_>>(), [2]), &device);
+    let pos_t = Tensor::<1>::from_data(
+        TensorData::new(pos.iter().map(|&v| v as f32).collect::<Vec<_>>(), [2]),
+        &device,
+    );
     let neg_t = tensor(&neg, &device);
     let got: f32 = npid_nce(pos_t.clone(), neg_t.clone(), t as f32, log_z, n).into_scalar();
-    assert!((got as f64 - want).abs() < 1e-3 * want.abs().max(1.0), "got {got}, want {want}");
+    assert!(
+        (got as f64 - want).abs() < 1e-3 * want.abs().max(1.0),
+        "got {got}, want {want}"
+    );
     // InfoNCE: -log softmax of the positive among [pos, negs].
     let mut want = 0.0;
     for i in 0..2 {
@@ -155,5 +203,8 @@ fn npid_nce_matches_the_paper_formula() {
     }
     want /= 2.0;
     let got: f32 = info_nce(pos_t, neg_t, t as f32).into_scalar();
-    assert!((got as f64 - want).abs() < 1e-4 * want.max(1.0), "got {got}, want {want}");
+    assert!(
+        (got as f64 - want).abs() < 1e-4 * want.max(1.0),
+        "got {got}, want {want}"
+    );
 }

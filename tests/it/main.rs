@@ -27,7 +27,15 @@ pub fn knn_pretrained_vs_random(
     let score = |b: &selfsup::nets::Backbone| {
         let ftr = eval::extract(b, train, &cfg.views, 512);
         let fte = eval::extract(b, test, &cfg.views, 512);
-        let p = knn::predict(&ftr, train.labels.as_ref().unwrap(), &fte, knn::KnnConfig { k: 20, temperature: 0.07 });
+        let p = knn::predict(
+            &ftr,
+            train.labels.as_ref().unwrap(),
+            &fte,
+            knn::KnnConfig {
+                k: 20,
+                temperature: 0.07,
+            },
+        );
         eval::accuracy(&p, test.labels.as_ref().unwrap())
     };
     let device = burn::tensor::Device::flex();

@@ -12,7 +12,9 @@ fn scores(n: usize, k: usize, scale: f32, seed: u64) -> Vec<f32> {
     let mut s = seed;
     (0..n * k)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (((s >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0) * scale
         })
         .collect()
@@ -30,15 +32,21 @@ fn paper_sinkhorn(out: &[f32], n: usize, k: usize, eps: f64, iters: usize) -> Ve
         }
         for i in 0..n {
             let r: f64 = q[i * k..(i + 1) * k].iter().sum();
-            q[i * k..(i + 1) * k].iter_mut().for_each(|v| *v /= r * n as f64);
+            q[i * k..(i + 1) * k]
+                .iter_mut()
+                .for_each(|v| *v /= r * n as f64);
         }
     }
     q.into_iter().map(|v| v * n as f64).collect()
 }
 
 fn marginals(q: &[f32], n: usize, k: usize) -> (Vec<f64>, Vec<f64>) {
-    let rows = (0..n).map(|i| q[i * k..(i + 1) * k].iter().map(|&v| v as f64).sum()).collect();
-    let cols = (0..k).map(|j| (0..n).map(|i| q[i * k + j] as f64).sum()).collect();
+    let rows = (0..n)
+        .map(|i| q[i * k..(i + 1) * k].iter().map(|&v| v as f64).sum())
+        .collect();
+    let cols = (0..k)
+        .map(|j| (0..n).map(|i| q[i * k + j] as f64).sum())
+        .collect();
     (rows, cols)
 }
 
@@ -58,14 +66,22 @@ fn sinkhorn_matches_the_paper_and_its_marginals() {
     let converged = sinkhorn(&s, n, k, 0.05, 500);
     let (rows, cols) = marginals(&converged, n, k);
     assert!(rows.iter().all(|r| (r - 1.0).abs() < 1e-4));
-    assert!(cols.iter().all(|c| (c - n as f64 / k as f64).abs() < 1e-4), "{cols:?}");
+    assert!(
+        cols.iter().all(|c| (c - n as f64 / k as f64).abs() < 1e-4),
+        "{cols:?}"
+    );
 }
 
 #[test]
 fn sinkhorn_is_stable_for_large_scores() {
     let (n, k) = (32, 8);
     let s = scores(n, k, 50.0, 9); // scores / epsilon up to 1000: exp() overflows f64
-    assert!(paper_sinkhorn(&s, n, k, 0.05, 3).iter().any(|v| !v.is_finite()), "the direct form overflows here");
+    assert!(
+        paper_sinkhorn(&s, n, k, 0.05, 3)
+            .iter()
+            .any(|v| !v.is_finite()),
+        "the direct form overflows here"
+    );
     let q = sinkhorn(&s, n, k, 0.05, 3);
     assert!(q.iter().all(|v| v.is_finite() && *v >= 0.0));
     let (rows, _) = marginals(&q, n, k);
@@ -90,7 +106,13 @@ fn swapped_prediction_hand_computed() {
 fn swav_learns_without_collapse() {
     let splits = DataSource::Embedded.load().unwrap();
     let data = Arc::new(splits.train.take(2048));
-    let mut cfg = RunConfig { method: "swav".into(), epochs: 8, batch_size: 128, log_every: 1, ..RunConfig::default() };
+    let mut cfg = RunConfig {
+        method: "swav".into(),
+        epochs: 8,
+        batch_size: 128,
+        log_every: 1,
+        ..RunConfig::default()
+    };
     cfg.backbone.width = 0.5;
     cfg.optim.kind = OptimizerKind::Lars;
     cfg.schedule.lr = 0.3;
@@ -104,25 +126,57 @@ fn swav_learns_without_collapse() {
     cfg.swav.queue_start_epoch = 1;
     cfg.swav.freeze_prototypes_steps = 16;
     let dir = tempfile::tempdir().unwrap();
-    let out = train::pretrain(&cfg, data.clone(), &TrainOptions { out_dir: dir.path().into(), resume: false, progress: false }).unwrap();
+    let out = train::pretrain(
+        &cfg,
+        data.clone(),
+        &TrainOptions {
+            out_dir: dir.path().into(),
+            resume: false,
+            progress: false,
+        },
+    )
+    .unwrap();
     let head: f32 = out.losses[..4].iter().sum::<f32>() / 4.0;
     let tail: f32 = out.losses[out.losses.len() - 4..].iter().sum::<f32>() / 4.0;
-    println!("losses {:?}", out.losses.iter().step_by(8).collect::<Vec<_>>());
-    assert!(tail < head - 0.1, "SwAV loss should fall: first steps {head:.3}, last steps {tail:.3}");
-    let last: serde_json::Value =
-        serde_json::from_str(std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap().lines().last().unwrap()).unwrap();
+    println!(
+        "losses {:?}",
+        out.losses.iter().step_by(8).collect::<Vec<_>>()
+    );
+    assert!(
+        tail < head - 0.1,
+        "SwAV loss should fall: first steps {head:.3}, last steps {tail:.3}"
+    );
+    let last: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(dir.path().join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
     let used = last["prototypes_used"].as_f64().unwrap();
     assert!(used >= 10.0, "codes collapsed onto {used} of 30 prototypes");
     let test = splits.test.unwrap().take(1000);
-    let (trained, random) = crate::knn_pretrained_vs_random(&out.method.backbone(), &cfg, &data, &test);
-    println!("SwAV k-NN top-1: pretrained {trained:.1} %, random init {random:.1} %, prototypes used {used}");
-    assert!(trained > random + 1.0, "pretrained {trained:.1} % should beat random init {random:.1} %");
+    let (trained, random) =
+        crate::knn_pretrained_vs_random(&out.method.backbone(), &cfg, &data, &test);
+    println!(
+        "SwAV k-NN top-1: pretrained {trained:.1} %, random init {random:.1} %, prototypes used {used}"
+    );
+    assert!(
+        trained > random + 1.0,
+        "pretrained {trained:.1} % should beat random init {random:.1} %"
+    );
 }
 
 #[test]
 fn swav_checkpoint_holds_the_queue_and_resumes() {
     let data = Arc::new(DataSource::Embedded.load().unwrap().train.take(256));
-    let mut cfg = RunConfig { method: "swav".into(), epochs: 2, batch_size: 64, ..RunConfig::default() };
+    let mut cfg = RunConfig {
+        method: "swav".into(),
+        epochs: 2,
+        batch_size: 64,
+        ..RunConfig::default()
+    };
     cfg.backbone.width = 0.25;
     cfg.swav.prototypes = 10;
     cfg.swav.proj_hidden = 32;
@@ -131,8 +185,20 @@ fn swav_checkpoint_holds_the_queue_and_resumes() {
     cfg.swav.queue_length = 128;
     cfg.swav.queue_start_epoch = 1;
     let dir = tempfile::tempdir().unwrap();
-    let opts = TrainOptions { out_dir: dir.path().into(), resume: true, progress: false };
-    let first = train::pretrain(&RunConfig { stop_after_steps: 5, ..cfg.clone() }, data.clone(), &opts).unwrap();
+    let opts = TrainOptions {
+        out_dir: dir.path().into(),
+        resume: true,
+        progress: false,
+    };
+    let first = train::pretrain(
+        &RunConfig {
+            stop_after_steps: 5,
+            ..cfg.clone()
+        },
+        data.clone(),
+        &opts,
+    )
+    .unwrap();
     assert_eq!(first.steps, 5);
     let (t, _) = selfsup::train::checkpoint::load(&dir.path().join(train::MODEL_CKPT)).unwrap();
     assert_eq!(t["queue.1"].shape, vec![128, 16]);

@@ -12,7 +12,12 @@ use selfsup::train::{self, TrainOptions, checkpoint};
 use std::sync::Arc;
 
 fn weights(l: &Linear) -> Vec<f32> {
-    l.weight.val().into_data().convert::<f32>().try_to_vec().unwrap()
+    l.weight
+        .val()
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec()
+        .unwrap()
 }
 
 /// One step on loss = sum(x W): the gradient of W is x (per output column).
@@ -26,47 +31,87 @@ fn step(opt: &mut Optimizer, l: Linear, x: &[f32], lr: f64) -> Linear {
 
 fn linear() -> Linear {
     let device = Device::flex().autodiff();
-    let w = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, -2.0], [2, 1]), &device).require_grad();
-    Linear { weight: burn::module::Param::from_tensor(w), bias: None }
+    let w =
+        Tensor::<2>::from_data(TensorData::new(vec![1.0f32, -2.0], [2, 1]), &device).require_grad();
+    Linear {
+        weight: burn::module::Param::from_tensor(w),
+        bias: None,
+    }
 }
 
 #[test]
 fn sgd_momentum_matches_pytorch_formula() {
-    let cfg = OptimizerConfig { kind: OptimizerKind::Sgd, momentum: 0.9, weight_decay: 0.1, ..Default::default() };
+    let cfg = OptimizerConfig {
+        kind: OptimizerKind::Sgd,
+        momentum: 0.9,
+        weight_decay: 0.1,
+        ..Default::default()
+    };
     let mut opt = Optimizer::new(cfg);
     let l = step(&mut opt, linear(), &[0.5, 3.0], 0.1);
     // g = x + wd w = [0.6, 2.8]; buf = g; w = w - lr buf.
     let w1 = [1.0 - 0.1 * 0.6, -2.0 - 0.1 * 2.8];
     let got = weights(&l);
-    assert!((got[0] - w1[0]).abs() < 1e-6 && (got[1] - w1[1]).abs() < 1e-6, "{got:?}");
+    assert!(
+        (got[0] - w1[0]).abs() < 1e-6 && (got[1] - w1[1]).abs() < 1e-6,
+        "{got:?}"
+    );
     let l = step(&mut opt, l, &[0.5, 3.0], 0.1);
     let g2 = [0.5 + 0.1 * w1[0], 3.0 + 0.1 * w1[1]];
     let buf = [0.9 * 0.6 + g2[0], 0.9 * 2.8 + g2[1]];
     let got = weights(&l);
-    assert!((got[0] - (w1[0] - 0.1 * buf[0])).abs() < 1e-5 && (got[1] - (w1[1] - 0.1 * buf[1])).abs() < 1e-5, "{got:?}");
+    assert!(
+        (got[0] - (w1[0] - 0.1 * buf[0])).abs() < 1e-5
+            && (got[1] - (w1[1] - 0.1 * buf[1])).abs() < 1e-5,
+        "{got:?}"
+    );
 }
 
 #[test]
 fn lars_scales_by_trust_ratio_and_adamw_steps_by_lr() {
-    let cfg = OptimizerConfig { kind: OptimizerKind::Lars, momentum: 0.0, weight_decay: 0.0, lars_eta: 0.02, ..Default::default() };
+    let cfg = OptimizerConfig {
+        kind: OptimizerKind::Lars,
+        momentum: 0.0,
+        weight_decay: 0.0,
+        lars_eta: 0.02,
+        ..Default::default()
+    };
     let mut opt = Optimizer::new(cfg);
     let l = step(&mut opt, linear(), &[3.0, 4.0], 1.0);
     // trust = eta |w| / |g| = 0.02 sqrt(5) / 5.
     let t = 0.02 * 5f32.sqrt() / 5.0;
     let got = weights(&l);
-    assert!((got[0] - (1.0 - t * 3.0)).abs() < 1e-6 && (got[1] - (-2.0 - t * 4.0)).abs() < 1e-6, "{got:?}");
-    let cfg = OptimizerConfig { kind: OptimizerKind::AdamW, weight_decay: 0.5, ..Default::default() };
+    assert!(
+        (got[0] - (1.0 - t * 3.0)).abs() < 1e-6 && (got[1] - (-2.0 - t * 4.0)).abs() < 1e-6,
+        "{got:?}"
+    );
+    let cfg = OptimizerConfig {
+        kind: OptimizerKind::AdamW,
+        weight_decay: 0.5,
+        ..Default::default()
+    };
     let mut opt = Optimizer::new(cfg);
     let l = step(&mut opt, linear(), &[3.0, -4.0], 0.01);
     // First Adam step moves each weight by lr * sign(g); decoupled decay subtracts lr wd w.
     let got = weights(&l);
-    let want = [1.0 - 0.01 * 0.5 * 1.0 - 0.01, -2.0 + 0.01 * 0.5 * 2.0 + 0.01];
-    assert!((got[0] - want[0]).abs() < 1e-5 && (got[1] - want[1]).abs() < 1e-5, "{got:?} vs {want:?}");
+    let want = [
+        1.0 - 0.01 * 0.5 * 1.0 - 0.01,
+        -2.0 + 0.01 * 0.5 * 2.0 + 0.01,
+    ];
+    assert!(
+        (got[0] - want[0]).abs() < 1e-5 && (got[1] - want[1]).abs() < 1e-5,
+        "{got:?} vs {want:?}"
+    );
 }
 
 #[test]
 fn warmup_cosine_schedule() {
-    let s = WarmupCosine { lr: 1.0, final_lr: 0.1, warmup_steps: 4, total_steps: 14 };
+    let s = WarmupCosine {
+        lr: 1.0,
+        final_lr: 0.1,
+        warmup_steps: 4,
+        total_steps: 14,
+    };
     assert!((s.at(0) - 0.25).abs() < 1e-12 && (s.at(3) - 1.0).abs() < 1e-12);
     assert!((s.at(4) - 1.0).abs() < 1e-12);
     assert!((s.at(9) - 0.55).abs() < 1e-12);
@@ -76,10 +121,19 @@ fn warmup_cosine_schedule() {
 #[test]
 fn checkpoint_roundtrip_and_mismatch_errors() {
     let device = Device::flex();
-    let cfg = BackboneConfig { kind: BackboneKind::ConvNet, width: 0.25, ..Default::default() };
+    let cfg = BackboneConfig {
+        kind: BackboneKind::ConvNet,
+        width: 0.25,
+        ..Default::default()
+    };
     let a = Backbone::new(&cfg, 1, &device);
     let tensors = checkpoint::collect(&a);
-    assert!(tensors.contains_key("blocks.0.conv.weight") && tensors.contains_key("blocks.3.bn.running_var"), "{:?}", tensors.keys());
+    assert!(
+        tensors.contains_key("blocks.0.conv.weight")
+            && tensors.contains_key("blocks.3.bn.running_var"),
+        "{:?}",
+        tensors.keys()
+    );
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.safetensors");
     checkpoint::save(&path, &tensors, Default::default()).unwrap();
@@ -87,18 +141,44 @@ fn checkpoint_roundtrip_and_mismatch_errors() {
     let b = checkpoint::apply(Backbone::new(&cfg, 1, &device), &back, &path).unwrap();
     assert_eq!(checkpoint::collect(&b), tensors);
     // Another backbone: a clear error naming missing and mis-shaped tensors.
-    let other = BackboneConfig { kind: BackboneKind::ResNet18, ..Default::default() };
-    let e = checkpoint::apply(Backbone::new(&other, 1, &device), &back, &path).unwrap_err().to_string();
-    assert!(e.contains("m.safetensors") && e.contains("missing tensor 'conv1.weight'"), "{e}");
-    let wider = BackboneConfig { width: 0.5, ..cfg.clone() };
-    let e = checkpoint::apply(Backbone::new(&wider, 1, &device), &back, &path).unwrap_err().to_string();
-    assert!(e.contains("has shape [8, 1, 3, 3] in the checkpoint, the model needs [16, 1, 3, 3]"), "{e}");
+    let other = BackboneConfig {
+        kind: BackboneKind::ResNet18,
+        ..Default::default()
+    };
+    let e = checkpoint::apply(Backbone::new(&other, 1, &device), &back, &path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("m.safetensors") && e.contains("missing tensor 'conv1.weight'"),
+        "{e}"
+    );
+    let wider = BackboneConfig {
+        width: 0.5,
+        ..cfg.clone()
+    };
+    let e = checkpoint::apply(Backbone::new(&wider, 1, &device), &back, &path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("has shape [8, 1, 3, 3] in the checkpoint, the model needs [16, 1, 3, 3]"),
+        "{e}"
+    );
     std::fs::write(&path, b"garbage").unwrap();
-    assert!(checkpoint::load(&path).unwrap_err().to_string().contains("not a valid safetensors"));
+    assert!(
+        checkpoint::load(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("not a valid safetensors")
+    );
 }
 
 fn tiny_config(epochs: usize) -> RunConfig {
-    let mut c = RunConfig { epochs, batch_size: 64, log_every: 1, ..RunConfig::default() };
+    let mut c = RunConfig {
+        epochs,
+        batch_size: 64,
+        log_every: 1,
+        ..RunConfig::default()
+    };
     c.backbone.width = 0.25;
     c.simclr.proj_hidden = 64;
     c.simclr.proj_dim = 32;
@@ -115,24 +195,55 @@ fn resume_continues_exactly() {
     let data = small_train(320);
     let cfg = tiny_config(2); // 5 steps per epoch, 10 in all
     let straight = tempfile::tempdir().unwrap();
-    let full = train::pretrain(&cfg, data.clone(), &TrainOptions { out_dir: straight.path().into(), resume: false, progress: false }).unwrap();
+    let full = train::pretrain(
+        &cfg,
+        data.clone(),
+        &TrainOptions {
+            out_dir: straight.path().into(),
+            resume: false,
+            progress: false,
+        },
+    )
+    .unwrap();
     assert_eq!(full.losses.len(), 10);
 
     let split = tempfile::tempdir().unwrap();
-    let opts = TrainOptions { out_dir: split.path().into(), resume: true, progress: false };
-    let first = train::pretrain(&RunConfig { stop_after_steps: 7, ..cfg.clone() }, data.clone(), &opts).unwrap();
+    let opts = TrainOptions {
+        out_dir: split.path().into(),
+        resume: true,
+        progress: false,
+    };
+    let first = train::pretrain(
+        &RunConfig {
+            stop_after_steps: 7,
+            ..cfg.clone()
+        },
+        data.clone(),
+        &opts,
+    )
+    .unwrap();
     assert_eq!(first.steps, 7);
     let second = train::pretrain(&cfg, data, &opts).unwrap();
     assert_eq!(second.steps, 10);
     assert_eq!(second.losses.len(), 3);
     for (a, b) in full.losses[7..].iter().zip(&second.losses) {
-        assert!((a - b).abs() < 1e-5, "losses after resume differ: {:?} vs {:?}", &full.losses[7..], second.losses);
+        assert!(
+            (a - b).abs() < 1e-5,
+            "losses after resume differ: {:?} vs {:?}",
+            &full.losses[7..],
+            second.losses
+        );
     }
     let (wa, _) = checkpoint::load(&straight.path().join(train::MODEL_CKPT)).unwrap();
     let (wb, _) = checkpoint::load(&split.path().join(train::MODEL_CKPT)).unwrap();
     for (k, a) in &wa {
         let b = &wb[k];
-        let diff = a.data.iter().zip(&b.data).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        let diff = a
+            .data
+            .iter()
+            .zip(&b.data)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
         assert!(diff < 1e-5, "{k} differs by {diff}");
     }
     let lines = std::fs::read_to_string(split.path().join("metrics.jsonl")).unwrap();
@@ -148,15 +259,33 @@ fn simclr_learns_features_that_beat_random_init() {
     cfg.backbone.width = 0.5;
     cfg.schedule.lr = 1.0;
     let dir = tempfile::tempdir().unwrap();
-    let out = train::pretrain(&cfg, data.clone(), &TrainOptions { out_dir: dir.path().into(), resume: false, progress: false }).unwrap();
+    let out = train::pretrain(
+        &cfg,
+        data.clone(),
+        &TrainOptions {
+            out_dir: dir.path().into(),
+            resume: false,
+            progress: false,
+        },
+    )
+    .unwrap();
     let head: f32 = out.losses[..4].iter().sum::<f32>() / 4.0;
     let tail: f32 = out.losses[out.losses.len() - 4..].iter().sum::<f32>() / 4.0;
-    assert!(tail < head - 0.3, "loss should fall: first steps {head:.3}, last steps {tail:.3}");
+    assert!(
+        tail < head - 0.3,
+        "loss should fall: first steps {head:.3}, last steps {tail:.3}"
+    );
 
     let test = splits.test.unwrap().take(1000);
-    let (trained, random) = crate::knn_pretrained_vs_random(&out.method.backbone(), &cfg, &data, &test);
-    println!("k-NN top-1 on 1000 held-out images: pretrained {trained:.1} %, random init {random:.1} %");
-    assert!(trained > random + 1.0, "pretrained {trained:.1} % should beat random init {random:.1} %");
+    let (trained, random) =
+        crate::knn_pretrained_vs_random(&out.method.backbone(), &cfg, &data, &test);
+    println!(
+        "k-NN top-1 on 1000 held-out images: pretrained {trained:.1} %, random init {random:.1} %"
+    );
+    assert!(
+        trained > random + 1.0,
+        "pretrained {trained:.1} % should beat random init {random:.1} %"
+    );
 }
 
 #[test]
@@ -164,11 +293,21 @@ fn ema_blends_and_cosine_momentum_ramps() {
     use selfsup::methods::ema::{cosine_momentum, ema_update};
     let device = Device::flex().autodiff();
     let a = linear();
-    let w = Tensor::<2>::from_data(TensorData::new(vec![3.0f32, 2.0], [2, 1]), &device).require_grad();
-    let b = Linear { weight: burn::module::Param::from_tensor(w), bias: None };
+    let w =
+        Tensor::<2>::from_data(TensorData::new(vec![3.0f32, 2.0], [2, 1]), &device).require_grad();
+    let b = Linear {
+        weight: burn::module::Param::from_tensor(w),
+        bias: None,
+    };
     let blended = ema_update(a, &b, 0.75);
-    assert_eq!(weights(&blended), vec![0.75 * 1.0 + 0.25 * 3.0, 0.75 * -2.0 + 0.25 * 2.0]);
-    assert!(!blended.weight.val().is_require_grad(), "a momentum encoder is not trained by backprop");
+    assert_eq!(
+        weights(&blended),
+        vec![0.75 * 1.0 + 0.25 * 3.0, 0.75 * -2.0 + 0.25 * 2.0]
+    );
+    assert!(
+        !blended.weight.val().is_require_grad(),
+        "a momentum encoder is not trained by backprop"
+    );
     assert!((cosine_momentum(0.99, 0, 100) - 0.99).abs() < 1e-12);
     assert!((cosine_momentum(0.99, 50, 100) - 0.995).abs() < 1e-12);
     assert!((cosine_momentum(0.99, 100, 100) - 1.0).abs() < 1e-12);
@@ -189,20 +328,50 @@ fn moco_learns_and_resumes_with_its_queue() {
     cfg.moco.proj_hidden = 64;
     cfg.moco.proj_dim = 32;
     let dir = tempfile::tempdir().unwrap();
-    let out = train::pretrain(&cfg, data.clone(), &TrainOptions { out_dir: dir.path().into(), resume: false, progress: false }).unwrap();
+    let out = train::pretrain(
+        &cfg,
+        data.clone(),
+        &TrainOptions {
+            out_dir: dir.path().into(),
+            resume: false,
+            progress: false,
+        },
+    )
+    .unwrap();
     // The queue starts as random vectors (easy negatives) and holds only real keys from step 3.
     let head: f32 = out.losses[2..6].iter().sum::<f32>() / 4.0;
     let tail: f32 = out.losses[out.losses.len() - 4..].iter().sum::<f32>() / 4.0;
-    assert!(tail < head - 0.3, "MoCo loss should fall: steps 3-6 {head:.3}, last steps {tail:.3}");
+    assert!(
+        tail < head - 0.3,
+        "MoCo loss should fall: steps 3-6 {head:.3}, last steps {tail:.3}"
+    );
     let test = splits.test.unwrap().take(1000);
-    let (trained, random) = crate::knn_pretrained_vs_random(&out.method.backbone(), &cfg, &data, &test);
-    println!("MoCo k-NN top-1 on 1000 held-out images: pretrained {trained:.1} %, random init {random:.1} %");
-    assert!(trained > random + 1.0, "pretrained {trained:.1} % should beat random init {random:.1} %");
+    let (trained, random) =
+        crate::knn_pretrained_vs_random(&out.method.backbone(), &cfg, &data, &test);
+    println!(
+        "MoCo k-NN top-1 on 1000 held-out images: pretrained {trained:.1} %, random init {random:.1} %"
+    );
+    assert!(
+        trained > random + 1.0,
+        "pretrained {trained:.1} % should beat random init {random:.1} %"
+    );
     // The checkpoint holds both encoders and the queue; resuming past the end is a no-op
     // that loads them all.
     let (t, _) = checkpoint::load(&dir.path().join(train::MODEL_CKPT)).unwrap();
     assert_eq!(t["queue"].shape, vec![256, 32]);
-    assert!(t.contains_key("key.backbone.blocks.0.conv.weight") && t.contains_key("query.projector.fc2.bias"));
-    let again = train::pretrain(&cfg, data, &TrainOptions { out_dir: dir.path().into(), resume: true, progress: false }).unwrap();
+    assert!(
+        t.contains_key("key.backbone.blocks.0.conv.weight")
+            && t.contains_key("query.projector.fc2.bias")
+    );
+    let again = train::pretrain(
+        &cfg,
+        data,
+        &TrainOptions {
+            out_dir: dir.path().into(),
+            resume: true,
+            progress: false,
+        },
+    )
+    .unwrap();
     assert_eq!(again.steps, out.steps);
 }
