@@ -4,6 +4,7 @@
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use selfsup::losses::nt_xent;
+use selfsup::methods::simclr::SimClrModel;
 use selfsup::nets::{Backbone, BackboneConfig, heads::ProjectionHead};
 use std::time::Instant;
 
@@ -14,23 +15,21 @@ fn main() {
         .nth(1)
         .map(|s| s.parse().unwrap())
         .unwrap_or(256);
-    let bb = Backbone::new(&BackboneConfig::default(), 1, &dev);
-    let head = ProjectionHead::new(256, 512, 128, &dev);
+    let backbone = Backbone::new(&BackboneConfig::default(), 1, &dev);
+    let projector = ProjectionHead::new(backbone.feature_dim(), 512, 128, &dev);
+    let mut m = SimClrModel {
+        backbone,
+        projector,
+    };
     let x = Tensor::<4>::random(
         [2 * b, 1, 28, 28],
         burn::tensor::Distribution::Normal(0.0, 1.0),
         &dev,
     );
     let mut opt = selfsup::train::optim::Optimizer::new(Default::default());
-    #[derive(Module, Debug)]
-    struct M {
-        bb: Backbone,
-        head: ProjectionHead,
-    }
-    let mut m = M { bb, head };
     for it in 0..6 {
         let t0 = Instant::now();
-        let z = m.head.forward(m.bb.forward(x.clone()));
+        let z = m.projector.forward(m.backbone.forward(x.clone()));
         let loss = nt_xent(z.clone().narrow(0, 0, b), z.narrow(0, b, b), 0.2);
         let _v: f32 = loss.clone().into_scalar();
         let t1 = Instant::now();
@@ -38,7 +37,7 @@ fn main() {
         let grads = GradientsParams::from_grads(g, &m);
         let t2 = Instant::now();
         m = opt.step(0.1, m, grads);
-        let _ = m.bb.clone().valid();
+        let _ = m.backbone.clone().valid();
         let t3 = Instant::now();
         println!(
             "it {it}: fwd {:.0} ms, bwd {:.0} ms, opt {:.0} ms, total {:.0} ms => {:.0} img/s",

@@ -116,6 +116,19 @@ impl RunConfig {
         toml::to_string_pretty(self).expect("a RunConfig always serializes")
     }
 
+    /// Adapts the view size and normalization to `data` when the config left the views at
+    /// their defaults (made for 28 px grey images): views as large as the images, and RGB
+    /// normalization for colour data.
+    pub fn fit_views_to(&mut self, data: &crate::data::Dataset) {
+        if self.views == ViewConfig::default() {
+            self.views.size = data.height.min(data.width);
+            if data.channels == 3 {
+                self.views.mean = vec![0.5; 3];
+                self.views.std = vec![0.25; 3];
+            }
+        }
+    }
+
     /// Checks every field's range (data-dependent checks happen when the data is loaded).
     pub fn validate(&self) -> Result<()> {
         crate::methods::find(&self.method)?;

@@ -4,7 +4,7 @@
 
 use crate::config::RunConfig;
 use crate::data::{Dataset, Splits};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::eval::{self, knn, linear};
 use crate::nets::Backbone;
 use crate::train::{self, TrainOptions};
@@ -25,31 +25,17 @@ pub struct Scores {
 /// Evaluates a frozen backbone: features of train and test, k-NN (k = 20, 200, T = 0.07) and
 /// a linear probe fit on train, scored on test.
 pub fn evaluate(backbone: &Backbone, splits: &Splits, run: &RunConfig) -> Result<Scores> {
-    let test = splits
-        .test
-        .as_ref()
-        .ok_or_else(|| Error::Config("evaluation needs a test split".into()))?;
-    let (Some(ytr), Some(yte)) = (&splits.train.labels, &test.labels) else {
-        return Err(Error::Config(
-            "evaluation needs labels for the train and test splits".into(),
-        ));
+    let f = eval::labeled_features(backbone, splits, &run.views)?;
+    let knn = knn::predict_many(&f.train, &f.train_labels, &f.test, &[20, 200], 0.07);
+    let probe = linear::LinearProbeConfig {
+        seed: run.seed,
+        ..Default::default()
     };
-    let ftr = eval::extract(backbone, &splits.train, &run.views, 500);
-    let fte = eval::extract(backbone, test, &run.views, 500);
-    let knn = knn::predict_many(&ftr, ytr, &fte, &[20, 200], 0.07);
-    let lin = linear::fit_predict(
-        &ftr,
-        ytr,
-        &fte,
-        &linear::LinearProbeConfig {
-            seed: run.seed,
-            ..Default::default()
-        },
-    );
+    let lin = linear::fit_predict(&f.train, &f.train_labels, &f.test, &probe);
     Ok(Scores {
-        knn20: eval::accuracy(&knn[0], yte),
-        knn200: eval::accuracy(&knn[1], yte),
-        linear: eval::accuracy(&lin.predictions, yte),
+        knn20: eval::accuracy(&knn[0], &f.test_labels),
+        knn200: eval::accuracy(&knn[1], &f.test_labels),
+        linear: eval::accuracy(&lin.predictions, &f.test_labels),
     })
 }
 

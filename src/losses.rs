@@ -51,11 +51,9 @@ pub fn info_nce_with_queue(
     queue: Tensor<2>,
     temperature: f32,
 ) -> Tensor<1> {
-    let pos = (q.clone() * k).sum_dim(1);
-    let neg = q.matmul(queue.transpose());
-    let logits = Tensor::cat(vec![pos, neg], 1) / temperature;
-    let [b, _] = logits.dims();
-    log_softmax(logits, 1).narrow(1, 0, 1).sum().neg() / b as f32
+    let [b, _] = q.dims();
+    let pos = (q.clone() * k).sum_dim(1).reshape([b]);
+    info_nce(pos, q.matmul(queue.transpose()), temperature)
 }
 
 /// Sinkhorn-Knopp codes of SwAV (Caron et al. 2020, section 3.1 and appendix A.1).

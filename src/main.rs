@@ -293,25 +293,13 @@ fn resolve(flags: &RunFlags) -> Result<RunConfig> {
     Ok(c)
 }
 
-/// Adapts view size and normalization to the data when the config left them at the defaults.
-fn fit_views_to_data(c: &mut RunConfig, splits: &Splits) {
-    let d = &splits.train;
-    if c.views == selfsup::augment::ViewConfig::default() {
-        c.views.size = d.height.min(d.width);
-        if d.channels == 3 {
-            c.views.mean = vec![0.5, 0.5, 0.5];
-            c.views.std = vec![0.25, 0.25, 0.25];
-        }
-    }
-}
-
 fn pretrain(a: PretrainArgs) -> Result<()> {
     let mut cfg = resolve(&a.run)?;
     let mut splits = load_data(&cfg.data)?;
     if cfg.train_limit > 0 {
         splits.train = splits.train.take(cfg.train_limit);
     }
-    fit_views_to_data(&mut cfg, &splits);
+    cfg.fit_views_to(&splits.train);
     let n = splits.train.len();
     let out = train::pretrain(
         &cfg,
@@ -359,17 +347,8 @@ fn load_checkpoint(path: &Path, data: Option<DataSource>) -> Result<(RunConfig, 
 
 fn evaluate(a: EvalArgs) -> Result<()> {
     let (cfg, splits, backbone) = load_checkpoint(&a.checkpoint, a.data)?;
-    let Some(test) = &splits.test else {
-        bail!("data '{}' has no test split to score on", cfg.data)
-    };
-    let (Some(ytr), Some(yte)) = (&splits.train.labels, &test.labels) else {
-        bail!(
-            "data '{}' has no labels: evaluation needs a labeled train and test split",
-            cfg.data
-        )
-    };
-    let ftr = eval::extract(&backbone, &splits.train, &cfg.views, 500);
-    let fte = eval::extract(&backbone, test, &cfg.views, 500);
+    let f = eval::labeled_features(&backbone, &splits, &cfg.views)
+        .with_context(|| format!("evaluating on '{}'", cfg.data))?;
     match a.mode {
         EvalMode::Knn => {
             let ks = if a.k.is_empty() {
@@ -377,18 +356,29 @@ fn evaluate(a: EvalArgs) -> Result<()> {
             } else {
                 a.k.clone()
             };
-            for (k, p) in ks.iter().zip(knn::predict_many(&ftr, ytr, &fte, &ks, 0.07)) {
+            for (k, p) in ks.iter().zip(knn::predict_many(
+                &f.train,
+                &f.train_labels,
+                &f.test,
+                &ks,
+                0.07,
+            )) {
                 println!(
                     "k-NN (k={k}, T=0.07) top-1: {:.2} %",
-                    eval::accuracy(&p, yte)
+                    eval::accuracy(&p, &f.test_labels)
                 );
             }
         }
         EvalMode::Linear => {
-            let r = linear::fit_predict(&ftr, ytr, &fte, &linear::LinearProbeConfig::default());
+            let r = linear::fit_predict(
+                &f.train,
+                &f.train_labels,
+                &f.test,
+                &linear::LinearProbeConfig::default(),
+            );
             println!(
                 "linear probe top-1: {:.2} % (weight decay {})",
-                eval::accuracy(&r.predictions, yte),
+                eval::accuracy(&r.predictions, &f.test_labels),
                 r.weight_decay
             );
         }
@@ -425,7 +415,7 @@ fn demo(a: DemoArgs) -> Result<()> {
         cfg.data = d;
     }
     let splits = load_data(&cfg.data)?;
-    fit_views_to_data(&mut cfg, &splits);
+    cfg.fit_views_to(&splits.train);
     println!(
         "selfsup demo: SimCLR, {} backbone, {} epochs on {} ({} train / {} test images)",
         format!("{:?}", cfg.backbone.kind).to_lowercase(),

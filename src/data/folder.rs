@@ -1,12 +1,12 @@
 //! Folders of images (PNG, JPEG). With sub-folders, each sub-folder is a class; with images
 //! directly inside, the set is unlabeled. Images are converted to RGB, centre-cropped to a
-//! square and resized to a fixed side ([`DEFAULT_SIDE`] unless the caller chooses).
+//! square and resized to a fixed side ([`DEFAULT_SIDE`] for `folder:PATH` sources).
 
 use super::{Dataset, Splits};
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
-/// Side in pixels that folder images are resized to by [`load_splits`].
+/// Side in pixels that `folder:PATH` images are resized to.
 pub const DEFAULT_SIDE: usize = 32;
 
 fn is_image(p: &Path) -> bool {
@@ -110,13 +110,9 @@ pub fn load_folder(dir: &Path, side: usize) -> Result<Dataset> {
     })
 }
 
-/// Loads `train/` and `test/` sub-folders when both exist, else the whole folder as train.
-pub fn load_splits(dir: &Path) -> Result<Splits> {
-    load_splits_sized(dir, DEFAULT_SIDE)
-}
-
-/// [`load_splits`] with a chosen image side.
-pub fn load_splits_sized(dir: &Path, side: usize) -> Result<Splits> {
+/// Loads `train/` and `test/` sub-folders when both exist, else the whole folder as train;
+/// images are resized to `side` x `side`.
+pub fn load_splits(dir: &Path, side: usize) -> Result<Splits> {
     let (tr, te) = (dir.join("train"), dir.join("test"));
     if tr.is_dir() && te.is_dir() {
         Ok(Splits {

@@ -27,8 +27,6 @@ pub struct HostBatch {
     pub views: Vec<HostTensor>,
     /// Index of each image in the data set.
     pub indices: Vec<usize>,
-    /// Labels of the images, when the data set has them (never used by pretraining losses).
-    pub labels: Option<Vec<u32>>,
     /// The epoch this batch belongs to (0-based).
     pub epoch: usize,
     /// Position of this batch in its epoch (0-based).
@@ -167,14 +165,9 @@ fn run_worker(data: Arc<Dataset>, spec: ViewSpec, cfg: LoaderConfig, tx: SyncSen
             let idx = &order[b * cfg.batch_size..(b + 1) * cfg.batch_size];
             let views =
                 pool.install(|| make_batch(&data, &spec, idx, cfg.seed, epoch, b * cfg.batch_size));
-            let labels = data
-                .labels
-                .as_ref()
-                .map(|l| idx.iter().map(|&i| l[i]).collect());
             let batch = HostBatch {
                 views,
                 indices: idx.to_vec(),
-                labels,
                 epoch,
                 batch_in_epoch: b,
             };

@@ -167,7 +167,7 @@ impl DataSource {
             DataSource::Idx(p) => idx::load_dir(p),
             DataSource::Cifar10(p) => cifar::load_cifar10_dir(p),
             DataSource::Cifar100(p) => cifar::load_cifar100_dir(p),
-            DataSource::Folder(p) => folder::load_splits(p),
+            DataSource::Folder(p) => folder::load_splits(p, folder::DEFAULT_SIDE),
         }
     }
 }

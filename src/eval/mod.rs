@@ -42,7 +42,7 @@ pub fn extract(backbone: &Backbone, data: &Dataset, view: &ViewConfig, batch: us
     let view = view.eval_only();
     let mut out = Vec::new();
     let mut dim = 0;
-    let mut rng = rand::rng();
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
     for start in (0..data.len()).step_by(batch.max(1)) {
         let end = (start + batch).min(data.len());
         let mut px = Vec::new();
@@ -68,6 +68,43 @@ pub fn extract(backbone: &Backbone, data: &Dataset, view: &ViewConfig, batch: us
         dim,
         data: out,
     }
+}
+
+/// Frozen features of a labeled train and test split, with their labels: what every
+/// evaluation of a backbone starts from.
+pub struct LabeledFeatures {
+    /// Features of the train split (what k-NN searches and the probe is fit on).
+    pub train: Features,
+    /// Labels of the train split.
+    pub train_labels: Vec<u32>,
+    /// Features of the test split (what is scored).
+    pub test: Features,
+    /// Labels of the test split.
+    pub test_labels: Vec<u32>,
+}
+
+/// Extracts [`LabeledFeatures`] of `splits` with `backbone`; errors when the data has no test
+/// split or no labels.
+pub fn labeled_features(
+    backbone: &Backbone,
+    splits: &crate::data::Splits,
+    view: &ViewConfig,
+) -> crate::Result<LabeledFeatures> {
+    let test = splits
+        .test
+        .as_ref()
+        .ok_or_else(|| crate::Error::Config("evaluation needs a test split to score on".into()))?;
+    let (Some(ytr), Some(yte)) = (&splits.train.labels, &test.labels) else {
+        return Err(crate::Error::Config(
+            "evaluation needs labels for the train and test splits".into(),
+        ));
+    };
+    Ok(LabeledFeatures {
+        train: extract(backbone, &splits.train, view, 500),
+        train_labels: ytr.clone(),
+        test: extract(backbone, test, view, 500),
+        test_labels: yte.clone(),
+    })
 }
 
 /// Top-1 accuracy of `predicted` against `labels`, in percent.

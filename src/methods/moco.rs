@@ -275,6 +275,10 @@ impl Method for Moco {
         self.model.key = ema_update(self.model.key.clone(), &self.model.query, m);
     }
 
+    fn backbone_prefix(&self) -> &'static str {
+        "query.backbone."
+    }
+
     fn backbone(&self) -> Backbone {
         self.model.query.backbone.clone()
     }

@@ -52,6 +52,11 @@ pub trait Method {
     fn after_step(&mut self, _info: &StepInfo) {}
     /// The backbone, for evaluation (a cheap handle: burn tensors are reference-counted).
     fn backbone(&self) -> Backbone;
+    /// Name prefix of the backbone's tensors in [`Method::tensors`] (recorded in checkpoints,
+    /// so evaluation finds the backbone of any method).
+    fn backbone_prefix(&self) -> &'static str {
+        "backbone."
+    }
     /// Every tensor of the model by name, for checkpoints.
     fn tensors(&self) -> BTreeMap<String, HostParam>;
     /// Loads tensors saved by [`Method::tensors`]; `path` names the checkpoint in errors.

@@ -233,7 +233,6 @@ impl Method for Swav {
         let use_queue = self.cfg.queue_length > 0
             && self.epoch >= self.cfg.queue_start_epoch
             && self.queue_filled >= self.cfg.queue_length;
-        let w_plain = self.model.prototypes.weight.val().inner(); // [D, K]
         let mut loss = Tensor::<1>::zeros([1], &self.device);
         let mut used = std::collections::HashSet::new();
         let mut terms = 0;
@@ -242,6 +241,7 @@ impl Method for Swav {
             let (mut all, mut rows) = (s, b);
             if use_queue {
                 let ql = self.cfg.queue_length;
+                let w_plain = self.model.prototypes.weight.val().inner(); // [D, K]
                 let past = Tensor::<2>::from_data(
                     TensorData::new(self.queue[g].clone(), [ql, d]),
                     &w_plain.device(),

@@ -263,20 +263,18 @@ pub fn load(path: &Path) -> Result<(HashMap<String, HostParam>, BTreeMap<String,
     Ok((out, metadata))
 }
 
-/// Builds a backbone from `cfg` and loads a checkpoint's backbone tensors (`backbone.*`, or
-/// `query.backbone.*` for momentum-encoder methods) into it.
+/// Builds a backbone from `cfg` and loads a checkpoint's backbone tensors into it (those under
+/// the `backbone_prefix` its metadata names, `backbone.` by default).
 pub fn load_backbone(
     path: &Path,
     cfg: &crate::nets::BackboneConfig,
     in_channels: usize,
     device: &Device,
 ) -> Result<crate::nets::Backbone> {
-    let (tensors, _) = load(path)?;
-    // SimCLR saves `backbone.*`; methods with two encoders save the trained one as `query.backbone.*`.
-    let prefix = ["backbone.", "query.backbone."]
-        .into_iter()
-        .find(|p| tensors.keys().any(|k| k.starts_with(p)))
-        .unwrap_or("backbone.");
+    let (tensors, meta) = load(path)?;
+    let prefix = meta
+        .get("backbone_prefix")
+        .map_or("backbone.", String::as_str);
     let sub: HashMap<String, HostParam> = tensors
         .into_iter()
         .filter_map(|(k, v)| k.strip_prefix(prefix).map(|s| (s.to_string(), v)))
@@ -284,7 +282,7 @@ pub fn load_backbone(
     if sub.is_empty() {
         return Err(Error::Checkpoint {
             path: path.to_path_buf(),
-            message: "has no 'backbone.*' tensors".into(),
+            message: format!("has no '{prefix}*' tensors"),
         });
     }
     apply(

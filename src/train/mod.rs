@@ -195,6 +195,10 @@ fn save(
         format!("{:?}", cfg.backbone.kind).to_lowercase(),
     );
     meta.insert("step".to_string(), step.to_string());
+    meta.insert(
+        "backbone_prefix".to_string(),
+        method.backbone_prefix().to_string(),
+    );
     let mut full = model.clone();
     for (path, slots) in &opt.state {
         for (i, t) in slots.iter().enumerate() {

@@ -26,7 +26,7 @@ pub enum OptimizerKind {
 }
 
 /// Optimizer settings.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OptimizerConfig {
     /// Update rule.
@@ -136,7 +136,7 @@ impl Optimizer {
         lr: f64,
         is_vector: bool,
     ) -> Tensor<1> {
-        let c = self.config.clone();
+        let c = self.config;
         let wd = if is_vector { 0.0 } else { c.weight_decay };
         match c.kind {
             OptimizerKind::Sgd | OptimizerKind::Lars => {

@@ -43,3 +43,50 @@ pub fn knn_pretrained_vs_random(
     let random = selfsup::nets::Backbone::new(&cfg.backbone, train.channels, &device);
     (score(pretrained), score(&random))
 }
+
+/// Pretrains `cfg` on `data` into `dir` (resuming from it when `resume`), without a progress bar.
+pub fn pretrain_in(
+    cfg: &selfsup::config::RunConfig,
+    data: std::sync::Arc<selfsup::data::Dataset>,
+    dir: &std::path::Path,
+    resume: bool,
+) -> selfsup::train::TrainOutcome {
+    let opts = selfsup::train::TrainOptions {
+        out_dir: dir.into(),
+        resume,
+        progress: false,
+    };
+    selfsup::train::pretrain(cfg, data, &opts).unwrap()
+}
+
+/// Asserts that the mean loss of the last 4 steps is below that of steps `from..from + 4` by
+/// more than `margin`.
+pub fn assert_loss_falls(method: &str, losses: &[f32], from: usize, margin: f32) {
+    let head: f32 = losses[from..from + 4].iter().sum::<f32>() / 4.0;
+    let tail: f32 = losses[losses.len() - 4..].iter().sum::<f32>() / 4.0;
+    assert!(
+        tail < head - margin,
+        "{method} loss should fall by more than {margin}: steps {from}-{} {head:.3}, last steps {tail:.3}",
+        from + 3
+    );
+}
+
+/// Asserts that `pretrained` beats the same architecture at random init by more than one point
+/// of k-NN top-1 on `test` (see [`knn_pretrained_vs_random`]).
+pub fn assert_beats_random_init(
+    method: &str,
+    pretrained: &selfsup::nets::Backbone,
+    cfg: &selfsup::config::RunConfig,
+    train: &selfsup::data::Dataset,
+    test: &selfsup::data::Dataset,
+) {
+    let (trained, random) = knn_pretrained_vs_random(pretrained, cfg, train, test);
+    println!(
+        "{method} k-NN top-1 on {} held-out images: pretrained {trained:.1} %, random init {random:.1} %",
+        test.len()
+    );
+    assert!(
+        trained > random + 1.0,
+        "{method}: pretrained {trained:.1} % should beat random init {random:.1} %"
+    );
+}

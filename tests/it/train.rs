@@ -259,33 +259,11 @@ fn simclr_learns_features_that_beat_random_init() {
     cfg.backbone.width = 0.5;
     cfg.schedule.lr = 1.0;
     let dir = tempfile::tempdir().unwrap();
-    let out = train::pretrain(
-        &cfg,
-        data.clone(),
-        &TrainOptions {
-            out_dir: dir.path().into(),
-            resume: false,
-            progress: false,
-        },
-    )
-    .unwrap();
-    let head: f32 = out.losses[..4].iter().sum::<f32>() / 4.0;
-    let tail: f32 = out.losses[out.losses.len() - 4..].iter().sum::<f32>() / 4.0;
-    assert!(
-        tail < head - 0.3,
-        "loss should fall: first steps {head:.3}, last steps {tail:.3}"
-    );
+    let out = crate::pretrain_in(&cfg, data.clone(), dir.path(), false);
+    crate::assert_loss_falls("SimCLR", &out.losses, 0, 0.3);
 
     let test = splits.test.unwrap().take(1000);
-    let (trained, random) =
-        crate::knn_pretrained_vs_random(&out.method.backbone(), &cfg, &data, &test);
-    println!(
-        "k-NN top-1 on 1000 held-out images: pretrained {trained:.1} %, random init {random:.1} %"
-    );
-    assert!(
-        trained > random + 1.0,
-        "pretrained {trained:.1} % should beat random init {random:.1} %"
-    );
+    crate::assert_beats_random_init("SimCLR", &out.method.backbone(), &cfg, &data, &test);
 }
 
 #[test]
@@ -328,33 +306,11 @@ fn moco_learns_and_resumes_with_its_queue() {
     cfg.moco.proj_hidden = 64;
     cfg.moco.proj_dim = 32;
     let dir = tempfile::tempdir().unwrap();
-    let out = train::pretrain(
-        &cfg,
-        data.clone(),
-        &TrainOptions {
-            out_dir: dir.path().into(),
-            resume: false,
-            progress: false,
-        },
-    )
-    .unwrap();
+    let out = crate::pretrain_in(&cfg, data.clone(), dir.path(), false);
     // The queue starts as random vectors (easy negatives) and holds only real keys from step 3.
-    let head: f32 = out.losses[2..6].iter().sum::<f32>() / 4.0;
-    let tail: f32 = out.losses[out.losses.len() - 4..].iter().sum::<f32>() / 4.0;
-    assert!(
-        tail < head - 0.3,
-        "MoCo loss should fall: steps 3-6 {head:.3}, last steps {tail:.3}"
-    );
+    crate::assert_loss_falls("MoCo", &out.losses, 2, 0.3);
     let test = splits.test.unwrap().take(1000);
-    let (trained, random) =
-        crate::knn_pretrained_vs_random(&out.method.backbone(), &cfg, &data, &test);
-    println!(
-        "MoCo k-NN top-1 on 1000 held-out images: pretrained {trained:.1} %, random init {random:.1} %"
-    );
-    assert!(
-        trained > random + 1.0,
-        "pretrained {trained:.1} % should beat random init {random:.1} %"
-    );
+    crate::assert_beats_random_init("MoCo", &out.method.backbone(), &cfg, &data, &test);
     // The checkpoint holds both encoders and the queue; resuming past the end is a no-op
     // that loads them all.
     let (t, _) = checkpoint::load(&dir.path().join(train::MODEL_CKPT)).unwrap();
@@ -363,15 +319,6 @@ fn moco_learns_and_resumes_with_its_queue() {
         t.contains_key("key.backbone.blocks.0.conv.weight")
             && t.contains_key("query.projector.fc2.bias")
     );
-    let again = train::pretrain(
-        &cfg,
-        data,
-        &TrainOptions {
-            out_dir: dir.path().into(),
-            resume: true,
-            progress: false,
-        },
-    )
-    .unwrap();
+    let again = crate::pretrain_in(&cfg, data, dir.path(), true);
     assert_eq!(again.steps, out.steps);
 }
