@@ -68,7 +68,7 @@ pub struct DemoReport {
     pub train_seconds: f64,
     /// Pretraining throughput (images per second).
     pub images_per_s: f64,
-    /// Loss of the first and last training steps.
+    /// Loss of the first training step.
     pub first_loss: f32,
     /// Loss of the last step.
     pub last_loss: f32,

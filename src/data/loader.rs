@@ -29,8 +29,6 @@ pub struct HostBatch {
     pub indices: Vec<usize>,
     /// The epoch this batch belongs to (0-based).
     pub epoch: usize,
-    /// Position of this batch in its epoch (0-based).
-    pub batch_in_epoch: usize,
 }
 
 /// A dense `f32` array in host memory with a 4-D shape.
@@ -169,7 +167,6 @@ fn run_worker(data: Arc<Dataset>, spec: ViewSpec, cfg: LoaderConfig, tx: SyncSen
                 views,
                 indices: idx.to_vec(),
                 epoch,
-                batch_in_epoch: b,
             };
             if tx.send(batch).is_err() {
                 return;
