@@ -6,6 +6,7 @@ use crate::augment::ViewConfig;
 use crate::data::DataSource;
 use crate::error::{Error, Result};
 use crate::methods::moco::MocoConfig;
+use crate::methods::npid::NpidConfig;
 use crate::methods::simclr::SimClrConfig;
 use crate::methods::swav::SwavConfig;
 use crate::nets::BackboneConfig;
@@ -75,6 +76,8 @@ pub struct RunConfig {
     pub moco: MocoConfig,
     /// SwAV settings.
     pub swav: SwavConfig,
+    /// NPID settings.
+    pub npid: NpidConfig,
 }
 
 impl Default for RunConfig {
@@ -98,6 +101,7 @@ impl Default for RunConfig {
             simclr: SimClrConfig::default(),
             moco: MocoConfig::default(),
             swav: SwavConfig::default(),
+            npid: NpidConfig::default(),
         }
     }
 }
@@ -127,6 +131,35 @@ impl RunConfig {
                 self.views.std = vec![0.25; 3];
             }
         }
+    }
+
+    /// Sets one field by its dotted TOML path (`npid.loss=infonce`, `views.size=24`): the
+    /// value is read as TOML (numbers, booleans, arrays) or else taken as a string.
+    pub fn set(&mut self, assignment: &str) -> Result<()> {
+        let bad = |m: String| Error::Config(format!("--set {assignment}: {m}"));
+        let (key, raw) = assignment
+            .split_once('=')
+            .ok_or_else(|| bad("expected KEY=VALUE".into()))?;
+        let value = toml::from_str::<toml::Table>(&format!("v = {}", raw.trim()))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.trim().to_string()));
+        let mut root = toml::Value::try_from(&*self).map_err(|e| bad(e.to_string()))?;
+        let mut node = &mut root;
+        let parts: Vec<&str> = key.trim().split('.').collect();
+        for (i, part) in parts.iter().enumerate() {
+            let table = node
+                .as_table_mut()
+                .ok_or_else(|| bad(format!("'{}' is not a section", parts[..i].join("."))))?;
+            node = table
+                .get_mut(*part)
+                .ok_or_else(|| bad(format!("no setting '{}'", parts[..=i].join("."))))?;
+        }
+        *node = value;
+        *self = root
+            .try_into()
+            .map_err(|e: toml::de::Error| bad(e.message().to_string()))?;
+        Ok(())
     }
 
     /// Checks every field's range (data-dependent checks happen when the data is loaded).
@@ -161,6 +194,7 @@ impl RunConfig {
             return bad("backbone.width must be positive".into());
         }
         crate::device::parse(&self.device)?;
+        self.npid.validate()?;
         self.views.validate()?;
         self.optim.validate()?;
         Ok(())

@@ -109,6 +109,10 @@ struct RunFlags {
     /// Stop after this many steps (the schedule still spans all epochs).
     #[arg(long)]
     stop_after_steps: Option<u64>,
+    /// Any config field by its dotted path, e.g. `--set npid.loss=infonce` (repeatable;
+    /// applied after the other flags).
+    #[arg(long, value_name = "KEY=VALUE")]
+    set: Vec<String>,
 }
 
 #[derive(Args)]
@@ -288,6 +292,9 @@ fn resolve(flags: &RunFlags) -> Result<RunConfig> {
     }
     if let Some(v) = flags.stop_after_steps {
         c.stop_after_steps = v;
+    }
+    for a in &flags.set {
+        c.set(a)?;
     }
     c.validate()?;
     Ok(c)

@@ -5,11 +5,14 @@
 //! `pub const INFO: MethodInfo`, then add that `INFO` to [`METHODS`].
 
 pub mod ema;
+pub mod memory_bank;
 pub mod moco;
+pub mod npid;
 pub mod simclr;
 pub mod swav;
 
 use crate::config::RunConfig;
+use crate::data::Dataset;
 use crate::data::loader::{HostBatch, HostTensor, ViewSpec};
 use crate::error::{Error, Result};
 use crate::nets::Backbone;
@@ -45,6 +48,11 @@ pub trait Method {
     fn name(&self) -> &'static str;
     /// The views the loader must produce for each image.
     fn views(&self) -> ViewSpec;
+    /// Binds the method to its training set before the first step (memory banks are sized
+    /// here); `fresh_run` is false when a checkpoint will be loaded next. Default: nothing.
+    fn prepare(&mut self, _data: &Dataset, _fresh_run: bool) -> Result<()> {
+        Ok(())
+    }
     /// Forward, loss, backward and one optimizer update with learning rate `lr`.
     fn train_step(&mut self, batch: &HostBatch, opt: &mut Optimizer, lr: f64)
     -> Result<StepOutput>;
@@ -76,7 +84,7 @@ pub struct MethodInfo {
 }
 
 /// Every available method.
-pub const METHODS: &[MethodInfo] = &[simclr::INFO, moco::INFO, swav::INFO];
+pub const METHODS: &[MethodInfo] = &[simclr::INFO, moco::INFO, swav::INFO, npid::INFO];
 
 /// Looks up a method by name.
 pub fn find(name: &str) -> Result<&'static MethodInfo> {

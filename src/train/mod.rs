@@ -82,7 +82,9 @@ pub fn pretrain(cfg: &RunConfig, data: Arc<Dataset>, opts: &TrainOptions) -> Res
     std::fs::create_dir_all(&opts.out_dir).map_err(|e| Error::io(&opts.out_dir, e))?;
     let ckpt_path = opts.out_dir.join(TRAIN_CKPT);
     let mut step = 0u64;
-    if opts.resume && ckpt_path.exists() {
+    let resuming = opts.resume && ckpt_path.exists();
+    method.prepare(&data, !resuming)?;
+    if resuming {
         step = restore(&ckpt_path, method.as_mut(), &mut opt, &base)?;
         tracing::info!("resumed from {} at step {step}", ckpt_path.display());
     }

@@ -4,6 +4,7 @@ mod augment;
 mod cli;
 mod data;
 mod losses;
+mod memory;
 mod nets;
 mod swav;
 mod train;

@@ -1,0 +1,69 @@
+//! Memory-bank methods (NPID, PIRL): the bank's update rule and learning tests.
+
+use selfsup::config::RunConfig;
+use selfsup::data::DataSource;
+use selfsup::methods::memory_bank::MemoryBank;
+use selfsup::methods::npid::BankLoss;
+use selfsup::train::{self, checkpoint};
+use std::sync::Arc;
+
+#[test]
+fn memory_bank_update_is_a_normalized_moving_average() {
+    let mut bank = MemoryBank {
+        data: vec![1.0, 0.0, 0.0, 1.0, 0.6, 0.8],
+        dim: 2,
+    };
+    // Entry 0 = (1, 0) moves halfway to (0, 1): (0.5, 0.5) normalized; entry 2 untouched by
+    // momentum 0 would become the fresh vector exactly (normalized).
+    bank.update(&[0], &[0.0, 1.0], 0.5);
+    let h = 0.5f32.sqrt();
+    assert!((bank.row(0)[0] - h).abs() < 1e-6 && (bank.row(0)[1] - h).abs() < 1e-6);
+    bank.update(&[2], &[3.0, 4.0], 0.0);
+    assert!((bank.row(2)[0] - 0.6).abs() < 1e-6 && (bank.row(2)[1] - 0.8).abs() < 1e-6);
+    assert_eq!(bank.row(1), &[0.0, 1.0]);
+    // Momentum 0.9: v = 0.9 (0, 1) + 0.1 (1, 0) = (0.1, 0.9), normalized.
+    bank.update(&[1], &[1.0, 0.0], 0.9);
+    let n = (0.01f32 + 0.81).sqrt();
+    assert!((bank.row(1)[0] - 0.1 / n).abs() < 1e-6 && (bank.row(1)[1] - 0.9 / n).abs() < 1e-6);
+    // Random banks are unit rows; sampling stays in range.
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
+    let r = MemoryBank::random(50, 8, &mut rng);
+    for i in 0..50 {
+        let norm: f32 = r.row(i).iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5);
+    }
+    assert!(r.sample(1000, &mut rng).iter().all(|&i| i < 50));
+}
+
+fn bank_config(method: &str) -> RunConfig {
+    let mut c = RunConfig {
+        method: method.into(),
+        epochs: 6,
+        batch_size: 128,
+        log_every: 1,
+        ..RunConfig::default()
+    };
+    c.backbone.width = 0.5;
+    c.schedule.lr = 1.0;
+    c
+}
+
+#[test]
+fn npid_learns_and_saves_its_memory_bank() {
+    let splits = DataSource::Embedded.load().unwrap();
+    let data = Arc::new(splits.train.take(2048));
+    let mut cfg = bank_config("npid");
+    cfg.npid.negatives = 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let out = crate::pretrain_in(&cfg, data.clone(), dir.path(), false);
+    crate::assert_loss_falls("NPID", &out.losses, 0, 0.1);
+    let test = splits.test.unwrap().take(1000);
+    crate::assert_beats_random_init("NPID", &out.method.backbone(), &cfg, &data, &test);
+    let (t, _) = checkpoint::load(&dir.path().join(train::MODEL_CKPT)).unwrap();
+    assert_eq!(t["memory_bank"].shape, vec![2048, 128]);
+    assert!(t.contains_key("log_z") && t.contains_key("embed.weight"));
+    // Resuming past the end loads the bank back.
+    let again = crate::pretrain_in(&cfg, data, dir.path(), true);
+    assert_eq!(again.steps, out.steps);
+    let _ = BankLoss::InfoNce;
+}
