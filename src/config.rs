@@ -5,8 +5,10 @@
 use crate::augment::ViewConfig;
 use crate::data::DataSource;
 use crate::error::{Error, Result};
+use crate::methods::cpc::CpcConfig;
 use crate::methods::moco::MocoConfig;
 use crate::methods::npid::NpidConfig;
+use crate::methods::pirl::PirlConfig;
 use crate::methods::simclr::SimClrConfig;
 use crate::methods::swav::SwavConfig;
 use crate::nets::BackboneConfig;
@@ -78,6 +80,10 @@ pub struct RunConfig {
     pub swav: SwavConfig,
     /// NPID settings.
     pub npid: NpidConfig,
+    /// PIRL settings.
+    pub pirl: PirlConfig,
+    /// CPC settings.
+    pub cpc: CpcConfig,
 }
 
 impl Default for RunConfig {
@@ -102,6 +108,8 @@ impl Default for RunConfig {
             moco: MocoConfig::default(),
             swav: SwavConfig::default(),
             npid: NpidConfig::default(),
+            pirl: PirlConfig::default(),
+            cpc: CpcConfig::default(),
         }
     }
 }
@@ -162,6 +170,15 @@ impl RunConfig {
         Ok(())
     }
 
+    /// How evaluation reads features from this run's backbone: CPC's encoder has only seen
+    /// patches, so its image feature is the mean over its patch grid.
+    pub fn readout(&self) -> crate::eval::Readout {
+        match (self.method.as_str(), self.cpc.grid(self.views.size)) {
+            ("cpc", Ok(grid)) => crate::eval::Readout::PatchGrid(grid),
+            _ => crate::eval::Readout::Global,
+        }
+    }
+
     /// Checks every field's range (data-dependent checks happen when the data is loaded).
     pub fn validate(&self) -> Result<()> {
         crate::methods::find(&self.method)?;
@@ -195,6 +212,12 @@ impl RunConfig {
         }
         crate::device::parse(&self.device)?;
         self.npid.validate()?;
+        self.pirl.validate()?;
+        match self.method.as_str() {
+            "cpc" => drop(self.cpc.grid(self.views.size)?),
+            "pirl" => drop(self.pirl.grid(self.views.size)?),
+            _ => {}
+        }
         self.views.validate()?;
         self.optim.validate()?;
         Ok(())

@@ -25,7 +25,7 @@ pub struct Scores {
 /// Evaluates a frozen backbone: features of train and test, k-NN (k = 20, 200, T = 0.07) and
 /// a linear probe fit on train, scored on test.
 pub fn evaluate(backbone: &Backbone, splits: &Splits, run: &RunConfig) -> Result<Scores> {
-    let f = eval::labeled_features(backbone, splits, &run.views)?;
+    let f = eval::labeled_features(backbone, splits, &run.views, run.readout())?;
     let knn = knn::predict_many(&f.train, &f.train_labels, &f.test, &[20, 200], 0.07);
     let probe = linear::LinearProbeConfig {
         seed: run.seed,

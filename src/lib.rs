@@ -22,6 +22,7 @@ pub mod eval;
 pub mod losses;
 pub mod methods;
 pub mod nets;
+pub mod pretext;
 pub mod train;
 
 pub use error::{Error, Result};

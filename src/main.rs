@@ -109,6 +109,9 @@ struct RunFlags {
     /// Stop after this many steps (the schedule still spans all epochs).
     #[arg(long)]
     stop_after_steps: Option<u64>,
+    /// PIRL's transform: jigsaw or rotation.
+    #[arg(long, value_enum)]
+    pirl_transform: Option<selfsup::methods::pirl::PirlTransform>,
     /// Any config field by its dotted path, e.g. `--set npid.loss=infonce` (repeatable;
     /// applied after the other flags).
     #[arg(long, value_name = "KEY=VALUE")]
@@ -293,6 +296,9 @@ fn resolve(flags: &RunFlags) -> Result<RunConfig> {
     if let Some(v) = flags.stop_after_steps {
         c.stop_after_steps = v;
     }
+    if let Some(v) = flags.pirl_transform {
+        c.pirl.transform = v;
+    }
     for a in &flags.set {
         c.set(a)?;
     }
@@ -354,7 +360,7 @@ fn load_checkpoint(path: &Path, data: Option<DataSource>) -> Result<(RunConfig, 
 
 fn evaluate(a: EvalArgs) -> Result<()> {
     let (cfg, splits, backbone) = load_checkpoint(&a.checkpoint, a.data)?;
-    let f = eval::labeled_features(&backbone, &splits, &cfg.views)
+    let f = eval::labeled_features(&backbone, &splits, &cfg.views, cfg.readout())
         .with_context(|| format!("evaluating on '{}'", cfg.data))?;
     match a.mode {
         EvalMode::Knn => {
@@ -402,7 +408,7 @@ fn embed(a: EmbedArgs) -> Result<()> {
             .as_ref()
             .context("the data has no test split; use --split train")?,
     };
-    let f = eval::extract(&backbone, data, &cfg.views, 500);
+    let f = eval::extract_with(&backbone, data, &cfg.views, cfg.readout(), 500);
     selfsup::eval::write_npy_f32(&a.out, &f.data, &[f.n as u64, f.dim as u64])?;
     if let Some(l) = &data.labels {
         let lp = a.out.with_extension("labels.npy");

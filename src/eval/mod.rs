@@ -30,9 +30,31 @@ impl Features {
     }
 }
 
+/// How an image's feature vector is read from the backbone.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum Readout {
+    /// The backbone's pooled output on the whole view.
+    #[default]
+    Global,
+    /// The mean of the backbone's outputs on an overlapping grid of patches (CPC, whose
+    /// encoder only ever sees patches).
+    PatchGrid(crate::pretext::tiles::PatchGrid),
+}
+
 /// Runs the frozen `backbone` (inference mode: BN uses running statistics) over every image of
 /// `data`, preprocessed with `view` (normalization and resize only), in batches.
 pub fn extract(backbone: &Backbone, data: &Dataset, view: &ViewConfig, batch: usize) -> Features {
+    extract_with(backbone, data, view, Readout::Global, batch)
+}
+
+/// [`extract`] with a choice of [`Readout`].
+pub fn extract_with(
+    backbone: &Backbone,
+    data: &Dataset,
+    view: &ViewConfig,
+    readout: Readout,
+    batch: usize,
+) -> Features {
     let plain = backbone.valid();
     let device = plain
         .devices()
@@ -53,8 +75,20 @@ pub fn extract(backbone: &Backbone, data: &Dataset, view: &ViewConfig, batch: us
             shape[1..].copy_from_slice(&[v.channels, v.height, v.width]);
             px.extend(v.data);
         }
-        let x = Tensor::<4>::from_data(TensorData::new(px, shape), &device);
-        let f = plain.forward(x);
+        let f = match readout {
+            Readout::Global => {
+                plain.forward(Tensor::<4>::from_data(TensorData::new(px, shape), &device))
+            }
+            Readout::PatchGrid(grid) => {
+                let g = grid.side(shape[2].min(shape[3]));
+                let host = crate::data::loader::HostTensor { data: px, shape };
+                let f = plain.forward(grid.cut(&host).to_tensor(&device));
+                let d = f.dims()[1];
+                f.reshape([end - start, g * g, d])
+                    .mean_dim(1)
+                    .reshape([end - start, d])
+            }
+        };
         dim = f.dims()[1];
         out.extend(
             f.into_data()
@@ -89,6 +123,7 @@ pub fn labeled_features(
     backbone: &Backbone,
     splits: &crate::data::Splits,
     view: &ViewConfig,
+    readout: Readout,
 ) -> crate::Result<LabeledFeatures> {
     let test = splits
         .test
@@ -100,9 +135,9 @@ pub fn labeled_features(
         ));
     };
     Ok(LabeledFeatures {
-        train: extract(backbone, &splits.train, view, 500),
+        train: extract_with(backbone, &splits.train, view, readout, 500),
         train_labels: ytr.clone(),
-        test: extract(backbone, test, view, 500),
+        test: extract_with(backbone, test, view, readout, 500),
         test_labels: yte.clone(),
     })
 }

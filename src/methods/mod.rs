@@ -4,10 +4,12 @@
 //! Adding a method: write `methods/NAME.rs` with a struct implementing [`Method`] and a
 //! `pub const INFO: MethodInfo`, then add that `INFO` to [`METHODS`].
 
+pub mod cpc;
 pub mod ema;
 pub mod memory_bank;
 pub mod moco;
 pub mod npid;
+pub mod pirl;
 pub mod simclr;
 pub mod swav;
 
@@ -84,7 +86,14 @@ pub struct MethodInfo {
 }
 
 /// Every available method.
-pub const METHODS: &[MethodInfo] = &[simclr::INFO, moco::INFO, swav::INFO, npid::INFO];
+pub const METHODS: &[MethodInfo] = &[
+    simclr::INFO,
+    moco::INFO,
+    swav::INFO,
+    npid::INFO,
+    pirl::INFO,
+    cpc::INFO,
+];
 
 /// Looks up a method by name.
 pub fn find(name: &str) -> Result<&'static MethodInfo> {

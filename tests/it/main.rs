@@ -2,10 +2,12 @@
 
 mod augment;
 mod cli;
+mod cpc;
 mod data;
 mod losses;
 mod memory;
 mod nets;
+mod pretext;
 mod swav;
 mod train;
 
@@ -26,8 +28,8 @@ pub fn knn_pretrained_vs_random(
 ) -> (f64, f64) {
     use selfsup::eval::{self, knn};
     let score = |b: &selfsup::nets::Backbone| {
-        let ftr = eval::extract(b, train, &cfg.views, 512);
-        let fte = eval::extract(b, test, &cfg.views, 512);
+        let ftr = eval::extract_with(b, train, &cfg.views, cfg.readout(), 512);
+        let fte = eval::extract_with(b, test, &cfg.views, cfg.readout(), 512);
         let p = knn::predict(
             &ftr,
             train.labels.as_ref().unwrap(),

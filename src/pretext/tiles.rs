@@ -1,0 +1,119 @@
+//! A grid of tiles cut from each image, as jigsaw puzzles (Noroozi & Favaro 2016) and PIRL
+//! (Misra & van der Maaten 2019) use: the view is divided into `grid x grid` cells and a
+//! `tile x tile` square is cut from each cell at a random offset (the jitter that leaves a gap
+//! between neighbouring tiles, so edges cannot be matched).
+
+use crate::data::loader::HostTensor;
+use rand::Rng;
+
+/// How tiles are cut.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TileGrid {
+    /// Cells per side (3 for the 9-tile puzzles).
+    pub grid: usize,
+    /// Side of each tile in pixels (at most the cell side).
+    pub tile: usize,
+    /// Normalize each tile to zero mean and unit variance per channel (the jigsaw paper's
+    /// guard against matching tiles by their low-level statistics).
+    pub normalize_each: bool,
+}
+
+impl TileGrid {
+    /// Side of a cell for views of side `size`.
+    pub fn cell(&self, size: usize) -> usize {
+        size / self.grid
+    }
+
+    /// Cuts the tiles of every image of `views` (`[b, c, s, s]`): tile `j` of image `i` is
+    /// the cell `order[i][j]` (cells numbered row by row), at a random offset inside its
+    /// cell. Returns `[b * grid^2, c, tile, tile]`, the tiles of image 0 first.
+    pub fn cut<R: Rng>(&self, views: &HostTensor, order: &[Vec<usize>], rng: &mut R) -> HostTensor {
+        let [b, c, h, w] = views.shape;
+        let cell = self.cell(h.min(w));
+        assert!(
+            self.tile >= 1 && self.tile <= cell,
+            "tile {} must fit in a cell of {cell} px",
+            self.tile
+        );
+        let t = self.tile;
+        let n = self.grid * self.grid;
+        let mut data = Vec::with_capacity(b * n * c * t * t);
+        for (i, cells) in order.iter().enumerate().take(b) {
+            let img = &views.data[i * c * h * w..(i + 1) * c * h * w];
+            for &k in cells {
+                let (gy, gx) = (k / self.grid, k % self.grid);
+                let oy = gy * cell + rng.random_range(0..=cell - t);
+                let ox = gx * cell + rng.random_range(0..=cell - t);
+                for ch in 0..c {
+                    let start = data.len();
+                    for y in 0..t {
+                        let row = ch * h * w + (oy + y) * w + ox;
+                        data.extend_from_slice(&img[row..row + t]);
+                    }
+                    if self.normalize_each {
+                        normalize(&mut data[start..]);
+                    }
+                }
+            }
+        }
+        HostTensor {
+            data,
+            shape: [b * n, c, t, t],
+        }
+    }
+}
+
+fn normalize(v: &mut [f32]) {
+    let n = v.len() as f32;
+    let mean = v.iter().sum::<f32>() / n;
+    let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / n;
+    let sd = var.sqrt().max(1e-3);
+    v.iter_mut().for_each(|x| *x = (*x - mean) / sd);
+}
+
+/// An overlapping grid of patches, as CPC cuts images (van den Oord et al. 2018; Henaff et
+/// al. 2019): `patch x patch` squares every `stride` pixels.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PatchGrid {
+    /// Side of a patch in pixels.
+    pub patch: usize,
+    /// Step between neighbouring patches in pixels.
+    pub stride: usize,
+}
+
+impl PatchGrid {
+    /// Patches per side for views of side `size` (0 if a patch does not fit).
+    pub fn side(&self, size: usize) -> usize {
+        if self.patch > size || self.stride == 0 {
+            0
+        } else {
+            (size - self.patch) / self.stride + 1
+        }
+    }
+
+    /// Cuts every image of `views` (`[b, c, s, s]`) into its `g x g` patches: returns
+    /// `[b * g * g, c, patch, patch]`, image-major, then row by row.
+    pub fn cut(&self, views: &HostTensor) -> HostTensor {
+        let [b, c, h, w] = views.shape;
+        let g = self.side(h.min(w));
+        let p = self.patch;
+        let mut data = Vec::with_capacity(b * g * g * c * p * p);
+        for i in 0..b {
+            let img = &views.data[i * c * h * w..(i + 1) * c * h * w];
+            for gy in 0..g {
+                for gx in 0..g {
+                    for ch in 0..c {
+                        for y in 0..p {
+                            let row = ch * h * w + (gy * self.stride + y) * w + gx * self.stride;
+                            data.extend_from_slice(&img[row..row + p]);
+                        }
+                    }
+                }
+            }
+        }
+        HostTensor {
+            data,
+            shape: [b * g * g, c, p, p],
+        }
+    }
+}
