@@ -64,6 +64,9 @@ pub struct RunConfig {
     pub log_every: u64,
     /// Write a checkpoint every this many epochs (and always at the end).
     pub checkpoint_every_epochs: usize,
+    /// Also keep the model of every checkpointed epoch as `step-N.safetensors`, listed with
+    /// its training time in `snapshots.jsonl` (for accuracy-against-time curves).
+    pub keep_epoch_snapshots: bool,
     /// Backbone.
     pub backbone: BackboneConfig,
     /// View pipeline.
@@ -100,6 +103,7 @@ impl Default for RunConfig {
             loader_workers: 1,
             log_every: 10,
             checkpoint_every_epochs: 1,
+            keep_epoch_snapshots: false,
             backbone: BackboneConfig::default(),
             views: ViewConfig::default(),
             optim: OptimizerConfig::default(),

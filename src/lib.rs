@@ -13,6 +13,7 @@
 //! Only [`device`] knows which burn backend runs.
 
 pub mod augment;
+pub mod compare;
 pub mod config;
 pub mod data;
 pub mod demo;

@@ -28,6 +28,8 @@ enum Command {
     Eval(EvalArgs),
     /// Write a checkpoint's features of a data set to a .npy file.
     Embed(EmbedArgs),
+    /// Train every method with the same backbone, data and wall-clock budget; table and plot.
+    Compare(CompareArgs),
     /// List the self-supervised methods.
     Methods,
     /// List the backbones.
@@ -48,6 +50,28 @@ struct DemoArgs {
     #[arg(long)]
     data: Option<DataSource>,
     /// Hide the progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// Folder for the runs, `table.md`, `results.json` and `knn_vs_time.png`.
+    #[arg(long, default_value = "runs/compare")]
+    out: PathBuf,
+    /// Training seconds per method.
+    #[arg(long, default_value_t = 120.0)]
+    budget_s: f64,
+    /// Only these methods (comma-separated label prefixes: simclr, moco, npid, pirl, cpc, swav).
+    #[arg(long, value_delimiter = ',')]
+    methods: Vec<String>,
+    /// Data source (needs a labeled test split; default: the embedded subset).
+    #[arg(long)]
+    data: Option<DataSource>,
+    /// Use only the first N training images.
+    #[arg(long)]
+    train_limit: Option<usize>,
+    /// Hide the progress bars.
     #[arg(long)]
     quiet: bool,
 }
@@ -198,6 +222,7 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Demo(a) => demo(a),
+        Command::Compare(a) => compare(a),
         Command::Pretrain(a) => pretrain(a),
         Command::Eval(a) => evaluate(a),
         Command::Embed(a) => embed(a),
@@ -416,6 +441,27 @@ fn embed(a: EmbedArgs) -> Result<()> {
         selfsup::eval::write_npy_i64(&lp, &l)?;
     }
     println!("wrote {} x {} features to {}", f.n, f.dim, a.out.display());
+    Ok(())
+}
+
+fn compare(a: CompareArgs) -> Result<()> {
+    let mut cfg = selfsup::demo::demo_config();
+    if let Some(d) = a.data {
+        cfg.data = d;
+    }
+    let mut splits = load_data(&cfg.data)?;
+    if let Some(n) = a.train_limit {
+        splits.train = splits.train.take(n);
+    }
+    cfg.fit_views_to(&splits.train);
+    if !(a.budget_s > 0.0) {
+        bail!("--budget-s must be positive");
+    }
+    let table = selfsup::compare::compare(&cfg, &splits, &a.methods, a.budget_s, &a.out, !a.quiet)?;
+    println!(
+        "\n{table}\nfiles: {}/table.md, results.json, knn_vs_time.png",
+        a.out.display()
+    );
     Ok(())
 }
 

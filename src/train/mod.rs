@@ -114,6 +114,11 @@ pub fn pretrain(cfg: &RunConfig, data: Arc<Dataset>, opts: &TrainOptions) -> Res
         },
     );
     let bar = progress_bar(opts.progress, end.saturating_sub(step));
+    if cfg.keep_epoch_snapshots && step == 0 {
+        // The untrained model, so curves start from the random-init score.
+        save(&opts.out_dir, cfg, method.as_ref(), &opt, 0)?;
+        snapshot(&opts.out_dir, 0, per_epoch, 0.0)?;
+    }
     let start = Instant::now();
     let first_step = step;
     let mut losses = Vec::new();
@@ -150,6 +155,14 @@ pub fn pretrain(cfg: &RunConfig, data: Arc<Dataset>, opts: &TrainOptions) -> Res
         if epoch_done || step == end {
             save(&opts.out_dir, cfg, method.as_ref(), &opt, step)?;
             saved_at = step;
+            if cfg.keep_epoch_snapshots {
+                snapshot(
+                    &opts.out_dir,
+                    step,
+                    per_epoch,
+                    start.elapsed().as_secs_f64(),
+                )?;
+            }
         }
     }
     if saved_at != step {
@@ -165,6 +178,40 @@ pub fn pretrain(cfg: &RunConfig, data: Arc<Dataset>, opts: &TrainOptions) -> Res
         wall_s,
         images_per_s,
     })
+}
+
+/// One line of `snapshots.jsonl`: a kept model and when training reached it.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Snapshot {
+    /// Optimizer steps done.
+    pub step: u64,
+    /// Epochs done (fractional for a run stopped mid-epoch).
+    pub epoch: f64,
+    /// Training wall time of this process when it was saved, in seconds.
+    pub elapsed_s: f64,
+    /// File name of the model, beside `snapshots.jsonl`.
+    pub file: String,
+}
+
+fn snapshot(dir: &Path, step: u64, per_epoch: u64, elapsed_s: f64) -> Result<()> {
+    let file = format!("step-{step}.safetensors");
+    let bytes =
+        std::fs::read(dir.join(MODEL_CKPT)).map_err(|e| Error::io(dir.join(MODEL_CKPT), e))?;
+    checkpoint::write_atomic(&dir.join(&file), &bytes)?;
+    let line = Snapshot {
+        step,
+        epoch: step as f64 / per_epoch as f64,
+        elapsed_s,
+        file,
+    };
+    let path = dir.join("snapshots.jsonl");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    writeln!(f, "{}", serde_json::to_string(&line).expect("serializable"))
+        .map_err(|e| Error::io(&path, e))
 }
 
 fn progress_bar(show: bool, len: u64) -> indicatif::ProgressBar {

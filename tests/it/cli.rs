@@ -130,3 +130,46 @@ fn pretrain_eval_and_embed_end_to_end() {
     );
     assert!(dir.path().join("f.labels.npy").exists());
 }
+
+#[test]
+fn compare_writes_table_json_and_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_selfsup"))
+        .args([
+            "compare",
+            "--budget-s",
+            "1",
+            "--train-limit",
+            "512",
+            "--methods",
+            "simclr,npid",
+            "--quiet",
+            "--out",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = std::fs::read_to_string(dir.path().join("table.md")).unwrap();
+    assert!(
+        table.contains("| simclr | 1 |")
+            && table.contains("| npid | 1 |")
+            && table.contains("| random init |"),
+        "{table}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("results.json")).unwrap()).unwrap();
+    // Each curve starts at the untrained model (time 0) and ends after the one epoch.
+    let curve = json["results"][0]["curve"].as_array().unwrap();
+    assert_eq!(curve.len(), 2);
+    assert_eq!(curve[0][0].as_f64().unwrap(), 0.0);
+    let png = std::fs::read(dir.path().join("knn_vs_time.png")).unwrap();
+    assert_eq!(&png[..4], b"\x89PNG");
+    let img = image::load_from_memory(&png).unwrap();
+    assert_eq!((img.width(), img.height()), (900, 560));
+}

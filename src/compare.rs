@@ -1,0 +1,285 @@
+//! `selfsup compare`: every method trained on the same data with the same backbone, optimizer
+//! and wall-clock budget, then scored on frozen features (k-NN and linear probe), with k-NN
+//! accuracy against training time for each method (table, JSON and a PNG plot).
+
+use crate::config::RunConfig;
+use crate::data::Splits;
+use crate::demo::{Scores, evaluate};
+use crate::error::{Error, Result};
+use crate::eval::{self, knn};
+use crate::train::{self, Snapshot, TrainOptions, checkpoint};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// One method's run in a comparison.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct MethodResult {
+    /// Label (the method, plus its variant).
+    pub label: String,
+    /// Epochs the budget allowed.
+    pub epochs: usize,
+    /// Optimizer steps.
+    pub steps: u64,
+    /// Training wall time, seconds.
+    pub wall_s: f64,
+    /// Training throughput (images/s, each image counted once).
+    pub images_per_s: f64,
+    /// Final scores.
+    pub scores: Scores,
+    /// `(training seconds, k-NN top-1 %)` after each epoch.
+    pub curve: Vec<(f64, f64)>,
+}
+
+/// The comparison's entries: each method with `base`'s backbone, optimizer and views.
+/// SwAV appears twice, with and without multi-crop.
+pub fn default_entries(base: &RunConfig) -> Vec<(String, RunConfig)> {
+    let with = |method: &str| RunConfig {
+        method: method.into(),
+        ..base.clone()
+    };
+    let mut plain_swav = with("swav");
+    plain_swav.swav.local_crops = 0;
+    // SwAV's default multi-crop: 6 local crops at 12/28 of the side (the paper's 96/224).
+    let mut multicrop = with("swav");
+    multicrop.swav.local_size = (base.views.size * 12 / 28).max(8);
+    vec![
+        ("simclr".into(), with("simclr")),
+        ("moco".into(), with("moco")),
+        ("npid".into(), with("npid")),
+        ("pirl (jigsaw)".into(), with("pirl")),
+        ("cpc".into(), with("cpc")),
+        ("swav".into(), plain_swav),
+        ("swav + multi-crop".into(), multicrop),
+    ]
+}
+
+fn folder_name(label: &str) -> String {
+    label
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect::<String>()
+        .split('_')
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("_")
+}
+
+/// k-NN (k = 20) top-1 of a saved model.
+fn knn_of(path: &Path, cfg: &RunConfig, splits: &Splits) -> Result<f64> {
+    let device = crate::device::parse(&cfg.device)?;
+    let bb = checkpoint::load_backbone(path, &cfg.backbone, splits.train.channels, &device)?;
+    let f = eval::labeled_features(&bb, splits, &cfg.views, cfg.readout())?;
+    let p = knn::predict_many(&f.train, &f.train_labels, &f.test, &[20], 0.07);
+    Ok(eval::accuracy(&p[0], &f.test_labels))
+}
+
+/// Trains each entry for about `budget_s` seconds of training (whole epochs, sized from a
+/// timed probe of a few steps) into `out/LABEL/`, and scores it.
+pub fn run(
+    entries: &[(String, RunConfig)],
+    splits: &Splits,
+    budget_s: f64,
+    out: &Path,
+    progress: bool,
+) -> Result<Vec<MethodResult>> {
+    let data = Arc::new(splits.train.clone());
+    let mut results = Vec::new();
+    for (label, cfg) in entries {
+        let dir = out.join(folder_name(label));
+        let _ = std::fs::remove_dir_all(&dir);
+        // Time a few steps (the first one, with its allocations, is excluded).
+        let mut probe = cfg.clone();
+        probe.stop_after_steps = 6;
+        let probe_dir = dir.join("probe");
+        let opts = |d: PathBuf, progress| TrainOptions {
+            out_dir: d,
+            resume: false,
+            progress,
+        };
+        let one = {
+            let mut p = probe.clone();
+            p.stop_after_steps = 1;
+            train::pretrain(&p, data.clone(), &opts(probe_dir.join("1"), false))?.wall_s
+        };
+        let six = train::pretrain(&probe, data.clone(), &opts(probe_dir.join("6"), false))?;
+        let step_s = ((six.wall_s - one) / 5.0).max(1e-3);
+        std::fs::remove_dir_all(&probe_dir).map_err(|e| Error::io(&probe_dir, e))?;
+        let steps_per_epoch =
+            crate::data::loader::Loader::batches_per_epoch(data.len(), cfg.batch_size) as f64;
+        let epochs = ((budget_s / step_s / steps_per_epoch).floor() as usize).max(1);
+        let mut run_cfg = cfg.clone();
+        run_cfg.epochs = epochs;
+        run_cfg.keep_epoch_snapshots = true;
+        tracing::info!("{label}: {step_s:.2} s/step, {epochs} epochs for {budget_s:.0} s");
+        let outcome = train::pretrain(&run_cfg, data.clone(), &opts(dir.clone(), progress))?;
+        let mut curve = Vec::new();
+        let snaps_path = dir.join("snapshots.jsonl");
+        let text = std::fs::read_to_string(&snaps_path).map_err(|e| Error::io(&snaps_path, e))?;
+        for line in text.lines() {
+            let s: Snapshot = serde_json::from_str(line)
+                .map_err(|e| Error::format(&snaps_path, e.to_string()))?;
+            curve.push((s.elapsed_s, knn_of(&dir.join(&s.file), &run_cfg, splits)?));
+        }
+        let scores = evaluate(&outcome.method.backbone(), splits, &run_cfg)?;
+        println!(
+            "{label}: {epochs} epochs, {:.0} s, {:.0} img/s: k-NN {:.1} %, linear {:.1} %",
+            outcome.wall_s, outcome.images_per_s, scores.knn20, scores.linear
+        );
+        results.push(MethodResult {
+            label: label.clone(),
+            epochs,
+            steps: outcome.steps,
+            wall_s: outcome.wall_s,
+            images_per_s: outcome.images_per_s,
+            scores,
+            curve,
+        });
+    }
+    Ok(results)
+}
+
+/// The results as a Markdown table, with random-init rows for reference.
+pub fn table(results: &[MethodResult], random: &[(String, Scores)]) -> String {
+    let mut s = String::from(
+        "| method | epochs | train time | images/s | k-NN 20 | k-NN 200 | linear probe |\n|---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in results {
+        s += &format!(
+            "| {} | {} | {:.0} s | {:.0} | {:.1} % | {:.1} % | {:.1} % |\n",
+            r.label,
+            r.epochs,
+            r.wall_s,
+            r.images_per_s,
+            r.scores.knn20,
+            r.scores.knn200,
+            r.scores.linear
+        );
+    }
+    for (label, sc) in random {
+        s += &format!(
+            "| {label} | - | - | - | {:.1} % | {:.1} % | {:.1} % |\n",
+            sc.knn20, sc.knn200, sc.linear
+        );
+    }
+    s
+}
+
+/// Plots k-NN accuracy against training time for every method to a PNG.
+pub fn plot(results: &[MethodResult], path: &Path) -> Result<()> {
+    use plotters::prelude::*;
+    static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
+    let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    let err = |e: String| Error::format(path, format!("cannot draw the plot: {e}"));
+    let points = results.iter().flat_map(|r| r.curve.iter());
+    let t_max = points.clone().map(|p| p.0).fold(1.0f64, f64::max) * 1.05;
+    let a_min = points.clone().map(|p| p.1).fold(100.0f64, f64::min).floor() - 1.0;
+    let a_max = points.map(|p| p.1).fold(0.0f64, f64::max).ceil() + 1.0;
+    let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "k-NN top-1 (k = 20) against training time",
+            ("sans-serif", 22),
+        )
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0.0..t_max, a_min..a_max)
+        .map_err(|e| err(e.to_string()))?;
+    chart
+        .configure_mesh()
+        .x_desc("training time (s)")
+        .y_desc("k-NN top-1 (%)")
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(|e| err(e.to_string()))?;
+    for (i, r) in results.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(
+                r.curve.iter().copied(),
+                color.stroke_width(2),
+            ))
+            .map_err(|e| err(e.to_string()))?
+            .label(r.label.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
+        chart
+            .draw_series(r.curve.iter().map(|&p| Circle::new(p, 3, color.filled())))
+            .map_err(|e| err(e.to_string()))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .label_font(("sans-serif", 14))
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| err(e.to_string()))?;
+    root.present().map_err(|e| err(e.to_string()))?;
+    Ok(())
+}
+
+/// The whole comparison: the [`default_entries`] of `base` (only those whose label starts
+/// with one of `only`, when given) trained for `budget_s` each; the random-init backbone
+/// scored with each readout in use; `results.json`, `table.md` and `knn_vs_time.png` written
+/// to `out`. Returns the Markdown table.
+pub fn compare(
+    base: &RunConfig,
+    splits: &Splits,
+    only: &[String],
+    budget_s: f64,
+    out: &Path,
+    progress: bool,
+) -> Result<String> {
+    let entries: Vec<_> = default_entries(base)
+        .into_iter()
+        .filter(|(label, _)| only.is_empty() || only.iter().any(|o| label.starts_with(o.as_str())))
+        .collect();
+    if entries.is_empty() {
+        return Err(Error::Config(format!(
+            "compare: no method matches {only:?}; labels: {}",
+            default_entries(base)
+                .iter()
+                .map(|(l, _)| l.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    for (label, cfg) in &entries {
+        cfg.validate()
+            .map_err(|e| Error::Config(format!("compare: {label}: {e}")))?;
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let results = run(&entries, splits, budget_s, out, progress)?;
+    let device = crate::device::parse(&base.device)?;
+    let mut random = Vec::new();
+    let mut readouts = Vec::new();
+    for (label, cfg) in &entries {
+        let r = cfg.readout();
+        if readouts.contains(&r) {
+            continue;
+        }
+        readouts.push(r);
+        device.seed(cfg.seed);
+        let bb = crate::nets::Backbone::new(&cfg.backbone, splits.train.channels, &device);
+        let name = match r {
+            eval::Readout::Global => "random init".to_string(),
+            eval::Readout::PatchGrid(_) => format!("random init, {label}'s patch readout"),
+        };
+        random.push((name, evaluate(&bb, splits, cfg)?));
+    }
+    let md = table(&results, &random);
+    let json =
+        serde_json::json!({ "budget_s": budget_s, "results": results, "random_init": random });
+    checkpoint::write_atomic(
+        &out.join("results.json"),
+        serde_json::to_string_pretty(&json)
+            .expect("serializable")
+            .as_bytes(),
+    )?;
+    checkpoint::write_atomic(&out.join("table.md"), md.as_bytes())?;
+    plot(&results, &out.join("knn_vs_time.png"))?;
+    Ok(md)
+}
