@@ -166,59 +166,17 @@ pub fn table(results: &[MethodResult], random: &[(String, Scores)]) -> String {
 
 /// Plots k-NN accuracy against training time for every method to a PNG.
 pub fn plot(results: &[MethodResult], path: &Path) -> Result<()> {
-    use plotters::prelude::*;
-    static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
-    let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
-    let err = |e: String| Error::format(path, format!("cannot draw the plot: {e}"));
-    let points = results.iter().flat_map(|r| r.curve.iter());
-    let t_max = points.clone().map(|p| p.0).fold(1.0f64, f64::max) * 1.05;
-    let a_min = points.clone().map(|p| p.1).fold(100.0f64, f64::min).floor() - 1.0;
-    let a_max = points.map(|p| p.1).fold(0.0f64, f64::max).ceil() + 1.0;
-    let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "k-NN top-1 (k = 20) against training time",
-            ("sans-serif", 22),
-        )
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(55)
-        .build_cartesian_2d(0.0..t_max, a_min..a_max)
-        .map_err(|e| err(e.to_string()))?;
-    chart
-        .configure_mesh()
-        .x_desc("training time (s)")
-        .y_desc("k-NN top-1 (%)")
-        .label_style(("sans-serif", 14))
-        .draw()
-        .map_err(|e| err(e.to_string()))?;
-    for (i, r) in results.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        chart
-            .draw_series(LineSeries::new(
-                r.curve.iter().copied(),
-                color.stroke_width(2),
-            ))
-            .map_err(|e| err(e.to_string()))?
-            .label(r.label.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-            });
-        chart
-            .draw_series(r.curve.iter().map(|&p| Circle::new(p, 3, color.filled())))
-            .map_err(|e| err(e.to_string()))?;
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .label_font(("sans-serif", 14))
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| err(e.to_string()))?;
-    root.present().map_err(|e| err(e.to_string()))?;
-    Ok(())
+    let series: Vec<crate::plot::Series> = results
+        .iter()
+        .map(|r| (r.label.clone(), r.curve.clone()))
+        .collect();
+    crate::plot::line_chart(
+        path,
+        "k-NN top-1 (k = 20) against training time",
+        ("training time (s)", "k-NN top-1 (%)"),
+        &series,
+        None,
+    )
 }
 
 /// The whole comparison: the [`default_entries`] of `base` (only those whose label starts

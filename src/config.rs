@@ -38,6 +38,19 @@ impl Default for ScheduleConfig {
     }
 }
 
+/// What the trainer does when a step's loss is NaN or infinite.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NonFinitePolicy {
+    /// Stop with an error naming the step and the quantity (the checkpoints stay as they were).
+    #[default]
+    Stop,
+    /// Skip the batch: no update, a warning, training goes on.
+    Skip,
+    /// Reload the last checkpoint (model, optimizer, step) and go on with the next batches.
+    Rollback,
+}
+
 /// Everything that defines a pretraining run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -67,6 +80,14 @@ pub struct RunConfig {
     /// Also keep the model of every checkpointed epoch as `step-N.safetensors`, listed with
     /// its training time in `snapshots.jsonl` (for accuracy-against-time curves).
     pub keep_epoch_snapshots: bool,
+    /// Start the backbone from this checkpoint's backbone (any method's `last.safetensors`)
+    /// instead of random init; heads start fresh. Ignored when resuming.
+    pub init_from: Option<std::path::PathBuf>,
+    /// What a NaN or infinite loss does: `stop` the run (the default), `skip` the batch
+    /// (no update), or `rollback` to the last checkpoint and go on with the next batches.
+    pub on_nonfinite: NonFinitePolicy,
+    /// Stop on the first unreadable image of a folder instead of skipping it with a warning.
+    pub strict_data: bool,
     /// Backbone.
     pub backbone: BackboneConfig,
     /// View pipeline.
@@ -104,6 +125,9 @@ impl Default for RunConfig {
             log_every: 10,
             checkpoint_every_epochs: 1,
             keep_epoch_snapshots: false,
+            init_from: None,
+            on_nonfinite: NonFinitePolicy::Stop,
+            strict_data: false,
             backbone: BackboneConfig::default(),
             views: ViewConfig::default(),
             optim: OptimizerConfig::default(),
@@ -163,6 +187,11 @@ impl RunConfig {
             let table = node
                 .as_table_mut()
                 .ok_or_else(|| bad(format!("'{}' is not a section", parts[..i].join("."))))?;
+            if i + 1 == parts.len() && !table.contains_key(*part) {
+                // An unset optional field is absent from the tree; unknown names are refused
+                // when the tree is read back.
+                table.insert(part.to_string(), toml::Value::Boolean(false));
+            }
             node = table
                 .get_mut(*part)
                 .ok_or_else(|| bad(format!("no setting '{}'", parts[..=i].join("."))))?;

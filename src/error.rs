@@ -32,8 +32,8 @@ pub enum Error {
         /// What does not match.
         message: String,
     },
-    /// Training produced a non-finite loss.
-    #[error("non-finite loss at step {step}: {what}")]
+    /// Training produced a non-finite loss or parameter.
+    #[error("non-finite value at step {step}: {what}")]
     NonFinite {
         /// The optimizer step at which it happened.
         step: u64,

@@ -23,6 +23,7 @@ pub mod eval;
 pub mod losses;
 pub mod methods;
 pub mod nets;
+pub mod plot;
 pub mod pretext;
 pub mod train;
 

@@ -24,6 +24,9 @@ enum Command {
     Demo(DemoArgs),
     /// Pretrain a backbone with a self-supervised method.
     Pretrain(PretrainArgs),
+    /// Train the supervised baseline (backbone + linear classifier on labels); evaluate it
+    /// like any checkpoint.
+    TrainSupervised(PretrainArgs),
     /// Evaluate a checkpoint's frozen backbone on a labeled data set.
     Eval(EvalArgs),
     /// Write a checkpoint's features of a data set to a .npy file.
@@ -136,6 +139,12 @@ struct RunFlags {
     /// PIRL's transform: jigsaw or rotation.
     #[arg(long, value_enum)]
     pirl_transform: Option<selfsup::methods::pirl::PirlTransform>,
+    /// Start the backbone from this checkpoint (any method's `last.safetensors`).
+    #[arg(long)]
+    init_from: Option<PathBuf>,
+    /// Stop on the first unreadable image of a folder (default: skip it with a warning).
+    #[arg(long)]
+    strict: bool,
     /// Any config field by its dotted path, e.g. `--set npid.loss=infonce` (repeatable;
     /// applied after the other flags).
     #[arg(long, value_name = "KEY=VALUE")]
@@ -163,6 +172,18 @@ enum EvalMode {
     Knn,
     /// Linear probe (logistic regression on standardized features).
     Linear,
+    /// VOC07 protocol: one-vs-rest linear SVMs, cost sweep by 3-fold cross-validated AP, mAP.
+    Svm,
+    /// k labelled images per class (several draws), SVM or linear probe, test top-1.
+    Lowshot,
+    /// A linear probe of every stage of the backbone; table and PNG plot.
+    Layers,
+    /// Nearest neighbours of test queries among the train images (PNG grid), and a t-SNE map
+    /// of test features coloured by label (PNG).
+    Neighbors,
+    /// Fine-tune the whole backbone plus a linear classifier with labels; test top-1, next to
+    /// the same training from random init.
+    Finetune,
 }
 
 #[derive(Args)]
@@ -178,6 +199,49 @@ struct EvalArgs {
     /// Neighbours for k-NN (repeatable).
     #[arg(long)]
     k: Vec<usize>,
+    /// Use only the first N training images (the labelled set of every mode).
+    #[arg(long)]
+    train_limit: Option<usize>,
+    /// Use only the first N test images.
+    #[arg(long)]
+    test_limit: Option<usize>,
+    /// SVM costs to sweep (comma-separated; default 0.01,0.1,1,2,5,10,15,20,50,100,1000).
+    #[arg(long, value_delimiter = ',')]
+    costs: Vec<f64>,
+    /// Low-shot: labelled images per class (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32,64")]
+    shots: Vec<usize>,
+    /// Low-shot: draws per k.
+    #[arg(long, default_value_t = 5)]
+    seeds: usize,
+    /// Low-shot: the classifier.
+    #[arg(long, value_enum, default_value = "svm")]
+    model: eval::lowshot::LowShotModel,
+    /// Low-shot: the SVM cost.
+    #[arg(long, default_value_t = 1.0)]
+    cost: f64,
+    /// Layers: each stage pooled to about this many values.
+    #[arg(long, default_value_t = 2048)]
+    layer_dims: usize,
+    /// Layers, neighbors: where to save the picture (default: beside the checkpoint, as
+    /// `layers.png`, or `neighbors.png` and `tsne.png`).
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Neighbors: query images (the first test image of each class, then the next ones).
+    #[arg(long, default_value_t = 10)]
+    queries: usize,
+    /// Neighbors: neighbours shown per query.
+    #[arg(long, default_value_t = 8)]
+    neighbors: usize,
+    /// Neighbors: test images in the t-SNE map (0 skips it).
+    #[arg(long, default_value_t = 1500)]
+    tsne_points: usize,
+    /// Finetune: epochs of supervised training.
+    #[arg(long, default_value_t = 5)]
+    epochs: usize,
+    /// Finetune: skip the random-init run.
+    #[arg(long)]
+    no_baseline: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -224,6 +288,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Demo(a) => demo(a),
         Command::Compare(a) => compare(a),
         Command::Pretrain(a) => pretrain(a),
+        Command::TrainSupervised(mut a) => {
+            a.run.method = Some("supervised".into());
+            pretrain(a)
+        }
         Command::Eval(a) => evaluate(a),
         Command::Embed(a) => embed(a),
         Command::Methods => {
@@ -255,13 +323,18 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn load_data(src: &DataSource) -> Result<Splits> {
-    src.load().with_context(|| format!("loading data '{src}'"))
+fn load_data(src: &DataSource, strict: bool) -> Result<Splits> {
+    src.load_strict(strict)
+        .with_context(|| format!("loading data '{src}'"))
 }
 
 fn resolve(flags: &RunFlags) -> Result<RunConfig> {
     let mut c = match &flags.config {
         Some(p) => RunConfig::from_toml_file(p)?,
+        // The supervised baseline starts from supervised views and optimizer.
+        None if flags.method.as_deref() == Some("supervised") => {
+            eval::finetune::supervised_config(&RunConfig::default(), 10, None)
+        }
         None => RunConfig::default(),
     };
     if let Some(v) = &flags.method {
@@ -321,6 +394,12 @@ fn resolve(flags: &RunFlags) -> Result<RunConfig> {
     if let Some(v) = flags.stop_after_steps {
         c.stop_after_steps = v;
     }
+    if flags.strict {
+        c.strict_data = true;
+    }
+    if let Some(p) = &flags.init_from {
+        c.init_from = Some(p.clone());
+    }
     if let Some(v) = flags.pirl_transform {
         c.pirl.transform = v;
     }
@@ -333,7 +412,7 @@ fn resolve(flags: &RunFlags) -> Result<RunConfig> {
 
 fn pretrain(a: PretrainArgs) -> Result<()> {
     let mut cfg = resolve(&a.run)?;
-    let mut splits = load_data(&cfg.data)?;
+    let mut splits = load_data(&cfg.data, cfg.strict_data)?;
     if cfg.train_limit > 0 {
         splits.train = splits.train.take(cfg.train_limit);
     }
@@ -372,7 +451,7 @@ fn load_checkpoint(path: &Path, data: Option<DataSource>) -> Result<(RunConfig, 
     if let Some(d) = data {
         cfg.data = d;
     }
-    let splits = load_data(&cfg.data)?;
+    let splits = load_data(&cfg.data, cfg.strict_data)?;
     let device = selfsup::device::parse(&cfg.device)?;
     let backbone = selfsup::train::checkpoint::load_backbone(
         path,
@@ -384,7 +463,94 @@ fn load_checkpoint(path: &Path, data: Option<DataSource>) -> Result<(RunConfig, 
 }
 
 fn evaluate(a: EvalArgs) -> Result<()> {
-    let (cfg, splits, backbone) = load_checkpoint(&a.checkpoint, a.data)?;
+    let (cfg, mut splits, backbone) = load_checkpoint(&a.checkpoint, a.data.clone())?;
+    if let Some(n) = a.train_limit {
+        splits.train = splits.train.take(n);
+    }
+    if let (Some(n), Some(t)) = (a.test_limit, splits.test.as_mut()) {
+        *t = t.take(n);
+    }
+    if let EvalMode::Finetune = a.mode {
+        if a.epochs == 0 {
+            bail!("--epochs must be at least 1");
+        }
+        let dir = a
+            .checkpoint
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("finetune");
+        let tuned = eval::finetune::finetune(
+            &cfg,
+            &splits,
+            a.epochs,
+            Some(&a.checkpoint),
+            &dir.join("pretrained"),
+            true,
+        )?;
+        println!(
+            "fine-tuned from {}: test top-1 {tuned:.2} % after {} epochs",
+            a.checkpoint.display(),
+            a.epochs
+        );
+        if !a.no_baseline {
+            let scratch = eval::finetune::finetune(
+                &cfg,
+                &splits,
+                a.epochs,
+                None,
+                &dir.join("random_init"),
+                true,
+            )?;
+            println!(
+                "same training from random init: test top-1 {scratch:.2} % ({:+.2} points for pretraining)",
+                tuned - scratch
+            );
+        }
+        return Ok(());
+    }
+    if let EvalMode::Neighbors = a.mode {
+        return neighbors(&a, &cfg, &splits, &backbone);
+    }
+    if let EvalMode::Layers = a.mode {
+        let test = splits
+            .test
+            .as_ref()
+            .context("layer probes need a test split")?;
+        if a.layer_dims == 0 {
+            bail!("--layer-dims must be at least 1");
+        }
+        let rows =
+            eval::layers::probe_layers(&backbone, &splits.train, test, &cfg.views, a.layer_dims)?;
+        println!("| stage | pooled grid | dims | linear probe top-1 |\n|---|---:|---:|---:|");
+        for r in &rows {
+            println!(
+                "| {} | {g}x{g} | {} | {:.2} % |",
+                r.name,
+                r.dim,
+                r.accuracy,
+                g = r.grid
+            );
+        }
+        let plot = a
+            .plot
+            .clone()
+            .unwrap_or_else(|| a.checkpoint.with_file_name("layers.png"));
+        let labels: Vec<String> = rows.iter().map(|r| r.name.clone()).collect();
+        let pts: Vec<(f64, f64)> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (i as f64, r.accuracy))
+            .collect();
+        selfsup::plot::line_chart(
+            &plot,
+            &format!("linear probe of each stage ({})", cfg.method),
+            ("stage", "top-1 (%)"),
+            &[(cfg.method.clone(), pts)],
+            Some(&labels),
+        )?;
+        println!("\nplot: {}", plot.display());
+        return Ok(());
+    }
     let f = eval::labeled_features(&backbone, &splits, &cfg.views, cfg.readout())
         .with_context(|| format!("evaluating on '{}'", cfg.data))?;
     match a.mode {
@@ -420,6 +586,161 @@ fn evaluate(a: EvalArgs) -> Result<()> {
                 r.weight_decay
             );
         }
+        EvalMode::Layers | EvalMode::Neighbors | EvalMode::Finetune => {
+            unreachable!("handled above")
+        }
+        EvalMode::Lowshot => {
+            if a.seeds == 0 || a.shots.iter().any(|&k| k == 0) || !(a.cost > 0.0) {
+                bail!("--seeds and every --shots value must be at least 1, --cost positive");
+            }
+            let rows = eval::lowshot::run(
+                &f.train,
+                &f.train_labels,
+                &f.test,
+                &f.test_labels,
+                &eval::lowshot::LowShotConfig {
+                    shots: a.shots.clone(),
+                    seeds: a.seeds,
+                    model: a.model,
+                    cost: a.cost,
+                },
+            );
+            println!("| images per class | top-1 mean | std | draws |\n|---:|---:|---:|---:|");
+            for r in &rows {
+                println!(
+                    "| {} | {:.2} % | {:.2} | {} |",
+                    r.k,
+                    r.mean,
+                    r.std,
+                    r.accuracies.len()
+                );
+            }
+        }
+        EvalMode::Svm => {
+            let mut svm_cfg = eval::svm::SvmConfig::default();
+            if !a.costs.is_empty() {
+                if a.costs.iter().any(|&c| !(c > 0.0 && c.is_finite())) {
+                    bail!("--costs must be positive numbers");
+                }
+                svm_cfg.costs = a.costs.clone();
+            }
+            let k = f
+                .train_labels
+                .iter()
+                .chain(&f.test_labels)
+                .max()
+                .map_or(0, |&m| m as usize + 1);
+            let start = std::time::Instant::now();
+            let r = eval::svm::voc07(
+                &f.train,
+                &eval::svm::one_vs_rest(&f.train_labels, k),
+                &f.test,
+                &eval::svm::one_vs_rest(&f.test_labels, k),
+                &svm_cfg,
+            );
+            println!("| class | best cost | 3-fold CV AP | test AP |\n|---|---:|---:|---:|");
+            for c in &r.classes {
+                let name = splits
+                    .train
+                    .class_names
+                    .get(c.class)
+                    .cloned()
+                    .unwrap_or_else(|| c.class.to_string());
+                let cv = c.cv_ap.iter().cloned().fold(f64::MIN, f64::max);
+                let test = c
+                    .test_ap
+                    .map_or("-".to_string(), |v| format!("{:.2}", 100.0 * v));
+                println!("| {name} | {} | {:.2} | {test} |", c.best_cost, 100.0 * cv);
+            }
+            println!(
+                "\nSVM (VOC07 protocol) mAP: {:.2} % over {} classes, {} costs, in {:.1} s",
+                r.map,
+                r.classes.len(),
+                svm_cfg.costs.len(),
+                start.elapsed().as_secs_f64()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn neighbors(a: &EvalArgs, cfg: &RunConfig, splits: &Splits, backbone: &Backbone) -> Result<()> {
+    use eval::neighbors;
+    let test = splits
+        .test
+        .as_ref()
+        .context("neighbour pictures need a test split")?;
+    if a.queries == 0 || a.neighbors == 0 {
+        bail!("--queries and --neighbors must be at least 1");
+    }
+    let ftr = eval::extract_with(backbone, &splits.train, &cfg.views, cfg.readout(), 500);
+    let fte = eval::extract_with(backbone, test, &cfg.views, cfg.readout(), 500);
+    // One query per class first (when labelled), then the following test images.
+    let mut queries: Vec<usize> = Vec::new();
+    if let Some(l) = &test.labels {
+        let classes = l.iter().copied().max().map_or(0, |m| m + 1);
+        for c in 0..classes {
+            if let Some(i) = l.iter().position(|&x| x == c) {
+                queries.push(i);
+            }
+        }
+    }
+    queries.truncate(a.queries);
+    let mut next = 0;
+    while queries.len() < a.queries.min(test.len()) {
+        if !queries.contains(&next) {
+            queries.push(next);
+        }
+        next += 1;
+    }
+    let nn: Vec<Vec<usize>> = queries
+        .iter()
+        .map(|&q| neighbors::nearest(&ftr, &fte, q, a.neighbors))
+        .collect();
+    let dir = a.plot.clone().unwrap_or_else(|| {
+        a.checkpoint
+            .parent()
+            .unwrap_or(Path::new("."))
+            .to_path_buf()
+    });
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let grid = dir.join("neighbors.png");
+    neighbors::save_grid(&grid, test, &queries, &splits.train, &nn)?;
+    if let (Some(lt), Some(ltr)) = (&test.labels, &splits.train.labels) {
+        let agree: usize = queries
+            .iter()
+            .zip(&nn)
+            .map(|(&q, n)| n.iter().filter(|&&i| ltr[i] == lt[q]).count())
+            .sum();
+        println!(
+            "neighbours with the query's label: {agree} of {}",
+            queries.len() * a.neighbors
+        );
+    }
+    println!("neighbour grid: {}", grid.display());
+    if a.tsne_points > 0 {
+        let n = a.tsne_points.min(fte.n);
+        let sub = eval::Features {
+            data: fte.data[..n * fte.dim].to_vec(),
+            n,
+            dim: fte.dim,
+        };
+        let start = std::time::Instant::now();
+        let pts = neighbors::tsne(&sub, 30.0, 500, cfg.seed);
+        let labels: Vec<u32> = test.labels.as_ref().map_or(vec![0; n], |l| l[..n].to_vec());
+        let map = dir.join("tsne.png");
+        neighbors::save_map(
+            &map,
+            &format!("t-SNE of {n} test features ({})", cfg.method),
+            &pts,
+            &labels,
+            &test.class_names,
+        )?;
+        println!(
+            "t-SNE map: {} ({:.0} s)",
+            map.display(),
+            start.elapsed().as_secs_f64()
+        );
     }
     Ok(())
 }
@@ -449,7 +770,7 @@ fn compare(a: CompareArgs) -> Result<()> {
     if let Some(d) = a.data {
         cfg.data = d;
     }
-    let mut splits = load_data(&cfg.data)?;
+    let mut splits = load_data(&cfg.data, cfg.strict_data)?;
     if let Some(n) = a.train_limit {
         splits.train = splits.train.take(n);
     }
@@ -473,7 +794,7 @@ fn demo(a: DemoArgs) -> Result<()> {
     if let Some(d) = a.data {
         cfg.data = d;
     }
-    let splits = load_data(&cfg.data)?;
+    let splits = load_data(&cfg.data, cfg.strict_data)?;
     cfg.fit_views_to(&splits.train);
     println!(
         "selfsup demo: SimCLR, {} backbone, {} epochs on {} ({} train / {} test images)",

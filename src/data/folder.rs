@@ -54,7 +54,9 @@ pub fn load_image(path: &Path, side: usize) -> Result<Vec<u8>> {
 }
 
 /// Loads one folder: class sub-folders (labeled) or images directly inside (unlabeled).
-pub fn load_folder(dir: &Path, side: usize) -> Result<Dataset> {
+/// Images that cannot be read or decoded stop the load when `strict`; otherwise they are
+/// skipped, and a warning names them and counts them.
+pub fn load_folder(dir: &Path, side: usize, strict: bool) -> Result<Dataset> {
     if !dir.is_dir() {
         return Err(Error::io(
             dir,
@@ -92,13 +94,42 @@ pub fn load_folder(dir: &Path, side: usize) -> Result<Dataset> {
         ));
     }
     let mut pixels = Vec::with_capacity(files.len() * 3 * side * side);
-    for (f, _) in &files {
-        pixels.extend(load_image(f, side)?);
+    let mut labels = Vec::with_capacity(files.len());
+    let mut bad = Vec::new();
+    for (f, l) in &files {
+        match load_image(f, side) {
+            Ok(px) => {
+                pixels.extend(px);
+                labels.push(l.unwrap_or(0));
+            }
+            Err(e) if !strict => bad.push(e.to_string()),
+            Err(e) => return Err(e),
+        }
+    }
+    if !bad.is_empty() {
+        tracing::warn!(
+            "{}: skipped {} of {} images that could not be read (--strict stops instead): {}{}",
+            dir.display(),
+            bad.len(),
+            files.len(),
+            bad.iter().take(5).cloned().collect::<Vec<_>>().join("; "),
+            if bad.len() > 5 { "; ..." } else { "" }
+        );
+    }
+    if labels.is_empty() {
+        return Err(Error::format(
+            dir,
+            format!(
+                "none of its {} images could be read: {}",
+                files.len(),
+                bad[0]
+            ),
+        ));
     }
     let labels = if classes.is_empty() {
         None
     } else {
-        Some(files.iter().map(|(_, l)| l.unwrap()).collect())
+        Some(labels)
     };
     Ok(Dataset {
         pixels,
@@ -112,16 +143,16 @@ pub fn load_folder(dir: &Path, side: usize) -> Result<Dataset> {
 
 /// Loads `train/` and `test/` sub-folders when both exist, else the whole folder as train;
 /// images are resized to `side` x `side`.
-pub fn load_splits(dir: &Path, side: usize) -> Result<Splits> {
+pub fn load_splits(dir: &Path, side: usize, strict: bool) -> Result<Splits> {
     let (tr, te) = (dir.join("train"), dir.join("test"));
     if tr.is_dir() && te.is_dir() {
         Ok(Splits {
-            train: load_folder(&tr, side)?,
-            test: Some(load_folder(&te, side)?),
+            train: load_folder(&tr, side, strict)?,
+            test: Some(load_folder(&te, side, strict)?),
         })
     } else {
         Ok(Splits {
-            train: load_folder(dir, side)?,
+            train: load_folder(dir, side, strict)?,
             test: None,
         })
     }

@@ -160,14 +160,20 @@ impl std::fmt::Display for DataSource {
 
 impl DataSource {
     /// Reads the source into memory. A folder source with `train/` and `test/` sub-folders
-    /// gives both splits; otherwise the whole folder is the train split.
+    /// gives both splits; otherwise the whole folder is the train split. Unreadable images in
+    /// a folder are skipped with a warning (see [`DataSource::load_strict`]).
     pub fn load(&self) -> Result<Splits> {
+        self.load_strict(false)
+    }
+
+    /// [`DataSource::load`], failing on the first unreadable image when `strict`.
+    pub fn load_strict(&self, strict: bool) -> Result<Splits> {
         match self {
             DataSource::Embedded => embedded::fashion_mnist(),
             DataSource::Idx(p) => idx::load_dir(p),
             DataSource::Cifar10(p) => cifar::load_cifar10_dir(p),
             DataSource::Cifar100(p) => cifar::load_cifar100_dir(p),
-            DataSource::Folder(p) => folder::load_splits(p, folder::DEFAULT_SIDE),
+            DataSource::Folder(p) => folder::load_splits(p, folder::DEFAULT_SIDE, strict),
         }
     }
 }

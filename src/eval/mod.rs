@@ -3,8 +3,14 @@
 //! * [`knn`]: weighted k-NN on cosine similarity (Wu et al. 2018, as in solo-learn).
 //! * [`linear`]: a linear probe (multinomial logistic regression on standardized features).
 
+pub mod ap;
+pub mod finetune;
 pub mod knn;
+pub mod layers;
 pub mod linear;
+pub mod lowshot;
+pub mod neighbors;
+pub mod svm;
 
 use crate::augment::{Image, ViewConfig};
 use crate::data::Dataset;

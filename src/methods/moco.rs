@@ -192,27 +192,33 @@ impl Moco {
     }
 
     fn enqueue(&mut self, keys: Tensor<2>) {
-        let [b, _] = keys.dims();
-        let k = self.cfg.queue_size;
-        let mut keys = keys;
-        let mut n = b.min(k);
-        if b > k {
-            keys = keys.narrow(0, b - k, k);
-        }
-        let mut off = 0;
-        while n > 0 {
-            let take = n.min(k - self.ptr);
-            let part = keys.clone().narrow(0, off, take);
-            let d = self.cfg.proj_dim;
-            self.queue = self
-                .queue
-                .clone()
-                .slice_assign([self.ptr..self.ptr + take, 0..d], part);
-            self.ptr = (self.ptr + take) % k;
-            off += take;
-            n -= take;
-        }
+        let (queue, ptr) = fifo_enqueue(self.queue.clone(), self.ptr, keys);
+        self.queue = queue;
+        self.ptr = ptr;
     }
+}
+
+/// MoCo's queue update: writes the rows of `keys` into the ring buffer `queue` (`[K, D]`)
+/// from row `ptr` on, wrapping around (the oldest keys are overwritten; of a batch larger than
+/// the queue only its last `K` rows are kept). Returns the queue and the next write position.
+pub fn fifo_enqueue(mut queue: Tensor<2>, mut ptr: usize, keys: Tensor<2>) -> (Tensor<2>, usize) {
+    let [k, d] = queue.dims();
+    let b = keys.dims()[0];
+    let keys = if b > k {
+        keys.narrow(0, b - k, k)
+    } else {
+        keys
+    };
+    let mut n = b.min(k);
+    let mut off = 0;
+    while n > 0 {
+        let take = n.min(k - ptr);
+        queue = queue.slice_assign([ptr..ptr + take, 0..d], keys.clone().narrow(0, off, take));
+        ptr = (ptr + take) % k;
+        off += take;
+        n -= take;
+    }
+    (queue, ptr)
 }
 
 impl Method for Moco {

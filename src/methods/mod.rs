@@ -11,6 +11,7 @@ pub mod moco;
 pub mod npid;
 pub mod pirl;
 pub mod simclr;
+pub mod supervised;
 pub mod swav;
 
 use crate::config::RunConfig;
@@ -60,6 +61,11 @@ pub trait Method {
     -> Result<StepOutput>;
     /// Work after an optimizer step (EMA encoders, queues, memory banks). Default: nothing.
     fn after_step(&mut self, _info: &StepInfo) {}
+    /// Class scores `[B, classes]` of images `x` in inference mode, for methods trained with
+    /// labels (the supervised baseline, fine-tuning). Default: `None`.
+    fn classify(&self, _x: Tensor<4>) -> Option<Tensor<2>> {
+        None
+    }
     /// The backbone, for evaluation (a cheap handle: burn tensors are reference-counted).
     fn backbone(&self) -> Backbone;
     /// Name prefix of the backbone's tensors in [`Method::tensors`] (recorded in checkpoints,
@@ -93,6 +99,7 @@ pub const METHODS: &[MethodInfo] = &[
     npid::INFO,
     pirl::INFO,
     cpc::INFO,
+    supervised::INFO,
 ];
 
 /// Looks up a method by name.

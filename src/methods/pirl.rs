@@ -72,6 +72,9 @@ pub struct PirlConfig {
     pub loss: BankLoss,
     /// Jigsaw tile side in pixels (0: the cell side less one eighth, at least one pixel less).
     pub tile: usize,
+    /// Area range of the random crop that the transformed copy is made from (VISSL's PIRL
+    /// crops 60-100 % of the image before cutting tiles; the image view keeps `views`' range).
+    pub transform_crop_scale: (f32, f32),
 }
 
 impl Default for PirlConfig {
@@ -85,6 +88,7 @@ impl Default for PirlConfig {
             lambda: 0.5,
             loss: BankLoss::Nce,
             tile: 0,
+            transform_crop_scale: (0.6, 1.0),
         }
     }
 }
@@ -97,10 +101,18 @@ impl PirlConfig {
             || !(0.0..1.0).contains(&self.bank_momentum)
             || !(self.temperature > 0.0)
             || !(0.0..=1.0).contains(&self.lambda)
+            || !(self.transform_crop_scale.0 > 0.0
+                && self.transform_crop_scale.0 <= self.transform_crop_scale.1
+                && self.transform_crop_scale.1 <= 1.0)
         {
             return Err(Error::Config(format!(
-                "pirl: negatives ({}) and dim ({}) must be positive, bank_momentum ({}) in [0, 1), temperature ({}) positive, lambda ({}) in [0, 1]",
-                self.negatives, self.dim, self.bank_momentum, self.temperature, self.lambda
+                "pirl: negatives ({}) and dim ({}) must be positive, bank_momentum ({}) in [0, 1), temperature ({}) positive, lambda ({}) in [0, 1], transform_crop_scale {:?} within (0, 1]",
+                self.negatives,
+                self.dim,
+                self.bank_momentum,
+                self.temperature,
+                self.lambda,
+                self.transform_crop_scale
             )));
         }
         Ok(())
@@ -242,8 +254,12 @@ impl Method for Pirl {
     }
 
     fn views(&self) -> ViewSpec {
+        let transformed = ViewConfig {
+            crop_scale: self.cfg.transform_crop_scale,
+            ..self.views.clone()
+        };
         ViewSpec {
-            views: vec![self.views.clone(), self.views.clone()],
+            views: vec![self.views.clone(), transformed],
         }
     }
 

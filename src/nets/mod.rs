@@ -126,6 +126,17 @@ impl Backbone {
         global_avg_pool(last)
     }
 
+    /// Names of the stages [`Backbone::forward_stages`] returns, in order.
+    pub fn stage_names(&self) -> Vec<String> {
+        match self {
+            Backbone::ConvNet(n) => (1..=n.blocks.len()).map(|i| format!("block{i}")).collect(),
+            Backbone::ResNet(_) => ["conv1", "layer1", "layer2", "layer3", "layer4"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+
     /// The output of every stage (stem first), for probes of each layer.
     pub fn forward_stages(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
         match self {

@@ -186,6 +186,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Deletes the temporary files [`write_atomic`] leaves in `dir` when a process is killed
+/// mid-write (`.NAME.tmp-PID`); they are never read.
+pub fn remove_stale_temporaries(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.starts_with('.') && name.contains(".tmp-") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
 /// Serializes named tensors and string metadata to safetensors bytes.
 pub fn to_safetensors(
     tensors: &BTreeMap<String, HostParam>,

@@ -9,7 +9,7 @@ pub mod checkpoint;
 pub mod optim;
 pub mod schedule;
 
-use crate::config::RunConfig;
+use crate::config::{NonFinitePolicy, RunConfig};
 use crate::data::Dataset;
 use crate::data::loader::{Loader, LoaderConfig};
 use crate::error::{Error, Result};
@@ -46,7 +46,12 @@ pub struct TrainOutcome {
     pub wall_s: f64,
     /// Training throughput, images per second (each image counted once, whatever its views).
     pub images_per_s: f64,
+    /// Batches skipped or rolled back over because their loss was not finite.
+    pub skipped_batches: u64,
 }
+
+/// Non-finite steps between two checkpoints that the `skip` and `rollback` policies tolerate.
+const MAX_BAD_STEPS: usize = 5;
 
 /// File name of the resumable checkpoint.
 pub const TRAIN_CKPT: &str = "last.ckpt.safetensors";
@@ -80,9 +85,13 @@ pub fn pretrain(cfg: &RunConfig, data: Arc<Dataset>, opts: &TrainOptions) -> Res
     };
 
     std::fs::create_dir_all(&opts.out_dir).map_err(|e| Error::io(&opts.out_dir, e))?;
+    checkpoint::remove_stale_temporaries(&opts.out_dir);
     let ckpt_path = opts.out_dir.join(TRAIN_CKPT);
     let mut step = 0u64;
     let resuming = opts.resume && ckpt_path.exists();
+    if let (Some(init), false) = (&cfg.init_from, resuming) {
+        init_backbone(method.as_mut(), init)?;
+    }
     method.prepare(&data, !resuming)?;
     if resuming {
         step = restore(&ckpt_path, method.as_mut(), &mut opt, &base)?;
@@ -123,12 +132,39 @@ pub fn pretrain(cfg: &RunConfig, data: Arc<Dataset>, opts: &TrainOptions) -> Res
     let first_step = step;
     let mut losses = Vec::new();
     let mut saved_at = step;
+    let (mut bad_since_save, mut skipped) = (0usize, 0u64);
     for batch in loader {
         if step >= end {
             break;
         }
         let lr = sched.at(step);
-        let out = method.train_step(&batch, &mut opt, lr)?;
+        let out = match method.train_step(&batch, &mut opt, lr) {
+            Ok(out) => out,
+            Err(Error::NonFinite { step: at, what })
+                if cfg.on_nonfinite != NonFinitePolicy::Stop =>
+            {
+                bad_since_save += 1;
+                if bad_since_save > MAX_BAD_STEPS {
+                    return Err(Error::NonFinite {
+                        step: at,
+                        what: format!(
+                            "{what} ({bad_since_save} bad steps since the last checkpoint, giving up)"
+                        ),
+                    });
+                }
+                if cfg.on_nonfinite == NonFinitePolicy::Rollback && ckpt_path.exists() {
+                    step = restore(&ckpt_path, method.as_mut(), &mut opt, &base)?;
+                    tracing::warn!(
+                        "step {at}: {what}; rolled back to the checkpoint at step {step}"
+                    );
+                } else {
+                    tracing::warn!("step {at}: {what}; batch skipped");
+                }
+                skipped += 1;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         step += 1;
         method.after_step(&methods::StepInfo {
             step,
@@ -155,6 +191,7 @@ pub fn pretrain(cfg: &RunConfig, data: Arc<Dataset>, opts: &TrainOptions) -> Res
         if epoch_done || step == end {
             save(&opts.out_dir, cfg, method.as_ref(), &opt, step)?;
             saved_at = step;
+            bad_since_save = 0;
             if cfg.keep_epoch_snapshots {
                 snapshot(
                     &opts.out_dir,
@@ -177,7 +214,49 @@ pub fn pretrain(cfg: &RunConfig, data: Arc<Dataset>, opts: &TrainOptions) -> Res
         losses,
         wall_s,
         images_per_s,
+        skipped_batches: skipped,
     })
+}
+
+/// Replaces the method's backbone tensors with those of the checkpoint at `path`.
+fn init_backbone(method: &mut dyn Method, path: &Path) -> Result<()> {
+    let (tensors, meta) = checkpoint::load(path)?;
+    let from = meta
+        .get("backbone_prefix")
+        .map_or("backbone.", String::as_str);
+    let to = method.backbone_prefix();
+    let mut all: HashMap<String, HostParam> = method.tensors().into_iter().collect();
+    let mut found = 0;
+    let mut mismatched = Vec::new();
+    for (k, v) in tensors {
+        if let Some(rest) = k.strip_prefix(from) {
+            let name = format!("{to}{rest}");
+            match all.get(&name) {
+                Some(cur) if cur.shape == v.shape => {
+                    all.insert(name, v);
+                    found += 1;
+                }
+                Some(cur) => {
+                    mismatched.push(format!("{rest} is {:?}, not {:?}", v.shape, cur.shape))
+                }
+                None => {}
+            }
+        }
+    }
+    let want = all.keys().filter(|k| k.starts_with(to)).count();
+    if found != want {
+        mismatched.sort();
+        mismatched.truncate(3);
+        return Err(Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: format!(
+                "holds {found} of the {want} backbone tensors this run needs (another backbone or width?){}{}",
+                if mismatched.is_empty() { "" } else { "; " },
+                mismatched.join("; ")
+            ),
+        });
+    }
+    method.load_tensors(&all, path)
 }
 
 /// One line of `snapshots.jsonl`: a kept model and when training reached it.
@@ -236,6 +315,16 @@ fn save(
     step: u64,
 ) -> Result<()> {
     let model = method.tensors();
+    // Never write a checkpoint that holds NaN or infinity: it would poison every resume.
+    if let Some((name, _)) = model
+        .iter()
+        .find(|(_, t)| t.data.iter().any(|v| !v.is_finite()))
+    {
+        return Err(Error::NonFinite {
+            step,
+            what: format!("tensor '{name}' holds NaN or infinity; checkpoint not written"),
+        });
+    }
     let mut meta = BTreeMap::new();
     meta.insert("format".to_string(), "selfsup".to_string());
     meta.insert("method".to_string(), cfg.method.clone());

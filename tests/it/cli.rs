@@ -52,6 +52,34 @@ fn bad_inputs_give_clear_errors() {
         &["eval", "knn", "--checkpoint", "/no/such.safetensors"],
         "/no/such.safetensors",
     );
+    fails_with(
+        &["pretrain", "--set", "nope.x=1", "--out", out],
+        "no setting 'nope'",
+    );
+    fails_with(
+        &["pretrain", "--set", "nope=1", "--out", out],
+        "unknown field `nope`",
+    );
+    fails_with(
+        &["pretrain", "--set", "epochs=many", "--out", out],
+        "--set epochs=many",
+    );
+    fails_with(
+        &["pretrain", "--set", "epochs", "--out", out],
+        "expected KEY=VALUE",
+    );
+    fails_with(
+        &[
+            "pretrain",
+            "--method",
+            "cpc",
+            "--view-size",
+            "12",
+            "--out",
+            out,
+        ],
+        "cpc",
+    );
 }
 
 #[test]
@@ -172,4 +200,133 @@ fn compare_writes_table_json_and_plot() {
     assert_eq!(&png[..4], b"\x89PNG");
     let img = image::load_from_memory(&png).unwrap();
     assert_eq!((img.width(), img.height()), (900, 560));
+}
+
+/// Every evaluation mode on a briefly trained checkpoint, on small slices of the embedded data.
+#[test]
+fn eval_modes_svm_lowshot_layers_neighbors_finetune() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out = selfsup(&[
+        "pretrain",
+        "--train-limit",
+        "512",
+        "--batch-size",
+        "64",
+        "--epochs",
+        "1",
+        "--set",
+        "backbone.width=0.5",
+        "--quiet",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ckpt = run.join("last.safetensors");
+    let ckpt = ckpt.to_str().unwrap();
+    let eval = |extra: &[&str]| {
+        let mut args = vec!["eval"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[
+            "--checkpoint",
+            ckpt,
+            "--train-limit",
+            "600",
+            "--test-limit",
+            "300",
+        ]);
+        let out = selfsup(&args);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let svm = eval(&["svm", "--costs", "0.1,1,10"]);
+    assert!(svm.contains("| T-shirt |") && svm.contains("mAP"), "{svm}");
+    let map: f64 = svm
+        .split("mAP: ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(map > 30.0 && map <= 100.0, "{svm}");
+    let low = eval(&["lowshot", "--shots", "1,16", "--seeds", "2"]);
+    assert!(low.contains("| 1 |") && low.contains("| 16 |"), "{low}");
+    let layers = eval(&["layers", "--layer-dims", "256"]);
+    for b in ["block1", "block2", "block3", "block4"] {
+        assert!(layers.contains(&format!("| {b} |")), "{layers}");
+    }
+    assert!(run.join("layers.png").exists());
+    let nn = eval(&[
+        "neighbors",
+        "--queries",
+        "4",
+        "--neighbors",
+        "5",
+        "--tsne-points",
+        "200",
+    ]);
+    assert!(nn.contains("of 20"), "{nn}");
+    for f in ["neighbors.png", "tsne.png"] {
+        let png = std::fs::read(run.join(f)).unwrap();
+        assert_eq!(&png[..4], b"\x89PNG", "{f}");
+    }
+    let ft = eval(&["finetune", "--epochs", "1"]);
+    assert!(
+        ft.contains("fine-tuned from") && ft.contains("from random init"),
+        "{ft}"
+    );
+}
+
+#[test]
+fn finetune_from_another_backbone_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out = selfsup(&[
+        "pretrain",
+        "--train-limit",
+        "128",
+        "--batch-size",
+        "64",
+        "--stop-after-steps",
+        "1",
+        "--set",
+        "backbone.width=0.5",
+        "--quiet",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ckpt = run.join("last.safetensors");
+    fails_with(
+        &[
+            "train-supervised",
+            "--train-limit",
+            "128",
+            "--batch-size",
+            "64",
+            "--epochs",
+            "1",
+            "--init-from",
+            ckpt.to_str().unwrap(),
+            "--quiet",
+            "--out",
+            dir.path().join("sup").to_str().unwrap(),
+        ],
+        "backbone tensors",
+    );
 }

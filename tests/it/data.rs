@@ -184,25 +184,42 @@ fn folder_reads_classes_and_rejects_bad_images() {
         .to_luma8();
     std::fs::create_dir_all(dir.path().join("zphoto")).unwrap();
     photo.save(dir.path().join("zphoto/grey.png")).unwrap();
-    let d = folder::load_folder(dir.path(), 32).unwrap();
-    assert_eq!(d.len(), n + 1);
+    // An RGBA PNG smaller than the side (upscaled) joins it too.
+    let rgba = image::RgbaImage::from_pixel(7, 5, image::Rgba([200, 10, 10, 128]));
+    rgba.save(dir.path().join("zphoto/small_rgba.png")).unwrap();
+    let d = folder::load_folder(dir.path(), 32, true).unwrap();
+    assert_eq!(d.len(), n + 2);
     assert_eq!((d.channels, d.height, d.width), (3, 32, 32));
     assert!(d.class_names.len() >= 2);
-    // A corrupt image and a zero-byte image are named in the error.
+    // A corrupt image and a zero-byte image: strict loading names them in the error; the
+    // default skips them (with a warning) and keeps the good ones with their labels.
     std::fs::write(
         dir.path().join("zphoto/broken.jpg"),
         b"\xff\xd8\xff\xe0 not really a jpeg",
     )
     .unwrap();
-    let e = err_text(folder::load_folder(dir.path(), 32));
+    let e = err_text(folder::load_folder(dir.path(), 32, true));
     assert!(e.contains("broken.jpg"), "{e}");
-    std::fs::remove_file(dir.path().join("zphoto/broken.jpg")).unwrap();
     std::fs::write(dir.path().join("zphoto/empty.png"), b"").unwrap();
-    let e = err_text(folder::load_folder(dir.path(), 32));
+    std::fs::remove_file(dir.path().join("zphoto/broken.jpg")).unwrap();
+    let e = err_text(folder::load_folder(dir.path(), 32, true));
     assert!(e.contains("empty.png") && e.contains("0 bytes"), "{e}");
+    std::fs::write(
+        dir.path().join("zphoto/broken.jpg"),
+        b"\xff\xd8\xff\xe0 not really a jpeg",
+    )
+    .unwrap();
+    let lenient = folder::load_folder(dir.path(), 32, false).unwrap();
+    assert_eq!(lenient.len(), n + 2);
+    assert_eq!(lenient.labels.as_ref().unwrap(), d.labels.as_ref().unwrap());
+    // A folder of nothing but unreadable images fails either way.
+    let bad = tempfile::tempdir().unwrap();
+    std::fs::write(bad.path().join("x.png"), b"").unwrap();
+    let e = err_text(folder::load_folder(bad.path(), 32, false));
+    assert!(e.contains("none of its 1 images"), "{e}");
     // An empty folder.
     let empty = tempfile::tempdir().unwrap();
-    let e = err_text(folder::load_folder(empty.path(), 32));
+    let e = err_text(folder::load_folder(empty.path(), 32, false));
     assert!(e.contains("no PNG or JPEG"), "{e}");
 }
 
@@ -224,4 +241,60 @@ fn data_source_parses_and_rejects() {
             .contains("unknown data kind")
     );
     assert!("nocolon".parse::<DataSource>().is_err());
+}
+
+/// Random mutations of valid IDX, CIFAR and config inputs (bytes flipped, inserted, cut):
+/// every reader returns a value or an error, never panics (a cheap stand-in for the fuzzers
+/// run outside `cargo test`).
+#[test]
+fn readers_survive_mutated_input() {
+    let mut s = 77u64;
+    let mut next = move |m: usize| {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((s >> 33) as usize) % m.max(1)
+    };
+    let path = Path::new("mutant");
+    let idx_seed = idx_bytes(&[3, 4, 5], &(0..60).map(|i| i as u8).collect::<Vec<_>>());
+    let mut cifar_seed = vec![3u8];
+    cifar_seed.extend(vec![9u8; 3072]);
+    let toml_seed = selfsup::config::RunConfig::default().to_toml().into_bytes();
+    for round in 0..3000 {
+        let (seed, kind) = match round % 3 {
+            0 => (&idx_seed, 0),
+            1 => (&cifar_seed, 1),
+            _ => (&toml_seed, 2),
+        };
+        let mut b = seed.clone();
+        for _ in 0..1 + next(4) {
+            match next(3) {
+                0 if !b.is_empty() => {
+                    let i = next(b.len());
+                    b[i] = next(256) as u8;
+                }
+                1 => {
+                    let i = next(b.len() + 1);
+                    b.insert(i, next(256) as u8);
+                }
+                _ => b.truncate(next(b.len() + 1)),
+            }
+        }
+        let outcome = std::panic::catch_unwind(|| match kind {
+            0 => drop(idx::parse(path, &b)),
+            1 => drop(cifar::parse(path, &b, 1)),
+            _ => {
+                if let Ok(text) = std::str::from_utf8(&b) {
+                    if let Ok(c) = toml::from_str::<selfsup::config::RunConfig>(text) {
+                        let _ = c.validate();
+                    }
+                }
+            }
+        });
+        assert!(
+            outcome.is_ok(),
+            "round {round} panicked on {:?}",
+            &b[..b.len().min(64)]
+        );
+    }
 }

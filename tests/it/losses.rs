@@ -208,3 +208,101 @@ fn npid_nce_matches_the_paper_formula() {
         "got {got}, want {want}"
     );
 }
+
+#[test]
+fn npid_z_is_estimated_once_from_the_first_batch() {
+    use selfsup::methods::npid::{BankLoss, bank_loss};
+    let device = Device::flex();
+    let pos = Tensor::<1>::from_data(TensorData::new(vec![0.5f32], [1]), &device);
+    let neg = tensor(&[vec![0.1, -0.2]], &device);
+    let mut log_z = None;
+    let _ = bank_loss(BankLoss::Nce, pos.clone(), neg.clone(), 0.5, &mut log_z, 10);
+    // Z = n * mean(exp(s / T)) over the positive and the noise: 10 * (e^1 + e^0.2 + e^-0.4) / 3.
+    let want = (10.0 * (1f64.exp() + 0.2f64.exp() + (-0.4f64).exp()) / 3.0).ln();
+    assert!((log_z.unwrap() - want).abs() < 1e-5, "{log_z:?} vs {want}");
+    // Later batches keep it.
+    let other = Tensor::<1>::from_data(TensorData::new(vec![-0.9f32], [1]), &device);
+    let _ = bank_loss(BankLoss::Nce, other, neg, 0.5, &mut log_z, 10);
+    assert!((log_z.unwrap() - want).abs() < 1e-5);
+}
+
+#[test]
+fn moco_queue_is_a_ring_buffer() {
+    use selfsup::methods::moco::fifo_enqueue;
+    let device = Device::flex();
+    let rows = |v: &[f64]| tensor(&v.iter().map(|&x| vec![x, -x]).collect::<Vec<_>>(), &device);
+    let read = |t: Tensor<2>| -> Vec<f32> {
+        t.narrow(1, 0, 1)
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap()
+    };
+    // Queue of 4, write position 3: three keys land in rows 3, 0, 1.
+    let (q, ptr) = fifo_enqueue(rows(&[0.0, 0.0, 0.0, 0.0]), 3, rows(&[1.0, 2.0, 3.0]));
+    assert_eq!((read(q.clone()), ptr), (vec![2.0, 3.0, 0.0, 1.0], 2));
+    // A batch larger than the queue keeps its last 4 keys, written from the pointer on.
+    let (q, ptr) = fifo_enqueue(q, ptr, rows(&[4.0, 5.0, 6.0, 7.0, 8.0, 9.0]));
+    assert_eq!((read(q), ptr), (vec![8.0, 9.0, 6.0, 7.0], 2));
+}
+
+#[test]
+fn cpc_offset_loss_matches_a_loop_reference() {
+    use burn::nn::LinearConfig;
+    use selfsup::methods::cpc::offset_loss;
+    let device = Device::flex();
+    // One image, a 3 x 3 grid of codes of dimension 2; the predictor is a fixed linear map.
+    let (g, f, t) = (3usize, 2usize, 0.5f64);
+    let codes = pseudo_random(g * g, f, 7);
+    let ctx = pseudo_random(g * g, f, 8); // context at (i, j) = ctx[i * g + j]
+    let w = [[0.5f64, -1.0], [2.0, 0.25]]; // pred = ctx W (burn's Linear is x W + b)
+    let mut lin = LinearConfig::new(f, f).with_bias(false).init(&device);
+    lin.weight = burn::module::Param::from_tensor(tensor(&[w[0].to_vec(), w[1].to_vec()], &device));
+    let norm = |v: Vec<f64>| {
+        let n = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        v.into_iter().map(|x| x / n).collect::<Vec<f64>>()
+    };
+    for k in 1..g {
+        let mut want = 0.0;
+        let mut count = 0.0;
+        for i in 0..g - k {
+            for j in 0..g {
+                let c = &ctx[i * g + j];
+                let p = norm(
+                    (0..f)
+                        .map(|o| (0..f).map(|q| c[q] * w[q][o]).sum())
+                        .collect(),
+                );
+                let logits: Vec<f64> = codes
+                    .iter()
+                    .map(|z| {
+                        norm(z.clone())
+                            .iter()
+                            .zip(&p)
+                            .map(|(a, b)| a * b)
+                            .sum::<f64>()
+                            / t
+                    })
+                    .collect();
+                let lse = logits.iter().map(|l| l.exp()).sum::<f64>().ln();
+                want += lse - logits[(i + k) * g + j];
+                count += 1.0;
+            }
+        }
+        want /= count;
+        // Context as [B, F, G, G].
+        let mut flat = vec![0f32; f * g * g];
+        for (pos, v) in ctx.iter().enumerate() {
+            for (c, &x) in v.iter().enumerate() {
+                flat[c * g * g + pos] = x as f32;
+            }
+        }
+        let context = Tensor::<4>::from_data(TensorData::new(flat, [1, f, g, g]), &device);
+        let got: f32 =
+            offset_loss(context, tensor(&codes, &device), &lin, k, t as f32).into_scalar();
+        assert!(
+            (got as f64 - want).abs() < 1e-4,
+            "k = {k}: got {got}, want {want}"
+        );
+    }
+}

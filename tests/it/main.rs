@@ -4,10 +4,12 @@ mod augment;
 mod cli;
 mod cpc;
 mod data;
+mod eval;
 mod losses;
 mod memory;
 mod nets;
 mod pretext;
+mod reliability;
 mod swav;
 mod train;
 
