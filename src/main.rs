@@ -205,6 +205,12 @@ struct EvalArgs {
     /// Use only the first N test images.
     #[arg(long)]
     test_limit: Option<usize>,
+    /// SVM: multi-label classes of the train images (one line per image: class indices).
+    #[arg(long, requires = "test_labels")]
+    train_labels: Option<PathBuf>,
+    /// SVM: multi-label classes of the test images.
+    #[arg(long, requires = "train_labels")]
+    test_labels: Option<PathBuf>,
     /// SVM costs to sweep (comma-separated; default 0.01,0.1,1,2,5,10,15,20,50,100,1000).
     #[arg(long, value_delimiter = ',')]
     costs: Vec<f64>,
@@ -624,20 +630,31 @@ fn evaluate(a: EvalArgs) -> Result<()> {
                 }
                 svm_cfg.costs = a.costs.clone();
             }
-            let k = f
-                .train_labels
-                .iter()
-                .chain(&f.test_labels)
-                .max()
-                .map_or(0, |&m| m as usize + 1);
+            let (train_targets, test_targets) = match (&a.train_labels, &a.test_labels) {
+                (Some(tr), Some(te)) => {
+                    let ltr = eval::svm::read_label_file(tr, f.train.n)?;
+                    let lte = eval::svm::read_label_file(te, f.test.n)?;
+                    let k = ltr.iter().chain(&lte).flatten().max().map_or(0, |&m| m + 1);
+                    (
+                        eval::svm::multi_label_targets(&ltr, k),
+                        eval::svm::multi_label_targets(&lte, k),
+                    )
+                }
+                _ => {
+                    let k = f
+                        .train_labels
+                        .iter()
+                        .chain(&f.test_labels)
+                        .max()
+                        .map_or(0, |&m| m as usize + 1);
+                    (
+                        eval::svm::one_vs_rest(&f.train_labels, k),
+                        eval::svm::one_vs_rest(&f.test_labels, k),
+                    )
+                }
+            };
             let start = std::time::Instant::now();
-            let r = eval::svm::voc07(
-                &f.train,
-                &eval::svm::one_vs_rest(&f.train_labels, k),
-                &f.test,
-                &eval::svm::one_vs_rest(&f.test_labels, k),
-                &svm_cfg,
-            );
+            let r = eval::svm::voc07(&f.train, &train_targets, &f.test, &test_targets, &svm_cfg);
             println!("| class | best cost | 3-fold CV AP | test AP |\n|---|---:|---:|---:|");
             for c in &r.classes {
                 let name = splits

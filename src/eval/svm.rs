@@ -270,3 +270,39 @@ pub fn voc07(
     let map = 100.0 * scored.iter().sum::<f64>() / scored.len().max(1) as f64;
     SvmReport { classes, map }
 }
+
+/// Reads a multi-label file: one line per image (in the split's order), its class indices
+/// separated by spaces or commas (an empty line: no class). Returns the per-image label lists;
+/// errors name the file and line.
+pub fn read_label_file(path: &std::path::Path, images: usize) -> crate::Result<Vec<Vec<usize>>> {
+    use crate::Error;
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let rows: Vec<Vec<usize>> = text
+        .lines()
+        .enumerate()
+        .map(|(i, line)| {
+            line.split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|t| !t.is_empty())
+                .map(|t| {
+                    t.parse::<usize>().map_err(|_| {
+                        Error::format(path, format!("line {}: '{t}' is not a class index", i + 1))
+                    })
+                })
+                .collect()
+        })
+        .collect::<crate::Result<_>>()?;
+    if rows.len() != images {
+        return Err(Error::format(
+            path,
+            format!("has {} lines for {images} images (one line per image)", rows.len()),
+        ));
+    }
+    Ok(rows)
+}
+
+/// Per-class targets (`targets[c][i]`) of per-image label lists, for `classes` classes.
+pub fn multi_label_targets(labels: &[Vec<usize>], classes: usize) -> Vec<Vec<bool>> {
+    (0..classes)
+        .map(|c| labels.iter().map(|l| l.contains(&c)).collect())
+        .collect()
+}

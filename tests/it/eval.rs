@@ -205,3 +205,21 @@ fn lowshot_draws_k_per_class_and_accuracy_grows_with_k() {
     assert!(rows[1].mean > rows[0].mean + 5.0, "{rows:?}");
     assert!(rows[1].mean > 50.0);
 }
+
+#[test]
+fn multi_label_files_are_read_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("labels.txt");
+    std::fs::write(&p, "0 2\n1\n\n2,0\n").unwrap();
+    let l = svm::read_label_file(&p, 4).unwrap();
+    assert_eq!(l, vec![vec![0, 2], vec![1], vec![], vec![2, 0]]);
+    let t = svm::multi_label_targets(&l, 3);
+    assert_eq!(t[0], vec![true, false, false, true]);
+    assert_eq!(t[2], vec![true, false, false, true]);
+    assert_eq!(t[1], vec![false, true, false, false]);
+    let e = svm::read_label_file(&p, 5).unwrap_err().to_string();
+    assert!(e.contains("labels.txt") && e.contains("4 lines for 5 images"), "{e}");
+    std::fs::write(&p, "0\nx\n").unwrap();
+    let e = svm::read_label_file(&p, 2).unwrap_err().to_string();
+    assert!(e.contains("line 2") && e.contains("'x'"), "{e}");
+}
