@@ -218,7 +218,10 @@ fn multi_label_files_are_read_and_checked() {
     assert_eq!(t[2], vec![true, false, false, true]);
     assert_eq!(t[1], vec![false, true, false, false]);
     let e = svm::read_label_file(&p, 5).unwrap_err().to_string();
-    assert!(e.contains("labels.txt") && e.contains("4 lines for 5 images"), "{e}");
+    assert!(
+        e.contains("labels.txt") && e.contains("4 lines for 5 images"),
+        "{e}"
+    );
     std::fs::write(&p, "0\nx\n").unwrap();
     let e = svm::read_label_file(&p, 2).unwrap_err().to_string();
     assert!(e.contains("line 2") && e.contains("'x'"), "{e}");
