@@ -3,7 +3,7 @@
 //! baseline (`selfsup train-supervised`), it compares what pretraining buys when labels are
 //! available.
 
-use crate::augment::{Image, ViewConfig};
+use crate::augment::ViewConfig;
 use crate::config::RunConfig;
 use crate::data::{Dataset, Splits};
 use crate::error::{Error, Result};
@@ -42,19 +42,10 @@ pub fn supervised_config(base: &RunConfig, epochs: usize, init_from: Option<Path
 pub fn classifier_accuracy(method: &dyn Method, test: &Dataset, view: &ViewConfig) -> Option<f64> {
     let labels = test.labels.as_ref()?;
     let view = view.eval_only();
-    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
     let mut hits = 0usize;
     for start in (0..test.len()).step_by(500) {
         let end = (start + 500).min(test.len());
-        let mut px = Vec::new();
-        let mut shape = [end - start, 0, 0, 0];
-        for i in start..end {
-            let img = Image::from_u8(test.image(i), test.channels, test.height, test.width);
-            let v = view.make(&img, &mut rng);
-            shape[1..].copy_from_slice(&[v.channels, v.height, v.width]);
-            px.extend(v.data);
-        }
-        let x = Tensor::<4>::from_data(TensorData::new(px, shape), &Device::flex());
+        let x = super::plain_batch(test, &view, start..end).to_tensor(&Device::flex());
         let pred: Vec<i64> = method
             .classify(x)?
             .argmax(1)

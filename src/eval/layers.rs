@@ -4,7 +4,7 @@
 //! last layers, specialized to the pretext, transfer worse than the middle ones.
 
 use super::{Features, accuracy, linear};
-use crate::augment::{Image, ViewConfig};
+use crate::augment::ViewConfig;
 use crate::data::Dataset;
 use crate::nets::Backbone;
 use burn::module::Module;
@@ -44,20 +44,11 @@ pub fn stage_features(
         .next()
         .unwrap_or_else(Device::flex);
     let view = view.eval_only();
-    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
     let mut out: Vec<(Features, usize)> = Vec::new();
     for start in (0..data.len()).step_by(batch.max(1)) {
         let end = (start + batch).min(data.len());
-        let mut px = Vec::new();
-        let mut shape = [end - start, 0, 0, 0];
-        for i in start..end {
-            let img = Image::from_u8(data.image(i), data.channels, data.height, data.width);
-            let v = view.make(&img, &mut rng);
-            shape[1..].copy_from_slice(&[v.channels, v.height, v.width]);
-            px.extend(v.data);
-        }
         let stages =
-            plain.forward_stages(Tensor::<4>::from_data(TensorData::new(px, shape), &device));
+            plain.forward_stages(super::plain_batch(data, &view, start..end).to_tensor(&device));
         for (s, map) in stages.into_iter().enumerate() {
             let [b, c, h, w] = map.dims();
             let g = pooled_side(c, h.min(w), target_dim);

@@ -53,6 +53,28 @@ pub fn extract(backbone: &Backbone, data: &Dataset, view: &ViewConfig, batch: us
     extract_with(backbone, data, view, Readout::Global, batch)
 }
 
+/// Images `range` of `data` made by `view` (use [`ViewConfig::eval_only`] for evaluation:
+/// resize and normalization only), as one `[n, c, h, w]` host batch.
+pub fn plain_batch(
+    data: &Dataset,
+    view: &ViewConfig,
+    range: std::ops::Range<usize>,
+) -> crate::data::loader::HostTensor {
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+    let mut shape = [range.len(), 0, 0, 0];
+    let mut data_out = Vec::new();
+    for i in range {
+        let img = Image::from_u8(data.image(i), data.channels, data.height, data.width);
+        let v = view.make(&img, &mut rng);
+        shape[1..].copy_from_slice(&[v.channels, v.height, v.width]);
+        data_out.extend(v.data);
+    }
+    crate::data::loader::HostTensor {
+        data: data_out,
+        shape,
+    }
+}
+
 /// [`extract`] with a choice of [`Readout`].
 pub fn extract_with(
     backbone: &Backbone,
@@ -70,24 +92,13 @@ pub fn extract_with(
     let view = view.eval_only();
     let mut out = Vec::new();
     let mut dim = 0;
-    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
     for start in (0..data.len()).step_by(batch.max(1)) {
         let end = (start + batch).min(data.len());
-        let mut px = Vec::new();
-        let mut shape = [end - start, 0, 0, 0];
-        for i in start..end {
-            let img = Image::from_u8(data.image(i), data.channels, data.height, data.width);
-            let v = view.make(&img, &mut rng);
-            shape[1..].copy_from_slice(&[v.channels, v.height, v.width]);
-            px.extend(v.data);
-        }
+        let host = plain_batch(data, &view, start..end);
         let f = match readout {
-            Readout::Global => {
-                plain.forward(Tensor::<4>::from_data(TensorData::new(px, shape), &device))
-            }
+            Readout::Global => plain.forward(host.to_tensor(&device)),
             Readout::PatchGrid(grid) => {
-                let g = grid.side(shape[2].min(shape[3]));
-                let host = crate::data::loader::HostTensor { data: px, shape };
+                let g = grid.side(host.shape[2].min(host.shape[3]));
                 let f = plain.forward(grid.cut(&host).to_tensor(&device));
                 let d = f.dims()[1];
                 f.reshape([end - start, g * g, d])

@@ -1,7 +1,7 @@
 //! The memory bank of NPID and PIRL: one L2-normalized embedding per training image, updated
 //! as a moving average of the embeddings the network produced for that image.
 
-use crate::augment::{Image, ViewConfig};
+use crate::augment::ViewConfig;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::train::checkpoint::HostParam;
@@ -88,18 +88,9 @@ impl MemoryBank {
         embed: impl Fn(Tensor<4>) -> Tensor<2>,
     ) {
         let view = view.eval_only();
-        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
         for start in (0..data.len()).step_by(batch.max(1)) {
             let end = (start + batch).min(data.len());
-            let mut px = Vec::new();
-            let mut shape = [end - start, 0, 0, 0];
-            for i in start..end {
-                let img = Image::from_u8(data.image(i), data.channels, data.height, data.width);
-                let v = view.make(&img, &mut rng);
-                shape[1..].copy_from_slice(&[v.channels, v.height, v.width]);
-                px.extend(v.data);
-            }
-            let x = Tensor::<4>::from_data(TensorData::new(px, shape), device);
+            let x = crate::eval::plain_batch(data, &view, start..end).to_tensor(device);
             let e: Vec<f32> = embed(x)
                 .detach()
                 .into_data()
