@@ -184,7 +184,7 @@ pub(crate) fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
 }
 
 /// Inflates `bytes` if they start with the gzip magic number, naming `path` in errors.
-pub(crate) fn maybe_gunzip(path: &std::path::Path, bytes: Vec<u8>) -> Result<Vec<u8>> {
+pub fn maybe_gunzip(path: &std::path::Path, bytes: Vec<u8>) -> Result<Vec<u8>> {
     if bytes.len() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b {
         use std::io::Read;
         let mut out = Vec::new();

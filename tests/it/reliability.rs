@@ -148,7 +148,7 @@ fn killed_runs_resume_from_the_last_complete_checkpoint() {
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let wait_ms = 400 + (seed >> 33) % 1600;
+        let wait_ms = 300 + (seed >> 33) % 1000;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_selfsup"))
             .args(args(&[]))
             .stdout(std::process::Stdio::null())
