@@ -204,3 +204,57 @@ fn killed_runs_resume_from_the_last_complete_checkpoint() {
         .count();
     assert_eq!(stale, 0);
 }
+
+/// One thread against one thread: the same losses bit for bit; one thread against two: the
+/// same within 1e-5 (the order of float sums changes with the split of the work).
+#[test]
+fn loss_curves_agree_across_thread_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let losses = |threads: &str, name: &str| -> Vec<f64> {
+        let out = dir.path().join(name);
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_selfsup"))
+            .env("RAYON_NUM_THREADS", threads)
+            .args([
+                "pretrain",
+                "--train-limit",
+                "320",
+                "--batch-size",
+                "64",
+                "--epochs",
+                "1",
+                "--set",
+                "backbone.width=0.25",
+                "--set",
+                "log_every=1",
+                "--quiet",
+                "--out",
+            ])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            status.status.success(),
+            "{}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+        std::fs::read_to_string(out.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
+                    .as_f64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let one = losses("1", "a");
+    assert_eq!(one.len(), 5);
+    assert_eq!(one, losses("1", "b"), "one thread, twice: bit for bit");
+    let two = losses("2", "c");
+    for (a, b) in one.iter().zip(&two) {
+        assert!(
+            (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+            "1 vs 2 threads: {a} vs {b}"
+        );
+    }
+}
