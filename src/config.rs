@@ -146,8 +146,14 @@ impl RunConfig {
     /// Reads a TOML config file; unknown keys and bad values are errors naming the file.
     pub fn from_toml_file(path: &Path) -> Result<RunConfig> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let cfg: RunConfig =
-            toml::from_str(&text).map_err(|e| Error::format(path, format!("bad config: {e}")))?;
+        let cfg: RunConfig = toml::from_str(&text).map_err(|e| {
+            // One line: the position and the message, without the multi-line excerpt.
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let at = line.map_or(String::new(), |l| format!(" at line {l}"));
+            Error::format(path, format!("bad config{at}: {}", e.message()))
+        })?;
         Ok(cfg)
     }
 
