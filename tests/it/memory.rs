@@ -35,6 +35,10 @@ fn memory_bank_update_is_a_normalized_moving_average() {
     assert!(r.sample(1000, &mut rng).iter().all(|&i| i < 50));
 }
 
+fn data_small() -> selfsup::data::Dataset {
+    DataSource::Embedded.load().unwrap().train.take(512)
+}
+
 fn bank_config(method: &str) -> RunConfig {
     let mut c = RunConfig {
         method: method.into(),
@@ -65,7 +69,15 @@ fn npid_learns_and_saves_its_memory_bank() {
     // Resuming past the end loads the bank back.
     let again = crate::pretrain_in(&cfg, data, dir.path(), true);
     assert_eq!(again.steps, out.steps);
-    let _ = BankLoss::InfoNce;
+    // The InfoNCE option trains too (finite losses; no Z in the checkpoint).
+    let mut info = cfg.clone();
+    info.npid.loss = BankLoss::InfoNce;
+    info.epochs = 1;
+    let dir = tempfile::tempdir().unwrap();
+    let out = crate::pretrain_in(&info, Arc::new(data_small()), dir.path(), false);
+    assert!(out.losses.iter().all(|l| l.is_finite()));
+    let (t, _) = checkpoint::load(&dir.path().join(train::MODEL_CKPT)).unwrap();
+    assert!(!t.contains_key("log_z"));
 }
 
 /// PIRL at test scale: the loss (both terms) falls and the bank is saved. Its k-NN margin over
