@@ -3,11 +3,22 @@
 
 use crate::augment::ViewConfig;
 use crate::data::Dataset;
+use crate::data::loader::mix_seed;
 use crate::error::{Error, Result};
 use crate::train::checkpoint::HostParam;
 use burn::prelude::*;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+
+/// Cosine similarities of unit embeddings `e` (`[B, D]`) with their own bank entries `own`
+/// (`[B, D]`) and with the noise entries `noise` (`[m, D]`): `([B], [B, m])`.
+pub fn similarities(e: Tensor<2>, own: Tensor<2>, noise: Tensor<2>) -> (Tensor<1>, Tensor<2>) {
+    let b = e.dims()[0];
+    let pos = (e.clone() * own).sum_dim(1).reshape([b]);
+    (pos, e.matmul(noise.transpose()))
+}
 
 /// `n` rows of `dim` values, each of unit L2 norm.
 #[derive(Clone, Debug, PartialEq)]
@@ -24,6 +35,26 @@ fn normalize_row(row: &mut [f32]) {
 }
 
 impl MemoryBank {
+    /// The bank of a method bound to `data`: random unit rows (seeded by `seed`), overwritten,
+    /// on a fresh run, with `embed` of every image (see [`MemoryBank::fill_from`]); a resumed
+    /// run loads its bank from the checkpoint instead.
+    pub fn for_data(
+        data: &Dataset,
+        dim: usize,
+        seed: u64,
+        fresh_run: bool,
+        view: &ViewConfig,
+        device: &Device,
+        embed: impl Fn(Tensor<4>) -> Tensor<2>,
+    ) -> MemoryBank {
+        let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[seed, 0xBA4C]));
+        let mut bank = MemoryBank::random(data.len(), dim, &mut rng);
+        if fresh_run {
+            bank.fill_from(data, view, 256, device, embed);
+        }
+        bank
+    }
+
     /// A bank of `n` random unit vectors (uniform in a cube, then normalized, as the NPID code).
     pub fn random<R: Rng>(n: usize, dim: usize, rng: &mut R) -> MemoryBank {
         let mut data: Vec<f32> = (0..n * dim)
@@ -76,6 +107,17 @@ impl MemoryBank {
         }
     }
 
+    /// [`MemoryBank::update`] with the rows of the (autodiff) tensor `embeddings`.
+    pub fn update_from(&mut self, idx: &[usize], embeddings: Tensor<2>, momentum: f32) {
+        let fresh: Vec<f32> = embeddings
+            .detach()
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec()
+            .expect("f32 embeddings");
+        self.update(idx, &fresh, momentum);
+    }
+
     /// Overwrites the bank with `embed` of every image of `data` (preprocessed by `view`
     /// without augmentation), normalized: a start that agrees with the network instead of
     /// random targets, which a short run cannot outgrow.
@@ -91,45 +133,61 @@ impl MemoryBank {
         for start in (0..data.len()).step_by(batch.max(1)) {
             let end = (start + batch).min(data.len());
             let x = crate::eval::plain_batch(data, &view, start..end).to_tensor(device);
-            let e: Vec<f32> = embed(x)
-                .detach()
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec()
-                .expect("f32 embeddings");
             let idx: Vec<usize> = (start..end).collect();
-            self.update(&idx, &e, 0.0);
+            self.update_from(&idx, embed(x), 0.0);
         }
     }
 
-    /// The bank as a checkpoint tensor.
-    pub fn to_host(&self) -> HostParam {
-        HostParam {
-            shape: vec![self.len(), self.dim],
-            data: self.data.clone(),
+    /// Adds the bank (`memory_bank`) and the NCE constant (`log_z`, once estimated) to a
+    /// method's checkpoint tensors.
+    pub fn save_into(&self, tensors: &mut BTreeMap<String, HostParam>, log_z: Option<f64>) {
+        tensors.insert(
+            "memory_bank".into(),
+            HostParam {
+                shape: vec![self.len(), self.dim],
+                data: self.data.clone(),
+            },
+        );
+        if let Some(z) = log_z {
+            tensors.insert(
+                "log_z".into(),
+                HostParam {
+                    shape: vec![1],
+                    data: vec![z as f32],
+                },
+            );
         }
     }
 
-    /// Restores the bank from a checkpoint tensor of the same shape.
-    pub fn load_host(&mut self, t: Option<&HostParam>, path: &Path) -> Result<()> {
-        match t {
-            Some(t) if t.shape == [self.len(), self.dim] => {
-                self.data = t.data.clone();
-                Ok(())
+    /// Restores what [`MemoryBank::save_into`] wrote (the bank must have this run's shape);
+    /// returns the remaining (model) tensors and `log_z`.
+    pub fn load_from(
+        &mut self,
+        tensors: &HashMap<String, HostParam>,
+        path: &Path,
+    ) -> Result<(HashMap<String, HostParam>, Option<f64>)> {
+        let mut rest = tensors.clone();
+        let log_z = rest.remove("log_z").map(|z| z.data[0] as f64);
+        match rest.remove("memory_bank") {
+            Some(t) if t.shape == [self.len(), self.dim] => self.data = t.data,
+            Some(t) => {
+                return Err(Error::Checkpoint {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "memory bank has shape {:?}, this run needs [{}, {}] (another data set?)",
+                        t.shape,
+                        self.len(),
+                        self.dim
+                    ),
+                });
             }
-            Some(t) => Err(Error::Checkpoint {
-                path: path.to_path_buf(),
-                message: format!(
-                    "memory bank has shape {:?}, this run needs [{}, {}] (another data set?)",
-                    t.shape,
-                    self.len(),
-                    self.dim
-                ),
-            }),
-            None => Err(Error::Checkpoint {
-                path: path.to_path_buf(),
-                message: "no memory_bank tensor".into(),
-            }),
+            None => {
+                return Err(Error::Checkpoint {
+                    path: path.to_path_buf(),
+                    message: "no memory_bank tensor".into(),
+                });
+            }
         }
+        Ok((rest, log_z))
     }
 }

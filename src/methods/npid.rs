@@ -14,7 +14,7 @@
 //! images (the paper draws them per image), which turns the `[B, m, 128]` gather into one
 //! `[B, 128] x [128, m]` product.
 
-use super::memory_bank::MemoryBank;
+use super::memory_bank::{MemoryBank, similarities};
 use super::{Method, MethodInfo, StepOutput, finite_scalar};
 use crate::config::RunConfig;
 use crate::data::Dataset;
@@ -182,13 +182,16 @@ impl Method for Npid {
     }
 
     fn prepare(&mut self, data: &Dataset, fresh_run: bool) -> Result<()> {
-        let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[self.seed, 0xBA4C]));
-        self.bank = MemoryBank::random(data.len(), self.cfg.dim, &mut rng);
-        if fresh_run {
-            let model = &self.model;
-            self.bank
-                .fill_from(data, &self.run_views, 256, &self.device, |x| model.embed(x));
-        }
+        let model = &self.model;
+        self.bank = MemoryBank::for_data(
+            data,
+            self.cfg.dim,
+            self.seed,
+            fresh_run,
+            &self.run_views,
+            &self.device,
+            |x| model.embed(x),
+        );
         Ok(())
     }
 
@@ -199,15 +202,13 @@ impl Method for Npid {
         lr: f64,
     ) -> Result<StepOutput> {
         self.step += 1;
-        let b = batch.indices.len();
         let v = self.model.embed(batch.views[0].to_tensor(&self.device));
         let own = self.bank.gather(&batch.indices, &self.device);
         // Noise drawn from the step number, so a resumed run draws what a straight one would.
         let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[self.seed, 0x401E, self.step]));
         let noise_idx = self.bank.sample(self.cfg.negatives, &mut rng);
         let noise = self.bank.gather(&noise_idx, &self.device);
-        let pos = (v.clone() * own).sum_dim(1).reshape([b]);
-        let neg = v.clone().matmul(noise.transpose());
+        let (pos, neg) = similarities(v.clone(), own, noise);
         let loss = bank_loss(
             self.cfg.loss,
             pos,
@@ -220,14 +221,8 @@ impl Method for Npid {
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
         self.model = opt.step(lr, self.model.clone(), grads);
         // Memory update with the embeddings of this step's forward pass (as the paper).
-        let fresh: Vec<f32> = v
-            .detach()
-            .into_data()
-            .convert::<f32>()
-            .try_to_vec()
-            .expect("f32 embeddings");
         self.bank
-            .update(&batch.indices, &fresh, self.cfg.bank_momentum);
+            .update_from(&batch.indices, v, self.cfg.bank_momentum);
         Ok(StepOutput {
             loss: value,
             terms: vec![],
@@ -240,24 +235,13 @@ impl Method for Npid {
 
     fn tensors(&self) -> BTreeMap<String, HostParam> {
         let mut t = checkpoint::collect(&self.model);
-        t.insert("memory_bank".into(), self.bank.to_host());
-        if let Some(z) = self.log_z {
-            t.insert(
-                "log_z".into(),
-                HostParam {
-                    shape: vec![1],
-                    data: vec![z as f32],
-                },
-            );
-        }
+        self.bank.save_into(&mut t, self.log_z);
         t
     }
 
     fn load_tensors(&mut self, tensors: &HashMap<String, HostParam>, path: &Path) -> Result<()> {
-        let mut model_tensors = tensors.clone();
-        let bank = model_tensors.remove("memory_bank");
-        self.log_z = model_tensors.remove("log_z").map(|z| z.data[0] as f64);
-        self.bank.load_host(bank.as_ref(), path)?;
+        let (model_tensors, log_z) = self.bank.load_from(tensors, path)?;
+        self.log_z = log_z;
         self.model = checkpoint::apply(self.model.clone(), &model_tensors, path)?;
         Ok(())
     }

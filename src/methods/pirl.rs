@@ -10,7 +10,7 @@
 //! As in [`super::npid`], the bank starts from the initial network's embeddings and the noise
 //! entries are shared by the images of a batch.
 
-use super::memory_bank::MemoryBank;
+use super::memory_bank::{MemoryBank, similarities};
 use super::npid::{BankLoss, bank_loss};
 use super::{Method, MethodInfo, StepOutput, finite_scalar};
 use crate::augment::ViewConfig;
@@ -264,15 +264,16 @@ impl Method for Pirl {
     }
 
     fn prepare(&mut self, data: &Dataset, fresh_run: bool) -> Result<()> {
-        let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[self.seed, 0xBA4C]));
-        self.bank = MemoryBank::random(data.len(), self.cfg.dim, &mut rng);
-        if fresh_run {
-            let model = &self.model;
-            self.bank
-                .fill_from(data, &self.views, 256, &self.device, |x| {
-                    model.embed_image(x)
-                });
-        }
+        let model = &self.model;
+        self.bank = MemoryBank::for_data(
+            data,
+            self.cfg.dim,
+            self.seed,
+            fresh_run,
+            &self.views,
+            &self.device,
+            |x| model.embed_image(x),
+        );
         Ok(())
     }
 
@@ -283,19 +284,14 @@ impl Method for Pirl {
         lr: f64,
     ) -> Result<StepOutput> {
         self.step += 1;
-        let b = batch.indices.len();
         let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[self.seed, 0x9121, self.step]));
         let (v, g) = self.embed_pair(batch, &mut rng);
         let own = self.bank.gather(&batch.indices, &self.device);
         let noise_idx = self.bank.sample(self.cfg.negatives, &mut rng);
         let noise = self.bank.gather(&noise_idx, &self.device);
         let (t, n, kind) = (self.cfg.temperature, self.bank.len(), self.cfg.loss);
-        let score = |e: Tensor<2>| {
-            let pos = (e.clone() * own.clone()).sum_dim(1).reshape([b]);
-            (pos, e.matmul(noise.clone().transpose()))
-        };
-        let (pos_i, neg_i) = score(v.clone());
-        let (pos_t, neg_t) = score(g);
+        let (pos_i, neg_i) = similarities(v.clone(), own.clone(), noise.clone());
+        let (pos_t, neg_t) = similarities(g, own, noise);
         let image_term = bank_loss(kind, pos_i, neg_i, t, &mut self.log_z, n);
         let transform_term = bank_loss(kind, pos_t, neg_t, t, &mut self.log_z, n);
         let lambda = self.cfg.lambda;
@@ -307,14 +303,8 @@ impl Method for Pirl {
         ];
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
         self.model = opt.step(lr, self.model.clone(), grads);
-        let fresh: Vec<f32> = v
-            .detach()
-            .into_data()
-            .convert::<f32>()
-            .try_to_vec()
-            .expect("f32 embeddings");
         self.bank
-            .update(&batch.indices, &fresh, self.cfg.bank_momentum);
+            .update_from(&batch.indices, v, self.cfg.bank_momentum);
         Ok(StepOutput { loss: value, terms })
     }
 
@@ -324,24 +314,13 @@ impl Method for Pirl {
 
     fn tensors(&self) -> BTreeMap<String, HostParam> {
         let mut t = checkpoint::collect(&self.model);
-        t.insert("memory_bank".into(), self.bank.to_host());
-        if let Some(z) = self.log_z {
-            t.insert(
-                "log_z".into(),
-                HostParam {
-                    shape: vec![1],
-                    data: vec![z as f32],
-                },
-            );
-        }
+        self.bank.save_into(&mut t, self.log_z);
         t
     }
 
     fn load_tensors(&mut self, tensors: &HashMap<String, HostParam>, path: &Path) -> Result<()> {
-        let mut model_tensors = tensors.clone();
-        let bank = model_tensors.remove("memory_bank");
-        self.log_z = model_tensors.remove("log_z").map(|z| z.data[0] as f64);
-        self.bank.load_host(bank.as_ref(), path)?;
+        let (model_tensors, log_z) = self.bank.load_from(tensors, path)?;
+        self.log_z = log_z;
         self.model = checkpoint::apply(self.model.clone(), &model_tensors, path)?;
         Ok(())
     }

@@ -276,14 +276,9 @@ pub fn load(path: &Path) -> Result<(HashMap<String, HostParam>, BTreeMap<String,
     Ok((out, metadata))
 }
 
-/// Builds a backbone from `cfg` and loads a checkpoint's backbone tensors into it (those under
-/// the `backbone_prefix` its metadata names, `backbone.` by default).
-pub fn load_backbone(
-    path: &Path,
-    cfg: &crate::nets::BackboneConfig,
-    in_channels: usize,
-    device: &Device,
-) -> Result<crate::nets::Backbone> {
+/// A checkpoint's backbone tensors, named relative to the backbone (those under the
+/// `backbone_prefix` its metadata names, `backbone.` by default); an error if there are none.
+pub fn load_backbone_tensors(path: &Path) -> Result<HashMap<String, HostParam>> {
     let (tensors, meta) = load(path)?;
     let prefix = meta
         .get("backbone_prefix")
@@ -298,6 +293,17 @@ pub fn load_backbone(
             message: format!("has no '{prefix}*' tensors"),
         });
     }
+    Ok(sub)
+}
+
+/// Builds a backbone from `cfg` and loads a checkpoint's backbone tensors into it.
+pub fn load_backbone(
+    path: &Path,
+    cfg: &crate::nets::BackboneConfig,
+    in_channels: usize,
+    device: &Device,
+) -> Result<crate::nets::Backbone> {
+    let sub = load_backbone_tensors(path)?;
     apply(
         crate::nets::Backbone::new(cfg, in_channels, device),
         &sub,

@@ -220,27 +220,19 @@ pub fn pretrain(cfg: &RunConfig, data: Arc<Dataset>, opts: &TrainOptions) -> Res
 
 /// Replaces the method's backbone tensors with those of the checkpoint at `path`.
 fn init_backbone(method: &mut dyn Method, path: &Path) -> Result<()> {
-    let (tensors, meta) = checkpoint::load(path)?;
-    let from = meta
-        .get("backbone_prefix")
-        .map_or("backbone.", String::as_str);
     let to = method.backbone_prefix();
     let mut all: HashMap<String, HostParam> = method.tensors().into_iter().collect();
     let mut found = 0;
     let mut mismatched = Vec::new();
-    for (k, v) in tensors {
-        if let Some(rest) = k.strip_prefix(from) {
-            let name = format!("{to}{rest}");
-            match all.get(&name) {
-                Some(cur) if cur.shape == v.shape => {
-                    all.insert(name, v);
-                    found += 1;
-                }
-                Some(cur) => {
-                    mismatched.push(format!("{rest} is {:?}, not {:?}", v.shape, cur.shape))
-                }
-                None => {}
+    for (rest, v) in checkpoint::load_backbone_tensors(path)? {
+        let name = format!("{to}{rest}");
+        match all.get(&name) {
+            Some(cur) if cur.shape == v.shape => {
+                all.insert(name, v);
+                found += 1;
             }
+            Some(cur) => mismatched.push(format!("{rest} is {:?}, not {:?}", v.shape, cur.shape)),
+            None => {}
         }
     }
     let want = all.keys().filter(|k| k.starts_with(to)).count();

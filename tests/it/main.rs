@@ -95,3 +95,18 @@ pub fn assert_beats_random_init(
         "{method}: pretrained {trained:.1} % should beat random init {random:.1} %"
     );
 }
+
+/// A small, fast SimCLR run (quarter-width ConvNet, small head, batch 64, a log line per step).
+pub fn tiny_config(epochs: usize) -> selfsup::config::RunConfig {
+    let mut c = selfsup::config::RunConfig {
+        epochs,
+        batch_size: 64,
+        log_every: 1,
+        ..selfsup::config::RunConfig::default()
+    };
+    c.backbone.width = 0.25;
+    c.simclr.proj_hidden = 64;
+    c.simclr.proj_dim = 32;
+    c.schedule.lr = 0.5;
+    c
+}

@@ -6,19 +6,6 @@ use selfsup::train::optim::OptimizerKind;
 use selfsup::train::{self, TrainOptions, checkpoint};
 use std::sync::Arc;
 
-fn tiny(epochs: usize) -> RunConfig {
-    let mut c = RunConfig {
-        epochs,
-        batch_size: 64,
-        log_every: 1,
-        ..RunConfig::default()
-    };
-    c.backbone.width = 0.25;
-    c.simclr.proj_hidden = 32;
-    c.simclr.proj_dim = 16;
-    c
-}
-
 fn data(n: usize) -> Arc<selfsup::data::Dataset> {
     Arc::new(DataSource::Embedded.load().unwrap().train.take(n))
 }
@@ -51,7 +38,7 @@ fn a_non_finite_loss_stops_skips_or_rolls_back_but_never_trains_on() {
     // Stop (the default): an error naming the step and the loss.
     let dir = tempfile::tempdir().unwrap();
     let e = run(
-        &exploding(tiny(2), NonFinitePolicy::Stop),
+        &exploding(crate::tiny_config(2), NonFinitePolicy::Stop),
         dir.path(),
         false,
     )
@@ -62,7 +49,7 @@ fn a_non_finite_loss_stops_skips_or_rolls_back_but_never_trains_on() {
     // Skip: bad batches are skipped, and the run gives up instead of going on forever.
     let dir = tempfile::tempdir().unwrap();
     let e = run(
-        &exploding(tiny(2), NonFinitePolicy::Skip),
+        &exploding(crate::tiny_config(2), NonFinitePolicy::Skip),
         dir.path(),
         false,
     )
@@ -72,10 +59,10 @@ fn a_non_finite_loss_stops_skips_or_rolls_back_but_never_trains_on() {
     // Rollback: one good epoch (checkpoint at step 5), then the exploding rate: every bad step
     // reloads step 5; the checkpoint on disk stays the good one, finite.
     let dir = tempfile::tempdir().unwrap();
-    let good = run(&tiny(1), dir.path(), false).unwrap();
+    let good = run(&crate::tiny_config(1), dir.path(), false).unwrap();
     assert_eq!(good.steps, 5);
     let e = run(
-        &exploding(tiny(3), NonFinitePolicy::Rollback),
+        &exploding(crate::tiny_config(3), NonFinitePolicy::Rollback),
         dir.path(),
         true,
     )
@@ -91,7 +78,7 @@ fn a_non_finite_loss_stops_skips_or_rolls_back_but_never_trains_on() {
 fn same_seed_same_loss_curve_bit_for_bit() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
-    let cfg = tiny(2);
+    let cfg = crate::tiny_config(2);
     let x = run(&cfg, a.path(), false).unwrap().losses;
     let y = run(&cfg, b.path(), false).unwrap().losses;
     assert_eq!(x.len(), 10);

@@ -172,20 +172,6 @@ fn checkpoint_roundtrip_and_mismatch_errors() {
     );
 }
 
-fn tiny_config(epochs: usize) -> RunConfig {
-    let mut c = RunConfig {
-        epochs,
-        batch_size: 64,
-        log_every: 1,
-        ..RunConfig::default()
-    };
-    c.backbone.width = 0.25;
-    c.simclr.proj_hidden = 64;
-    c.simclr.proj_dim = 32;
-    c.schedule.lr = 0.5;
-    c
-}
-
 fn small_train(n: usize) -> Arc<Dataset> {
     Arc::new(DataSource::Embedded.load().unwrap().train.take(n))
 }
@@ -193,7 +179,7 @@ fn small_train(n: usize) -> Arc<Dataset> {
 #[test]
 fn resume_continues_exactly() {
     let data = small_train(320);
-    let cfg = tiny_config(2); // 5 steps per epoch, 10 in all
+    let cfg = crate::tiny_config(2); // 5 steps per epoch, 10 in all
     let straight = tempfile::tempdir().unwrap();
     let full = train::pretrain(
         &cfg,
@@ -254,7 +240,7 @@ fn resume_continues_exactly() {
 fn simclr_learns_features_that_beat_random_init() {
     let splits = DataSource::Embedded.load().unwrap();
     let data = Arc::new(splits.train.take(2048));
-    let mut cfg = tiny_config(4);
+    let mut cfg = crate::tiny_config(4);
     cfg.batch_size = 128;
     cfg.backbone.width = 0.5;
     cfg.schedule.lr = 1.0;
@@ -295,7 +281,7 @@ fn ema_blends_and_cosine_momentum_ramps() {
 fn moco_learns_and_resumes_with_its_queue() {
     let splits = DataSource::Embedded.load().unwrap();
     let data = Arc::new(splits.train.take(2048));
-    let mut cfg = tiny_config(6);
+    let mut cfg = crate::tiny_config(6);
     cfg.method = "moco".into();
     cfg.batch_size = 128;
     cfg.backbone.width = 0.5;
