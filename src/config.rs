@@ -5,10 +5,16 @@
 use crate::augment::ViewConfig;
 use crate::data::DataSource;
 use crate::error::{Error, Result};
+use crate::methods::colorization::ColorizationConfig;
 use crate::methods::cpc::CpcConfig;
+use crate::methods::inpainting::InpaintingConfig;
+use crate::methods::jigsaw::JigsawConfig;
 use crate::methods::moco::MocoConfig;
+use crate::methods::multi_task::MultiConfig;
 use crate::methods::npid::NpidConfig;
 use crate::methods::pirl::PirlConfig;
+use crate::methods::relative_position::RelativePositionConfig;
+use crate::methods::rotation::RotationConfig;
 use crate::methods::simclr::SimClrConfig;
 use crate::methods::swav::SwavConfig;
 use crate::nets::BackboneConfig;
@@ -108,6 +114,18 @@ pub struct RunConfig {
     pub pirl: PirlConfig,
     /// CPC settings.
     pub cpc: CpcConfig,
+    /// Rotation-prediction settings.
+    pub rotation: RotationConfig,
+    /// Jigsaw settings.
+    pub jigsaw: JigsawConfig,
+    /// Relative-position settings.
+    pub relative_position: RelativePositionConfig,
+    /// Colorization settings.
+    pub colorization: ColorizationConfig,
+    /// Inpainting settings.
+    pub inpainting: InpaintingConfig,
+    /// Multi-task settings (which pretext tasks, with which weights).
+    pub multi: MultiConfig,
 }
 
 impl Default for RunConfig {
@@ -138,6 +156,12 @@ impl Default for RunConfig {
             npid: NpidConfig::default(),
             pirl: PirlConfig::default(),
             cpc: CpcConfig::default(),
+            rotation: RotationConfig::default(),
+            jigsaw: JigsawConfig::default(),
+            relative_position: RelativePositionConfig::default(),
+            colorization: ColorizationConfig::default(),
+            inpainting: InpaintingConfig::default(),
+            multi: MultiConfig::default(),
         }
     }
 }
@@ -255,6 +279,18 @@ impl RunConfig {
         match self.method.as_str() {
             "cpc" => drop(self.cpc.grid(self.views.size)?),
             "pirl" => drop(self.pirl.grid(self.views.size)?),
+            "jigsaw" => drop(self.jigsaw.grid(self.views.size)?),
+            "relative_position" => drop(self.relative_position.grid(self.views.size)?),
+            "multi" => {
+                use crate::methods::multi_task::TaskKind;
+                self.multi.validate()?;
+                if self.multi.tasks.contains(&TaskKind::Jigsaw) {
+                    self.jigsaw.grid(self.views.size)?;
+                }
+                if self.multi.tasks.contains(&TaskKind::RelativePosition) {
+                    self.relative_position.grid(self.views.size)?;
+                }
+            }
             _ => {}
         }
         self.views.validate()?;

@@ -25,6 +25,7 @@ pub mod methods;
 pub mod nets;
 pub mod plot;
 pub mod pretext;
+pub mod preview;
 pub mod train;
 
 pub use error::{Error, Result};

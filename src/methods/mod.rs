@@ -4,12 +4,18 @@
 //! Adding a method: write `methods/NAME.rs` with a struct implementing [`Method`] and a
 //! `pub const INFO: MethodInfo`, then add that `INFO` to [`METHODS`].
 
+pub mod colorization;
 pub mod cpc;
 pub mod ema;
+pub mod inpainting;
+pub mod jigsaw;
 pub mod memory_bank;
 pub mod moco;
+pub mod multi_task;
 pub mod npid;
 pub mod pirl;
+pub mod relative_position;
+pub mod rotation;
 pub mod simclr;
 pub mod supervised;
 pub mod swav;
@@ -23,7 +29,7 @@ use crate::train::checkpoint::HostParam;
 use crate::train::optim::Optimizer;
 use burn::prelude::*;
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// What one training step reports.
 #[derive(Clone, Debug, Default)]
@@ -66,6 +72,17 @@ pub trait Method {
     fn classify(&self, _x: Tensor<4>) -> Option<Tensor<2>> {
         None
     }
+    /// Pretext-task scores of the trained model on the first `limit` images of `data` (held
+    /// out), each with the chance level it must beat: e.g. `rotation_accuracy` and
+    /// `rotation_chance`. Default: none.
+    fn pretext_metrics(&self, _data: &Dataset, _limit: usize) -> Vec<(String, f64)> {
+        Vec::new()
+    }
+    /// Writes pictures of what the model produces (inpainting fills, colorized images) for
+    /// a few images of `data` into `dir`, returning their paths. Default: none.
+    fn write_previews(&self, _data: &Dataset, _dir: &Path) -> Result<Vec<PathBuf>> {
+        Ok(Vec::new())
+    }
     /// The backbone, for evaluation (a cheap handle: burn tensors are reference-counted).
     fn backbone(&self) -> Backbone;
     /// Name prefix of the backbone's tensors in [`Method::tensors`] (recorded in checkpoints,
@@ -99,6 +116,12 @@ pub const METHODS: &[MethodInfo] = &[
     npid::INFO,
     pirl::INFO,
     cpc::INFO,
+    rotation::INFO,
+    jigsaw::INFO,
+    relative_position::INFO,
+    colorization::INFO,
+    inpainting::INFO,
+    multi_task::INFO,
     supervised::INFO,
 ];
 

@@ -1,5 +1,9 @@
 //! Transforms that make a pretext task's input (and, for pretext tasks, its label) from an
-//! image: tiles of a grid (jigsaw, PIRL) and quarter-turn rotations.
+//! image: tiles of a grid (jigsaw, relative position, PIRL), quarter-turn rotations,
+//! permutation sets, inpainting masks and the quantized Lab colour space of colorization.
 
+pub mod lab;
+pub mod masks;
+pub mod permutations;
 pub mod rotation;
 pub mod tiles;

@@ -24,9 +24,10 @@ impl TileGrid {
         size / self.grid
     }
 
-    /// Cuts the tiles of every image of `views` (`[b, c, s, s]`): tile `j` of image `i` is
+    /// Cuts tiles from every image of `views` (`[b, c, s, s]`): tile `j` of image `i` is
     /// the cell `order[i][j]` (cells numbered row by row), at a random offset inside its
-    /// cell. Returns `[b * grid^2, c, tile, tile]`, the tiles of image 0 first.
+    /// cell. Every image gives the same number `n` of tiles (9 for a puzzle, 2 for a
+    /// relative-position pair). Returns `[b * n, c, tile, tile]`, the tiles of image 0 first.
     pub fn cut<R: Rng>(&self, views: &HostTensor, order: &[Vec<usize>], rng: &mut R) -> HostTensor {
         let [b, c, h, w] = views.shape;
         let cell = self.cell(h.min(w));
@@ -36,7 +37,11 @@ impl TileGrid {
             self.tile
         );
         let t = self.tile;
-        let n = self.grid * self.grid;
+        let n = order.first().map_or(0, Vec::len);
+        assert!(
+            order.iter().all(|o| o.len() == n),
+            "every image gives as many tiles"
+        );
         let mut data = Vec::with_capacity(b * n * c * t * t);
         for (i, cells) in order.iter().enumerate().take(b) {
             let img = &views.data[i * c * h * w..(i + 1) * c * h * w];
@@ -59,6 +64,33 @@ impl TileGrid {
         HostTensor {
             data,
             shape: [b * n, c, t, t],
+        }
+    }
+}
+
+/// The guard against the chromatic-aberration shortcut of Doersch et al. (2015, section 3):
+/// with probability `prob` per tile of an RGB batch (`[n, 3, t, t]`), two of the three
+/// channels are replaced by Gaussian noise of standard deviation `noise` ("colour dropping"),
+/// so the network cannot locate a patch from how the lens shifted its colour channels.
+/// Grey batches are left as they are.
+pub fn drop_colors<R: Rng>(tiles: &mut HostTensor, prob: f32, noise: f32, rng: &mut R) {
+    let [n, c, h, w] = tiles.shape;
+    if c != 3 {
+        return;
+    }
+    let plane = h * w;
+    for i in 0..n {
+        if rng.random::<f32>() >= prob {
+            continue;
+        }
+        let keep = rng.random_range(0..3);
+        for ch in (0..3).filter(|&ch| ch != keep) {
+            let start = (i * 3 + ch) * plane;
+            for v in &mut tiles.data[start..start + plane] {
+                // Box-Muller.
+                let (u1, u2): (f32, f32) = (rng.random::<f32>().max(1e-7), rng.random());
+                *v = noise * (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos();
+            }
         }
     }
 }

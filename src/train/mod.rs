@@ -207,6 +207,9 @@ pub fn pretrain(cfg: &RunConfig, data: Arc<Dataset>, opts: &TrainOptions) -> Res
     }
     bar.finish_and_clear();
     let wall_s = start.elapsed().as_secs_f64();
+    for p in method.write_previews(&data, &opts.out_dir)? {
+        tracing::info!("wrote {}", p.display());
+    }
     let images_per_s = ((step - first_step) * cfg.batch_size as u64) as f64 / wall_s.max(1e-9);
     Ok(TrainOutcome {
         method,
