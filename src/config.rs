@@ -233,12 +233,32 @@ impl RunConfig {
         Ok(())
     }
 
-    /// How evaluation reads features from this run's backbone: CPC's encoder has only seen
-    /// patches, so its image feature is the mean over its patch grid.
+    /// How evaluation reads features from this run's backbone: an encoder that has only
+    /// seen patches (CPC's, jigsaw's and relative position's, alone or in a multi-task run)
+    /// is read as the mean of its features over the grid of patches it was trained on.
     pub fn readout(&self) -> crate::eval::Readout {
-        match (self.method.as_str(), self.cpc.grid(self.views.size)) {
-            ("cpc", Ok(grid)) => crate::eval::Readout::PatchGrid(grid),
-            _ => crate::eval::Readout::Global,
+        use crate::eval::Readout;
+        use crate::methods::multi_task::TaskKind;
+        use crate::pretext::tiles::PatchGrid;
+        let size = self.views.size;
+        let tiles = |tile: usize| {
+            Readout::PatchGrid(PatchGrid {
+                patch: tile,
+                stride: size / 3,
+            })
+        };
+        let only = |kind: TaskKind| self.method == "multi" && self.multi.tasks == [kind];
+        match self.method.as_str() {
+            "cpc" => self.cpc.grid(size).map_or(Readout::Global, Readout::PatchGrid),
+            "jigsaw" => self.jigsaw.grid(size).map_or(Readout::Global, |g| tiles(g.tile)),
+            "relative_position" => self
+                .relative_position
+                .grid(size)
+                .map_or(Readout::Global, |g| tiles(g.tile)),
+            _ if only(TaskKind::Jigsaw) => {
+                self.jigsaw.grid(size).map_or(Readout::Global, |g| tiles(g.tile))
+            }
+            _ => Readout::Global,
         }
     }
 

@@ -139,6 +139,12 @@ struct RunFlags {
     /// PIRL's transform: jigsaw or rotation.
     #[arg(long, value_enum)]
     pirl_transform: Option<selfsup::methods::pirl::PirlTransform>,
+    /// Tasks of `--method multi`, comma-separated (e.g. `relative_position,rotation`).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    tasks: Vec<selfsup::methods::multi_task::TaskKind>,
+    /// Loss weight of each task of `--tasks`, comma-separated (default: all 1).
+    #[arg(long, value_delimiter = ',')]
+    task_weights: Vec<f32>,
     /// Start the backbone from this checkpoint (any method's `last.safetensors`).
     #[arg(long)]
     init_from: Option<PathBuf>,
@@ -409,6 +415,12 @@ fn resolve(flags: &RunFlags) -> Result<RunConfig> {
     if let Some(v) = flags.pirl_transform {
         c.pirl.transform = v;
     }
+    if !flags.tasks.is_empty() {
+        c.multi.tasks = flags.tasks.clone();
+    }
+    if !flags.task_weights.is_empty() {
+        c.multi.weights = flags.task_weights.clone();
+    }
     for a in &flags.set {
         c.set(a)?;
     }
@@ -443,6 +455,15 @@ fn pretrain(a: PretrainArgs) -> Result<()> {
         out.losses.last().copied().unwrap_or(f32::NAN),
         a.out.join(train::MODEL_CKPT).display()
     );
+    if let Some(test) = &splits.test {
+        let metrics = out.method.pretext_metrics(test, 2000);
+        if !metrics.is_empty() {
+            println!("pretext task on {} held-out images:", test.len().min(2000));
+            for (k, v) in metrics {
+                println!("  {k}: {v:.4}");
+            }
+        }
+    }
     Ok(())
 }
 

@@ -77,6 +77,57 @@ impl Dataset {
         }
     }
 
+    /// `n` square crops of side `side` at random places of random images (seeded), with the
+    /// label of the image they come from: many small training images out of a few large
+    /// photographs. Errors when the images are smaller than `side`.
+    pub fn random_crops(&self, n: usize, side: usize, seed: u64) -> Result<Dataset> {
+        use rand::{Rng, SeedableRng};
+        if self.is_empty() || side == 0 || side > self.height.min(self.width) {
+            return Err(Error::Config(format!(
+                "cannot cut {side} px crops from {} images of {}x{} px",
+                self.len(),
+                self.height,
+                self.width
+            )));
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let (c, h, w) = (self.channels, self.height, self.width);
+        let mut pixels = Vec::with_capacity(n * c * side * side);
+        let mut labels = Vec::with_capacity(n);
+        for _ in 0..n {
+            let i = rng.random_range(0..self.len());
+            let (y0, x0) = (rng.random_range(0..=h - side), rng.random_range(0..=w - side));
+            let img = self.image(i);
+            for ch in 0..c {
+                for y in y0..y0 + side {
+                    let row = ch * h * w + y * w + x0;
+                    pixels.extend_from_slice(&img[row..row + side]);
+                }
+            }
+            labels.push(self.labels.as_ref().map_or(i as u32, |l| l[i]));
+        }
+        Ok(Dataset {
+            pixels,
+            labels: Some(labels),
+            class_names: self.class_names.clone(),
+            channels: c,
+            height: side,
+            width: side,
+        })
+    }
+
+    /// The same labels and geometry with no pixels (for data sets derived pixel by pixel).
+    pub fn clone_without_pixels(&self) -> Dataset {
+        Dataset {
+            pixels: Vec::new(),
+            labels: self.labels.clone(),
+            class_names: self.class_names.clone(),
+            channels: self.channels,
+            height: self.height,
+            width: self.width,
+        }
+    }
+
     /// The first `n` images (all of them if there are fewer).
     pub fn take(&self, n: usize) -> Dataset {
         let idx: Vec<usize> = (0..n.min(self.len())).collect();

@@ -290,9 +290,10 @@ impl ColorizationTask {
         }
     }
 
-    /// On the first `limit` images of `data` (eval views): the unweighted cross-entropy of
-    /// the model's bin distributions against the soft targets, that of predicting the
-    /// training prior for every pixel (the chance level), and the model's top-1 bin accuracy.
+    /// On the first `limit` images of `data` (eval views): the training objective (the
+    /// class-rebalanced cross-entropy against the soft targets, per output pixel) of the
+    /// model, that of the best prediction that ignores the input (the constant distribution
+    /// proportional to prior x weight, the chance level), and the model's top-1 bin accuracy.
     /// The model must be in inference mode.
     pub fn held_out(
         &self,
@@ -303,10 +304,16 @@ impl ColorizationTask {
         device: &Device,
     ) -> (f64, f64, f64) {
         let view = self.view.eval_only();
-        let log_prior: Vec<f32> = self
+        let constant: Vec<f64> = self
             .prior
             .iter()
-            .map(|p| (p.max(1e-8) as f32).ln())
+            .zip(&self.weights)
+            .map(|(p, w)| p * *w as f64)
+            .collect();
+        let total: f64 = constant.iter().sum();
+        let log_constant: Vec<f64> = constant
+            .iter()
+            .map(|c| (c / total).max(1e-12).ln())
             .collect();
         let (mut model, mut chance, mut hits, mut pixels) = (0.0f64, 0.0f64, 0.0f64, 0usize);
         let end = limit.min(data.len());
@@ -322,9 +329,10 @@ impl ColorizationTask {
                 .unwrap();
             for (k, (&z, &lp)) in enc.targets.iter().zip(&logp).enumerate() {
                 if z > 0.0 {
-                    let bin = (k / (o * o)) % q;
-                    model -= (z * lp) as f64;
-                    chance -= (z * log_prior[bin]) as f64;
+                    let (i, bin, pix) = (k / (q * o * o), (k / (o * o)) % q, k % (o * o));
+                    let w = self.weights[enc.nearest[i * o * o + pix] as usize] as f64;
+                    model -= w * (z * lp) as f64;
+                    chance -= w * z as f64 * log_constant[bin];
                 }
             }
             hits += bin_accuracy(scores, &enc.nearest) as f64 * (b * o * o) as f64;

@@ -44,6 +44,10 @@ pub struct InpaintingConfig {
     pub context_weight: f32,
     /// Widths of the decoder's upsampling blocks, coarse to fine.
     pub decoder_widths: Vec<usize>,
+    /// Decode from the pooled feature vector (the representation evaluation reads) through
+    /// a fully connected layer, as the context encoder's channel-wise fully connected layer
+    /// joins all positions; `false` decodes the last feature map directly.
+    pub bottleneck: bool,
 }
 
 impl Default for InpaintingConfig {
@@ -53,6 +57,7 @@ impl Default for InpaintingConfig {
             fraction: 0.5,
             context_weight: 0.0,
             decoder_widths: vec![128, 64, 32],
+            bottleneck: true,
         }
     }
 }
@@ -96,9 +101,13 @@ impl InpaintingTask {
                 cfg.fraction, cfg.context_weight
             )));
         }
-        let head = InpaintingHead {
-            decoder: Decoder::new(features, &cfg.decoder_widths, channels, device),
+        let decoder = if cfg.bottleneck {
+            let side = run.views.size.div_ceil(1 << cfg.decoder_widths.len()).max(1);
+            Decoder::from_vector(features, side, &cfg.decoder_widths, channels, device)
+        } else {
+            Decoder::new(features, &cfg.decoder_widths, channels, device)
         };
+        let head = InpaintingHead { decoder };
         Ok((
             InpaintingTask {
                 cfg,
@@ -137,11 +146,13 @@ impl InpaintingTask {
             }
             mask.extend(m);
         }
-        let feats = backbone
-            .forward_stages(masked.to_tensor(device))
-            .pop()
-            .expect("a backbone has stages");
-        let output = head.decoder.forward(feats, h);
+        let x = masked.to_tensor(device);
+        let output = if head.decoder.stem.is_some() {
+            head.decoder.forward_vector(backbone.forward(x), h)
+        } else {
+            let feats = backbone.forward_stages(x).pop().expect("a backbone has stages");
+            head.decoder.forward(feats, h)
+        };
         Filled {
             masked,
             mask,

@@ -447,8 +447,8 @@ impl Method for PretextMethod {
                 (Task::Colorization(t), TaskHead::Colorization(h)) => {
                     let (ce, chance, acc) = t.held_out(h, &model.backbone, data, end, &device);
                     out.push((format!("{name}_cross_entropy"), ce));
-                    out.push((format!("{name}_prior_cross_entropy"), chance));
-                    out.push((format!("{name}_bin_accuracy"), acc));
+                    out.push((format!("{name}_chance_cross_entropy"), chance));
+                    out.push((format!("{name}_bin_top1"), acc));
                 }
                 (Task::Inpainting(t), TaskHead::Inpainting(h)) => {
                     let (mse, mean_fill) = t.held_out_error(h, &model.backbone, data, end, &device);

@@ -3,7 +3,7 @@
 //! channels. Inpainting reconstructs pixels with it, colorization predicts ab-bin scores.
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d, Relu};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::prelude::*;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
@@ -18,9 +18,16 @@ pub struct UpBlock {
     act: Relu,
 }
 
-/// The decoder: `blocks.len()` upsampling blocks and the output projection.
+/// The decoder: an optional fully connected stem (decoding from a feature vector),
+/// `blocks.len()` upsampling blocks and the output projection.
 #[derive(Module, Debug)]
 pub struct Decoder {
+    /// Vector decoders: features to a `stem_width x stem_side x stem_side` map.
+    pub stem: Option<Linear>,
+    /// Side of the stem's map.
+    pub stem_side: usize,
+    /// Channels of the stem's map.
+    pub stem_width: usize,
     /// Upsampling blocks, coarse to fine.
     pub blocks: Vec<UpBlock>,
     /// 1x1 convolution to the output channels.
@@ -44,9 +51,45 @@ impl Decoder {
             c = w;
         }
         Decoder {
+            stem: None,
+            stem_side: 0,
+            stem_width: 0,
             blocks,
             out: Conv2dConfig::new([c, cout], [1, 1]).init(device),
         }
+    }
+
+    /// A decoder from feature vectors of `features` dimensions: a fully connected layer to a
+    /// `widths[0] x side x side` map, then as [`Decoder::new`]. Everything it paints must
+    /// pass through the vector (the context encoder's fully connected bottleneck).
+    pub fn from_vector(
+        features: usize,
+        side: usize,
+        widths: &[usize],
+        cout: usize,
+        device: &Device,
+    ) -> Decoder {
+        let c0 = widths.first().copied().unwrap_or(cout);
+        Decoder {
+            stem: Some(LinearConfig::new(features, c0 * side * side).init(device)),
+            stem_side: side,
+            stem_width: c0,
+            ..Decoder::new(c0, widths, cout, device)
+        }
+    }
+
+    /// Decodes feature vectors `[B, features]` (a [`Decoder::from_vector`] decoder) to
+    /// `[B, cout, out, out]`.
+    pub fn forward_vector(&self, x: Tensor<2>, out: usize) -> Tensor<4> {
+        let stem = self.stem.as_ref().expect("a decoder built with from_vector");
+        let b = x.dims()[0];
+        let map = burn::tensor::activation::relu(stem.forward(x)).reshape([
+            b,
+            self.stem_width,
+            self.stem_side,
+            self.stem_side,
+        ]);
+        self.forward(map, out)
     }
 
     /// Decodes `x` (`[B, C, h, w]`) to `[B, cout, out, out]`: block `i` of `n` works at side

@@ -228,3 +228,27 @@ fn cell_index(a: f32, b: f32, grid: f32) -> Option<usize> {
     let ib = (b / grid).round() as i32 + SIDE / 2;
     ((0..SIDE).contains(&ia) && (0..SIDE).contains(&ib)).then(|| (ia * SIDE + ib) as usize)
 }
+
+/// The lightness of every image of an RGB data set as a grey data set (`L / 100` scaled to
+/// bytes): what a colorization backbone sees, so it can be evaluated on colour data.
+/// Grey data sets are returned as they are.
+pub fn lightness_dataset(data: &crate::data::Dataset) -> crate::data::Dataset {
+    if data.channels != 3 {
+        return data.clone();
+    }
+    let plane = data.height * data.width;
+    let mut pixels = Vec::with_capacity(data.len() * plane);
+    for i in 0..data.len() {
+        let px = data.image(i);
+        for p in 0..plane {
+            let rgb = [px[p], px[plane + p], px[2 * plane + p]].map(|v| v as f32 / 255.0);
+            let l = srgb_to_lab(rgb)[0];
+            pixels.push((l / 100.0 * 255.0).round().clamp(0.0, 255.0) as u8);
+        }
+    }
+    crate::data::Dataset {
+        pixels,
+        channels: 1,
+        ..data.clone_without_pixels()
+    }
+}

@@ -9,6 +9,7 @@ mod losses;
 mod memory;
 mod nets;
 mod pretext;
+mod pretext_tasks;
 mod reliability;
 mod swav;
 mod train;
