@@ -31,12 +31,25 @@ pub struct MethodResult {
 }
 
 /// The comparison's entries: each method with `base`'s backbone, optimizer and views.
-/// SwAV appears twice, with and without multi-crop.
+/// SwAV appears twice, with and without multi-crop; the image pretext tasks follow
+/// (colorization needs colour data and is left out).
 pub fn default_entries(base: &RunConfig) -> Vec<(String, RunConfig)> {
     let with = |method: &str| RunConfig {
         method: method.into(),
         ..base.clone()
     };
+    // Tile tasks cut 3x3 grids: at 28 px a tile is 8 px, too small to carry an object part,
+    // so they see views upsampled twice (tiles of 16 px).
+    let upsampled = |method: &str| {
+        let mut c = with(method);
+        c.views.size = base.views.size * 2;
+        c
+    };
+    let mut multi = with("multi");
+    multi.multi.tasks = vec![
+        crate::methods::multi_task::TaskKind::RelativePosition,
+        crate::methods::multi_task::TaskKind::Rotation,
+    ];
     let mut plain_swav = with("swav");
     plain_swav.swav.local_crops = 0;
     // SwAV's default multi-crop: 6 local crops at 12/28 of the side (the paper's 96/224).
@@ -50,6 +63,14 @@ pub fn default_entries(base: &RunConfig) -> Vec<(String, RunConfig)> {
         ("cpc".into(), with("cpc")),
         ("swav".into(), plain_swav),
         ("swav + multi-crop".into(), multicrop),
+        ("rotation".into(), with("rotation")),
+        ("jigsaw (2x views)".into(), upsampled("jigsaw")),
+        (
+            "relative position (2x views)".into(),
+            upsampled("relative_position"),
+        ),
+        ("inpainting".into(), with("inpainting")),
+        ("multi: relative position + rotation".into(), multi),
     ]
 }
 
@@ -224,7 +245,10 @@ pub fn compare(
         let bb = crate::nets::Backbone::new(&cfg.backbone, splits.train.channels, &device);
         let name = match r {
             eval::Readout::Global => "random init".to_string(),
-            eval::Readout::PatchGrid(_) => format!("random init, {label}'s patch readout"),
+            eval::Readout::PatchGrid(g) => format!(
+                "random init, patch readout ({} px patches every {} px, as {label})",
+                g.patch, g.stride
+            ),
         };
         random.push((name, evaluate(&bb, splits, cfg)?));
     }

@@ -5,6 +5,7 @@
 use crate::augment::ViewConfig;
 use crate::data::DataSource;
 use crate::error::{Error, Result};
+use crate::methods::autoencoder::AutoencoderConfig;
 use crate::methods::colorization::ColorizationConfig;
 use crate::methods::cpc::CpcConfig;
 use crate::methods::inpainting::InpaintingConfig;
@@ -67,6 +68,14 @@ pub struct RunConfig {
     pub data: DataSource,
     /// Use only the first N training images (0 = all).
     pub train_limit: usize,
+    /// Side in pixels at which the images of a `folder:` source are loaded (centre square).
+    pub folder_side: usize,
+    /// Train on this many random square crops of side `random_crop_side`, cut from the
+    /// training images at random places (0 = on the images themselves): many small training
+    /// images out of a few large photographs.
+    pub random_crops: usize,
+    /// Side of those crops in pixels.
+    pub random_crop_side: usize,
     /// Device: `cpu`, `tch` or `cuda:N`.
     pub device: String,
     /// Seed of every random choice in the run.
@@ -126,6 +135,8 @@ pub struct RunConfig {
     pub inpainting: InpaintingConfig,
     /// Multi-task settings (which pretext tasks, with which weights).
     pub multi: MultiConfig,
+    /// Autoencoder and VAE settings.
+    pub autoencoder: AutoencoderConfig,
 }
 
 impl Default for RunConfig {
@@ -134,6 +145,9 @@ impl Default for RunConfig {
             method: "simclr".into(),
             data: DataSource::Embedded,
             train_limit: 0,
+            folder_side: crate::data::folder::DEFAULT_SIDE,
+            random_crops: 0,
+            random_crop_side: 40,
             device: "cpu".into(),
             seed: 0,
             epochs: 10,
@@ -162,6 +176,7 @@ impl Default for RunConfig {
             colorization: ColorizationConfig::default(),
             inpainting: InpaintingConfig::default(),
             multi: MultiConfig::default(),
+            autoencoder: AutoencoderConfig::default(),
         }
     }
 }
@@ -249,15 +264,22 @@ impl RunConfig {
         };
         let only = |kind: TaskKind| self.method == "multi" && self.multi.tasks == [kind];
         match self.method.as_str() {
-            "cpc" => self.cpc.grid(size).map_or(Readout::Global, Readout::PatchGrid),
-            "jigsaw" => self.jigsaw.grid(size).map_or(Readout::Global, |g| tiles(g.tile)),
+            "cpc" => self
+                .cpc
+                .grid(size)
+                .map_or(Readout::Global, Readout::PatchGrid),
+            "jigsaw" => self
+                .jigsaw
+                .grid(size)
+                .map_or(Readout::Global, |g| tiles(g.tile)),
             "relative_position" => self
                 .relative_position
                 .grid(size)
                 .map_or(Readout::Global, |g| tiles(g.tile)),
-            _ if only(TaskKind::Jigsaw) => {
-                self.jigsaw.grid(size).map_or(Readout::Global, |g| tiles(g.tile))
-            }
+            _ if only(TaskKind::Jigsaw) => self
+                .jigsaw
+                .grid(size)
+                .map_or(Readout::Global, |g| tiles(g.tile)),
             _ => Readout::Global,
         }
     }
@@ -289,6 +311,9 @@ impl RunConfig {
         }
         if self.log_every == 0 || self.checkpoint_every_epochs == 0 {
             return bad("log_every and checkpoint_every_epochs must be at least 1".into());
+        }
+        if self.folder_side == 0 || (self.random_crops > 0 && self.random_crop_side == 0) {
+            return bad("folder_side and random_crop_side must be at least 1".into());
         }
         if self.backbone.width <= 0.0 {
             return bad("backbone.width must be positive".into());

@@ -65,7 +65,8 @@ struct CompareArgs {
     /// Training seconds per method.
     #[arg(long, default_value_t = 120.0)]
     budget_s: f64,
-    /// Only these methods (comma-separated label prefixes: simclr, moco, npid, pirl, cpc, swav).
+    /// Only these methods (comma-separated label prefixes: simclr, moco, npid, pirl, cpc, swav,
+    /// rotation, jigsaw, relative, inpainting, multi).
     #[arg(long, value_delimiter = ',')]
     methods: Vec<String>,
     /// Data source (needs a labeled test split; default: the embedded subset).
@@ -430,9 +431,18 @@ fn resolve(flags: &RunFlags) -> Result<RunConfig> {
 
 fn pretrain(a: PretrainArgs) -> Result<()> {
     let mut cfg = resolve(&a.run)?;
-    let mut splits = load_data(&cfg.data, cfg.strict_data)?;
+    let mut splits = cfg
+        .data
+        .load_with(cfg.strict_data, cfg.folder_side)
+        .with_context(|| format!("loading data '{}'", cfg.data))?;
     if cfg.train_limit > 0 {
         splits.train = splits.train.take(cfg.train_limit);
+    }
+    if cfg.random_crops > 0 {
+        splits.train =
+            splits
+                .train
+                .random_crops(cfg.random_crops, cfg.random_crop_side, cfg.seed)?;
     }
     cfg.fit_views_to(&splits.train);
     let n = splits.train.len();
@@ -478,7 +488,15 @@ fn load_checkpoint(path: &Path, data: Option<DataSource>) -> Result<(RunConfig, 
     if let Some(d) = data {
         cfg.data = d;
     }
-    let splits = load_data(&cfg.data, cfg.strict_data)?;
+    let mut splits = load_data(&cfg.data, cfg.strict_data)?;
+    if selfsup::methods::multi_task::input_channels(&cfg, splits.train.channels)
+        != splits.train.channels
+    {
+        // A colorization backbone sees lightness only.
+        use selfsup::pretext::lab::lightness_dataset;
+        splits.train = lightness_dataset(&splits.train);
+        splits.test = splits.test.as_ref().map(lightness_dataset);
+    }
     let device = selfsup::device::parse(&cfg.device)?;
     let backbone = selfsup::train::checkpoint::load_backbone(
         path,

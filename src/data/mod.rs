@@ -96,7 +96,10 @@ impl Dataset {
         let mut labels = Vec::with_capacity(n);
         for _ in 0..n {
             let i = rng.random_range(0..self.len());
-            let (y0, x0) = (rng.random_range(0..=h - side), rng.random_range(0..=w - side));
+            let (y0, x0) = (
+                rng.random_range(0..=h - side),
+                rng.random_range(0..=w - side),
+            );
             let img = self.image(i);
             for ch in 0..c {
                 for y in y0..y0 + side {
@@ -219,12 +222,17 @@ impl DataSource {
 
     /// [`DataSource::load`], failing on the first unreadable image when `strict`.
     pub fn load_strict(&self, strict: bool) -> Result<Splits> {
+        self.load_with(strict, folder::DEFAULT_SIDE)
+    }
+
+    /// [`DataSource::load_strict`] with folder images loaded at `folder_side` pixels.
+    pub fn load_with(&self, strict: bool, folder_side: usize) -> Result<Splits> {
         match self {
             DataSource::Embedded => embedded::fashion_mnist(),
             DataSource::Idx(p) => idx::load_dir(p),
             DataSource::Cifar10(p) => cifar::load_cifar10_dir(p),
             DataSource::Cifar100(p) => cifar::load_cifar100_dir(p),
-            DataSource::Folder(p) => folder::load_splits(p, folder::DEFAULT_SIDE, strict),
+            DataSource::Folder(p) => folder::load_splits(p, folder_side, strict),
         }
     }
 }

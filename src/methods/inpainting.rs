@@ -1,8 +1,9 @@
 //! Inpainting, or filling in the blanks: "Context Encoders: Feature Learning by Inpainting"
 //! (Pathak et al., CVPR 2016).
 //!
-//! A region of the view is hidden (set to the data mean, 0 after normalization): a central
-//! square or random blocks. The backbone encodes what is left, a decoder
+//! A region of the view is hidden (set to the data mean, 0 after normalization): random
+//! blocks covering a quarter of the image (the default; the paper found random regions
+//! gave better features than the central square) or a central square. The backbone encodes what is left, a decoder
 //! ([`crate::nets::decoder`]) paints the whole image back, and the loss is the mean squared
 //! error on the hidden pixels (plus, optionally, a small weight on the visible ones). The
 //! paper's adversarial term is left out, as in its feature-learning experiments' L2 variant.
@@ -53,10 +54,10 @@ pub struct InpaintingConfig {
 impl Default for InpaintingConfig {
     fn default() -> Self {
         InpaintingConfig {
-            mask: MaskKind::CentralSquare,
-            fraction: 0.5,
+            mask: MaskKind::RandomBlocks,
+            fraction: 0.25,
             context_weight: 0.0,
-            decoder_widths: vec![128, 64, 32],
+            decoder_widths: vec![64, 32, 16],
             bottleneck: true,
         }
     }
@@ -102,7 +103,11 @@ impl InpaintingTask {
             )));
         }
         let decoder = if cfg.bottleneck {
-            let side = run.views.size.div_ceil(1 << cfg.decoder_widths.len()).max(1);
+            let side = run
+                .views
+                .size
+                .div_ceil(1 << cfg.decoder_widths.len())
+                .max(1);
             Decoder::from_vector(features, side, &cfg.decoder_widths, channels, device)
         } else {
             Decoder::new(features, &cfg.decoder_widths, channels, device)
@@ -150,7 +155,10 @@ impl InpaintingTask {
         let output = if head.decoder.stem.is_some() {
             head.decoder.forward_vector(backbone.forward(x), h)
         } else {
-            let feats = backbone.forward_stages(x).pop().expect("a backbone has stages");
+            let feats = backbone
+                .forward_stages(x)
+                .pop()
+                .expect("a backbone has stages");
             head.decoder.forward(feats, h)
         };
         Filled {

@@ -4,6 +4,7 @@
 //! Adding a method: write `methods/NAME.rs` with a struct implementing [`Method`] and a
 //! `pub const INFO: MethodInfo`, then add that `INFO` to [`METHODS`].
 
+pub mod autoencoder;
 pub mod colorization;
 pub mod cpc;
 pub mod ema;
@@ -122,6 +123,8 @@ pub const METHODS: &[MethodInfo] = &[
     colorization::INFO,
     inpainting::INFO,
     multi_task::INFO,
+    autoencoder::AE_INFO,
+    autoencoder::VAE_INFO,
     supervised::INFO,
 ];
 

@@ -81,7 +81,10 @@ impl Decoder {
     /// Decodes feature vectors `[B, features]` (a [`Decoder::from_vector`] decoder) to
     /// `[B, cout, out, out]`.
     pub fn forward_vector(&self, x: Tensor<2>, out: usize) -> Tensor<4> {
-        let stem = self.stem.as_ref().expect("a decoder built with from_vector");
+        let stem = self
+            .stem
+            .as_ref()
+            .expect("a decoder built with from_vector");
         let b = x.dims()[0];
         let map = burn::tensor::activation::relu(stem.forward(x)).reshape([
             b,

@@ -1,0 +1,460 @@
+//! Generative pretext tasks: the autoencoder and the variational autoencoder ("Auto-Encoding
+//! Variational Bayes", Kingma & Welling, ICLR 2014), at the "predict everything" end of the
+//! lecture's spectrum of pretext tasks.
+//!
+//! The encoder is the backbone: its pooled feature vector (what evaluation reads) is the code
+//! of the autoencoder, or, through two linear maps, the mean and log-variance of the VAE's
+//! Gaussian posterior, sampled with the reparameterization trick. A decoder
+//! ([`crate::nets::decoder`], from a vector) paints the image back. Reconstruction is
+//! Bernoulli cross-entropy on pixels in `[0, 1]` (the default) or squared error; the VAE adds
+//! `beta` times the KL divergence to the unit Gaussian, with `beta` ramped up linearly over
+//! the warm-up epochs. The denoising option corrupts the encoder's input with Gaussian noise.
+
+use super::multi_task::pretext_view;
+use super::{Method, MethodInfo, StepInfo, StepOutput, finite_scalar};
+use crate::augment::{Image, ViewConfig};
+use crate::config::RunConfig;
+use crate::data::Dataset;
+use crate::data::loader::{HostBatch, HostTensor, ViewSpec, mix_seed};
+use crate::error::{Error, Result};
+use crate::nets::Backbone;
+use crate::nets::decoder::Decoder;
+use crate::train::checkpoint::{self, HostParam};
+use crate::train::optim::Optimizer;
+use burn::nn::{Linear, LinearConfig};
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use burn::tensor::activation::{sigmoid, softplus};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// Registry entry of the autoencoder.
+pub const AE_INFO: MethodInfo = MethodInfo {
+    name: "autoencoder",
+    paper: "the convolutional (denoising) autoencoder: encoder = backbone, decoder head",
+    summary: "reconstruct the image from the backbone's pooled features",
+    build: |run, c, d| build(run, c, d, false),
+};
+
+/// Registry entry of the VAE.
+pub const VAE_INFO: MethodInfo = MethodInfo {
+    name: "vae",
+    paper: "Kingma & Welling 2014, Auto-Encoding Variational Bayes",
+    summary: "Gaussian latent from the backbone, reparameterization, reconstruction + beta * KL",
+    build: |run, c, d| build(run, c, d, true),
+};
+
+/// How reconstructions are scored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reconstruction {
+    /// Bernoulli cross-entropy of pixels in `[0, 1]` (a likelihood: the ELBO is in nats).
+    Bce,
+    /// Squared error on pixels in `[0, 1]`.
+    L2,
+}
+
+/// Autoencoder and VAE settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AutoencoderConfig {
+    /// Reconstruction loss.
+    pub reconstruction: Reconstruction,
+    /// Standard deviation of the Gaussian noise added to the encoder's input (denoising; 0 =
+    /// off), in normalized units.
+    pub noise: f32,
+    /// VAE latent dimension.
+    pub latent_dim: usize,
+    /// VAE weight of the KL term at the end of warm-up.
+    pub beta: f32,
+    /// VAE epochs over which the KL weight ramps linearly from 0 to `beta`.
+    pub kl_warmup_epochs: f64,
+    /// Widths of the decoder's upsampling blocks, coarse to fine.
+    pub decoder_widths: Vec<usize>,
+}
+
+impl Default for AutoencoderConfig {
+    fn default() -> Self {
+        AutoencoderConfig {
+            reconstruction: Reconstruction::Bce,
+            noise: 0.0,
+            latent_dim: 64,
+            beta: 1.0,
+            kl_warmup_epochs: 1.0,
+            decoder_widths: vec![64, 32, 16],
+        }
+    }
+}
+
+/// KL divergence of `N(mu, exp(logvar))` from `N(0, I)`, summed over the latent dimensions
+/// and averaged over the batch: `-0.5 * sum(1 + logvar - mu^2 - exp(logvar))`.
+pub fn kl_to_unit_gaussian(mu: Tensor<2>, logvar: Tensor<2>) -> Tensor<1> {
+    let b = mu.dims()[0];
+    let terms = logvar.clone() + 1.0 - mu.powi_scalar(2) - logvar.exp();
+    terms.sum().mul_scalar(-0.5 / b as f32)
+}
+
+/// Reconstruction loss of decoder `logits` against `target` pixels in `[0, 1]` (`[B, C, H,
+/// W]`), summed over pixels and averaged over the batch.
+pub fn reconstruction_loss(
+    kind: Reconstruction,
+    logits: Tensor<4>,
+    target: Tensor<4>,
+) -> Tensor<1> {
+    let b = logits.dims()[0] as f32;
+    match kind {
+        // BCE with logits, stable form: softplus(x) - t * x.
+        Reconstruction::Bce => (softplus(logits.clone(), 1.0) - target * logits).sum() / b,
+        Reconstruction::L2 => (sigmoid(logits) - target).powi_scalar(2).sum() / b,
+    }
+}
+
+/// Encoder (backbone), the VAE's posterior maps, and the decoder.
+#[derive(Module, Debug)]
+pub struct AutoencoderModel {
+    /// The representation (the encoder).
+    pub backbone: Backbone,
+    /// VAE only: features to the posterior mean.
+    pub mu: Option<Linear>,
+    /// VAE only: features to the posterior log-variance.
+    pub logvar: Option<Linear>,
+    /// From the code to pixel logits.
+    pub decoder: Decoder,
+}
+
+/// The autoencoder or VAE method.
+pub struct Autoencoder {
+    model: AutoencoderModel,
+    cfg: AutoencoderConfig,
+    view: ViewConfig,
+    device: Device,
+    seed: u64,
+    step: u64,
+    /// Current KL weight (VAE).
+    beta_now: f32,
+    /// Epochs of the schedule (for the KL warm-up).
+    epochs: usize,
+}
+
+fn build(
+    run: &RunConfig,
+    in_channels: usize,
+    device: &Device,
+    variational: bool,
+) -> Result<Box<dyn Method>> {
+    let cfg = run.autoencoder.clone();
+    if cfg.latent_dim == 0
+        || cfg.decoder_widths.is_empty()
+        || !(cfg.beta >= 0.0)
+        || !(cfg.noise >= 0.0)
+        || !(cfg.kl_warmup_epochs >= 0.0)
+    {
+        return Err(Error::Config(format!(
+            "autoencoder: latent_dim ({}) must be positive, decoder_widths non-empty, beta ({}), noise ({}) and kl_warmup_epochs ({}) non-negative",
+            cfg.latent_dim, cfg.beta, cfg.noise, cfg.kl_warmup_epochs
+        )));
+    }
+    let backbone = Backbone::new(&run.backbone, in_channels, device);
+    let f = backbone.feature_dim();
+    let side = run
+        .views
+        .size
+        .div_ceil(1 << cfg.decoder_widths.len())
+        .max(1);
+    let code = if variational { cfg.latent_dim } else { f };
+    let model = AutoencoderModel {
+        mu: variational.then(|| LinearConfig::new(f, cfg.latent_dim).init(device)),
+        logvar: variational.then(|| LinearConfig::new(f, cfg.latent_dim).init(device)),
+        decoder: Decoder::from_vector(code, side, &cfg.decoder_widths, in_channels, device),
+        backbone,
+    };
+    Ok(Box::new(Autoencoder {
+        model,
+        view: ViewConfig {
+            mean: run.views.mean.clone(),
+            std: run.views.std.clone(),
+            ..pretext_view(run)
+        },
+        device: device.clone(),
+        seed: run.seed,
+        step: 0,
+        beta_now: if cfg.kl_warmup_epochs > 0.0 {
+            0.0
+        } else {
+            cfg.beta
+        },
+        epochs: run.epochs,
+        cfg,
+    }))
+}
+
+/// One pass: the code (or posterior) of a batch and the decoder's logits.
+struct Pass {
+    logits: Tensor<4>,
+    posterior: Option<(Tensor<2>, Tensor<2>)>,
+}
+
+impl Autoencoder {
+    fn variational(&self) -> bool {
+        self.model.mu.is_some()
+    }
+
+    /// Pixels in `[0, 1]` of normalized views (the reconstruction target).
+    fn target(&self, x: &HostTensor) -> HostTensor {
+        let mut t = x.clone();
+        let [b, c, h, w] = x.shape;
+        for i in 0..b {
+            let img = crate::preview::denormalize(x, i, &self.view.mean, &self.view.std);
+            t.data[i * c * h * w..(i + 1) * c * h * w]
+                .iter_mut()
+                .zip(img.data)
+                .for_each(|(d, v)| *d = v.clamp(0.0, 1.0));
+        }
+        t
+    }
+
+    fn pass<R: Rng>(
+        &self,
+        model: &AutoencoderModel,
+        x: &HostTensor,
+        rng: &mut R,
+        sample: bool,
+        device: &Device,
+    ) -> Pass {
+        let mut input = x.clone();
+        if self.cfg.noise > 0.0 && sample {
+            for v in &mut input.data {
+                let (u1, u2): (f32, f32) = (rng.random::<f32>().max(1e-7), rng.random());
+                *v += self.cfg.noise * (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos();
+            }
+        }
+        let feats = model.backbone.forward(input.to_tensor(device));
+        let side = x.shape[2];
+        match (&model.mu, &model.logvar) {
+            (Some(mu_map), Some(lv_map)) => {
+                let mu = mu_map.forward(feats.clone());
+                let logvar = lv_map.forward(feats).clamp(-10.0, 10.0);
+                let z = if sample {
+                    let [b, d] = mu.dims();
+                    let eps: Vec<f32> = (0..b * d)
+                        .map(|_| {
+                            let (u1, u2): (f32, f32) =
+                                (rng.random::<f32>().max(1e-7), rng.random());
+                            (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+                        })
+                        .collect();
+                    let eps = Tensor::<2>::from_data(TensorData::new(eps, [b, d]), device);
+                    mu.clone() + eps * logvar.clone().mul_scalar(0.5).exp()
+                } else {
+                    mu.clone()
+                };
+                Pass {
+                    logits: model.decoder.forward_vector(z, side),
+                    posterior: Some((mu, logvar)),
+                }
+            }
+            _ => Pass {
+                logits: model.decoder.forward_vector(feats, side),
+                posterior: None,
+            },
+        }
+    }
+
+    fn inference(&self) -> (AutoencoderModel, Device) {
+        let model = self.model.valid();
+        let device = model
+            .devices()
+            .into_iter()
+            .next()
+            .unwrap_or_else(Device::flex);
+        (model, device)
+    }
+}
+
+impl Method for Autoencoder {
+    fn name(&self) -> &'static str {
+        if self.variational() {
+            VAE_INFO.name
+        } else {
+            AE_INFO.name
+        }
+    }
+
+    fn views(&self) -> ViewSpec {
+        ViewSpec {
+            views: vec![self.view.clone()],
+        }
+    }
+
+    fn train_step(
+        &mut self,
+        batch: &HostBatch,
+        opt: &mut Optimizer,
+        lr: f64,
+    ) -> Result<StepOutput> {
+        self.step += 1;
+        let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[self.seed, 0xAE, self.step]));
+        let x = &batch.views[0];
+        let target = self.target(x).to_tensor(&self.device);
+        let pass = self.pass(&self.model, x, &mut rng, true, &self.device);
+        let rec = reconstruction_loss(self.cfg.reconstruction, pass.logits, target);
+        let mut terms = vec![(
+            "reconstruction".to_string(),
+            finite_scalar(&rec, self.step, "reconstruction")?,
+        )];
+        let loss = match pass.posterior {
+            Some((mu, logvar)) => {
+                let kl = kl_to_unit_gaussian(mu, logvar);
+                let kl_v = finite_scalar(&kl, self.step, "KL")?;
+                terms.push(("kl".into(), kl_v));
+                terms.push(("beta".into(), self.beta_now));
+                if self.cfg.reconstruction == Reconstruction::Bce {
+                    terms.push(("elbo".into(), -(terms[0].1 + kl_v)));
+                }
+                rec + kl * self.beta_now
+            }
+            None => rec,
+        };
+        let value = finite_scalar(&loss, self.step, "autoencoder loss")?;
+        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        self.model = opt.step(lr, self.model.clone(), grads);
+        Ok(StepOutput { loss: value, terms })
+    }
+
+    fn after_step(&mut self, info: &StepInfo) {
+        let per_epoch = info.total_steps as f64 / self.epochs.max(1) as f64;
+        let warm = self.cfg.kl_warmup_epochs * per_epoch;
+        self.beta_now = if warm <= 0.0 {
+            self.cfg.beta
+        } else {
+            self.cfg.beta * (info.step as f64 / warm).min(1.0) as f32
+        };
+    }
+
+    fn pretext_metrics(&self, data: &Dataset, limit: usize) -> Vec<(String, f64)> {
+        let (model, device) = self.inference();
+        let view = self.view.eval_only();
+        let mut rng = ChaCha8Rng::seed_from_u64(0xE1B0);
+        let end = limit.min(data.len());
+        let (mut rec, mut kl, mut mean_img, mut n) = (0.0f64, 0.0f64, 0.0f64, 0usize);
+        // The baseline predicts every pixel as its mean over the evaluated images.
+        let all = self.target(&crate::eval::plain_batch(data, &view, 0..end));
+        let per = all.data.len() / end.max(1);
+        let mut mean = vec![0.0f32; per];
+        for img in all.data.chunks(per) {
+            mean.iter_mut()
+                .zip(img)
+                .for_each(|(m, v)| *m += v / end as f32);
+        }
+        for start in (0..end).step_by(256) {
+            let range = start..(start + 256).min(end);
+            let x = crate::eval::plain_batch(data, &view, range.clone());
+            let target = self.target(&x);
+            let pass = self.pass(&model, &x, &mut rng, self.variational(), &device);
+            let b = range.len() as f64;
+            // Squared error per image, to compare with the mean image whatever the loss.
+            let pixels: Vec<f32> = sigmoid(pass.logits.clone())
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .unwrap();
+            for (i, img) in target.data.chunks(per).enumerate() {
+                let p = &pixels[i * per..(i + 1) * per];
+                rec += img
+                    .iter()
+                    .zip(p)
+                    .map(|(t, y)| ((t - y) as f64).powi(2))
+                    .sum::<f64>();
+                mean_img += img
+                    .iter()
+                    .zip(&mean)
+                    .map(|(t, m)| ((t - m) as f64).powi(2))
+                    .sum::<f64>();
+            }
+            if let Some((mu, logvar)) = pass.posterior {
+                let t = target.to_tensor(&device);
+                let bce: f32 =
+                    reconstruction_loss(Reconstruction::Bce, pass.logits, t).into_scalar();
+                let k: f32 = kl_to_unit_gaussian(mu, logvar).into_scalar();
+                kl += (bce + k) as f64 * b;
+            }
+            n += range.len();
+        }
+        let n = n.max(1) as f64;
+        let mut out = vec![
+            ("reconstruction_sse".to_string(), rec / n),
+            ("mean_image_sse".to_string(), mean_img / n),
+        ];
+        if self.variational() {
+            out.push(("negative_elbo_nats".to_string(), kl / n));
+        }
+        out
+    }
+
+    fn write_previews(&self, data: &Dataset, dir: &Path) -> Result<Vec<PathBuf>> {
+        let (model, device) = self.inference();
+        let view = self.view.eval_only();
+        let n = data.len().min(8);
+        let x = crate::eval::plain_batch(data, &view, 0..n);
+        let target = self.target(&x);
+        let mut rng = ChaCha8Rng::seed_from_u64(0x9E1);
+        let pass = self.pass(&model, &x, &mut rng, false, &device);
+        let to_images = |t: Tensor<4>| -> Vec<Image> {
+            let [b, c, h, w] = t.dims();
+            let v: Vec<f32> = sigmoid(t)
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .unwrap();
+            (0..b)
+                .map(|i| Image {
+                    data: v[i * c * h * w..(i + 1) * c * h * w].to_vec(),
+                    channels: c,
+                    height: h,
+                    width: w,
+                })
+                .collect()
+        };
+        let recon = to_images(pass.logits);
+        let truth = crate::preview::denormalize;
+        let rows: Vec<Vec<Image>> = (0..n)
+            .map(|i| vec![truth(&target, i, &[0.0], &[1.0]), recon[i].clone()])
+            .collect();
+        let name = self.name();
+        let path = dir.join(format!("{name}_reconstructions.png"));
+        crate::preview::save_rows(&path, &rows, 3)?;
+        let mut written = vec![path];
+        if let Some(mu) = &model.mu {
+            let d = mu.weight.dims()[1];
+            let z: Vec<f32> = (0..64 * d)
+                .map(|_| {
+                    let (u1, u2): (f32, f32) = (rng.random::<f32>().max(1e-7), rng.random());
+                    (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+                })
+                .collect();
+            let z = Tensor::<2>::from_data(TensorData::new(z, [64, d]), &device);
+            let samples = to_images(model.decoder.forward_vector(z, x.shape[2]));
+            let rows: Vec<Vec<Image>> = samples.chunks(8).map(|r| r.to_vec()).collect();
+            let path = dir.join("vae_samples.png");
+            crate::preview::save_rows(&path, &rows, 3)?;
+            written.push(path);
+        }
+        Ok(written)
+    }
+
+    fn backbone(&self) -> Backbone {
+        self.model.backbone.clone()
+    }
+
+    fn tensors(&self) -> BTreeMap<String, HostParam> {
+        checkpoint::collect(&self.model)
+    }
+
+    fn load_tensors(&mut self, tensors: &HashMap<String, HostParam>, path: &Path) -> Result<()> {
+        self.model = checkpoint::apply(self.model.clone(), tensors, path)?;
+        Ok(())
+    }
+}
