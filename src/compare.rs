@@ -71,6 +71,8 @@ pub fn default_entries(base: &RunConfig) -> Vec<(String, RunConfig)> {
         ),
         ("inpainting".into(), with("inpainting")),
         ("multi: relative position + rotation".into(), multi),
+        ("autoencoder".into(), with("autoencoder")),
+        ("vae".into(), with("vae")),
     ]
 }
 

@@ -8,7 +8,8 @@
 //! ([`crate::nets::decoder`], from a vector) paints the image back. Reconstruction is
 //! Bernoulli cross-entropy on pixels in `[0, 1]` (the default) or squared error; the VAE adds
 //! `beta` times the KL divergence to the unit Gaussian, with `beta` ramped up linearly over
-//! the warm-up epochs. The denoising option corrupts the encoder's input with Gaussian noise.
+//! the warm-up epochs. Losses are per image (the negative ELBO in nats for the VAE); the
+//! optimizer sees them divided by the number of pixels. The denoising option corrupts the encoder's input with Gaussian noise.
 
 use super::multi_task::pretext_view;
 use super::{Method, MethodInfo, StepInfo, StepOutput, finite_scalar};
@@ -137,6 +138,8 @@ pub struct Autoencoder {
     beta_now: f32,
     /// Epochs of the schedule (for the KL warm-up).
     epochs: usize,
+    /// VAE: `(epoch, sum of per-image ELBOs, images)` of the epoch in progress.
+    elbo_epoch: (usize, f64, usize),
 }
 
 fn build(
@@ -187,6 +190,7 @@ fn build(
             cfg.beta
         },
         epochs: run.epochs,
+        elbo_epoch: (0, 0.0, 0),
         cfg,
     }))
 }
@@ -312,13 +316,31 @@ impl Method for Autoencoder {
                 terms.push(("kl".into(), kl_v));
                 terms.push(("beta".into(), self.beta_now));
                 if self.cfg.reconstruction == Reconstruction::Bce {
-                    terms.push(("elbo".into(), -(terms[0].1 + kl_v)));
+                    let elbo = -(terms[0].1 + kl_v);
+                    terms.push(("elbo".into(), elbo));
+                    let (epoch, sum, n) = self.elbo_epoch;
+                    if batch.epoch != epoch && n > 0 {
+                        let mean = sum / n as f64;
+                        tracing::info!(
+                            "epoch {epoch}: mean training ELBO {mean:.2} nats per image"
+                        );
+                        terms.push(("epoch_elbo".into(), mean as f32));
+                        self.elbo_epoch = (batch.epoch, 0.0, 0);
+                    }
+                    let b = batch.indices.len();
+                    self.elbo_epoch.0 = batch.epoch;
+                    self.elbo_epoch.1 += elbo as f64 * b as f64;
+                    self.elbo_epoch.2 += b;
                 }
                 rec + kl * self.beta_now
             }
             None => rec,
         };
+        // Optimized per pixel (the same optimum as the per-image sum, with gradients of the
+        // size the optimizers' learning rates expect); reported per image, in nats for BCE.
+        let pixels = (x.shape[1] * x.shape[2] * x.shape[3]) as f32;
         let value = finite_scalar(&loss, self.step, "autoencoder loss")?;
+        let loss = loss / pixels;
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
         self.model = opt.step(lr, self.model.clone(), grads);
         Ok(StepOutput { loss: value, terms })

@@ -5,6 +5,7 @@ mod cli;
 mod cpc;
 mod data;
 mod eval;
+mod generative;
 mod losses;
 mod memory;
 mod nets;
