@@ -140,6 +140,8 @@ pub struct Autoencoder {
     epochs: usize,
     /// VAE: `(epoch, sum of per-image ELBOs, images)` of the epoch in progress.
     elbo_epoch: (usize, f64, usize),
+    /// Steps per epoch (known from the first [`Method::after_step`]).
+    steps_per_epoch: u64,
 }
 
 fn build(
@@ -191,6 +193,7 @@ fn build(
         },
         epochs: run.epochs,
         elbo_epoch: (0, 0.0, 0),
+        steps_per_epoch: 0,
         cfg,
     }))
 }
@@ -318,19 +321,19 @@ impl Method for Autoencoder {
                 if self.cfg.reconstruction == Reconstruction::Bce {
                     let elbo = -(terms[0].1 + kl_v);
                     terms.push(("elbo".into(), elbo));
-                    let (epoch, sum, n) = self.elbo_epoch;
-                    if batch.epoch != epoch && n > 0 {
-                        let mean = sum / n as f64;
-                        tracing::info!(
-                            "epoch {epoch}: mean training ELBO {mean:.2} nats per image"
-                        );
-                        terms.push(("epoch_elbo".into(), mean as f32));
-                        self.elbo_epoch = (batch.epoch, 0.0, 0);
-                    }
                     let b = batch.indices.len();
                     self.elbo_epoch.0 = batch.epoch;
                     self.elbo_epoch.1 += elbo as f64 * b as f64;
                     self.elbo_epoch.2 += b;
+                    if self.steps_per_epoch > 0 && self.step % self.steps_per_epoch == 0 {
+                        let (epoch, sum, n) = self.elbo_epoch;
+                        let mean = sum / n.max(1) as f64;
+                        tracing::info!(
+                            "epoch {epoch}: mean training ELBO {mean:.2} nats per image"
+                        );
+                        terms.push(("epoch_elbo".into(), mean as f32));
+                        self.elbo_epoch = (epoch + 1, 0.0, 0);
+                    }
                 }
                 rec + kl * self.beta_now
             }
@@ -347,6 +350,7 @@ impl Method for Autoencoder {
     }
 
     fn after_step(&mut self, info: &StepInfo) {
+        self.steps_per_epoch = (info.total_steps / self.epochs.max(1) as u64).max(1);
         let per_epoch = info.total_steps as f64 / self.epochs.max(1) as f64;
         let warm = self.cfg.kl_warmup_epochs * per_epoch;
         self.beta_now = if warm <= 0.0 {

@@ -176,7 +176,9 @@ pub fn pretrain(cfg: &RunConfig, data: Arc<Dataset>, opts: &TrainOptions) -> Res
         let rate = ((step - first_step) * cfg.batch_size as u64) as f64 / elapsed.max(1e-9);
         bar.set_message(format!("loss {:.4}  lr {lr:.4}  {rate:.0} img/s", out.loss));
         bar.inc(1);
-        if step % cfg.log_every == 0 || step == end {
+        // Per-epoch summaries (`epoch_*` terms) are always written.
+        let summary = out.terms.iter().any(|(k, _)| k.starts_with("epoch_"));
+        if step % cfg.log_every == 0 || step == end || summary {
             let mut line = serde_json::json!({
                 "step": step, "epoch": batch.epoch, "loss": out.loss, "lr": lr,
                 "images_per_s": rate, "elapsed_s": elapsed,
