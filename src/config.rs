@@ -6,6 +6,7 @@ use crate::augment::ViewConfig;
 use crate::data::DataSource;
 use crate::error::{Error, Result};
 use crate::methods::autoencoder::AutoencoderConfig;
+use crate::methods::bigan::BiganConfig;
 use crate::methods::colorization::ColorizationConfig;
 use crate::methods::cpc::CpcConfig;
 use crate::methods::inpainting::InpaintingConfig;
@@ -137,6 +138,8 @@ pub struct RunConfig {
     pub multi: MultiConfig,
     /// Autoencoder and VAE settings.
     pub autoencoder: AutoencoderConfig,
+    /// BiGAN settings.
+    pub bigan: BiganConfig,
 }
 
 impl Default for RunConfig {
@@ -177,6 +180,7 @@ impl Default for RunConfig {
             inpainting: InpaintingConfig::default(),
             multi: MultiConfig::default(),
             autoencoder: AutoencoderConfig::default(),
+            bigan: BiganConfig::default(),
         }
     }
 }

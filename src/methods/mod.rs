@@ -5,6 +5,7 @@
 //! `pub const INFO: MethodInfo`, then add that `INFO` to [`METHODS`].
 
 pub mod autoencoder;
+pub mod bigan;
 pub mod colorization;
 pub mod cpc;
 pub mod ema;
@@ -125,6 +126,7 @@ pub const METHODS: &[MethodInfo] = &[
     multi_task::INFO,
     autoencoder::AE_INFO,
     autoencoder::VAE_INFO,
+    bigan::INFO,
     supervised::INFO,
 ];
 

@@ -1,0 +1,305 @@
+//! BiGAN / ALI: "Adversarial Feature Learning" (Donahue, Krähenbühl & Darrell, ICLR 2017);
+//! "Adversarially Learned Inference" (Dumoulin et al., ICLR 2017).
+//!
+//! A generator `G` maps codes `z ~ N(0, I)` to images, an encoder `E` (the backbone and a
+//! linear map) maps images to codes, and a discriminator `D` tells real pairs `(x, E(x))` from
+//! generated pairs `(G(z), z)`. Updates alternate: `D` descends its cross-entropy with `E`
+//! and `G` held fixed, then `E` and `G` descend the cross-entropy with the labels flipped (the
+//! non-saturating form) with `D` held fixed. At the optimum `E` inverts `G`, and the encoder's
+//! features are the representation.
+
+use super::multi_task::pretext_view;
+use super::{Method, MethodInfo, StepOutput, finite_scalar};
+use crate::augment::{Image, ViewConfig};
+use crate::config::RunConfig;
+use crate::data::Dataset;
+use crate::data::loader::{HostBatch, ViewSpec, mix_seed};
+use crate::error::{Error, Result};
+use crate::nets::Backbone;
+use crate::nets::decoder::Decoder;
+use crate::nets::heads::ProjectionHead;
+use crate::train::checkpoint::{self, HostParam};
+use crate::train::optim::Optimizer;
+use burn::module::list_param_ids;
+use burn::nn::{Linear, LinearConfig};
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use burn::tensor::activation::{sigmoid, softplus};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// Registry entry.
+pub const INFO: MethodInfo = MethodInfo {
+    name: "bigan",
+    paper: "Donahue et al. 2017, Adversarial Feature Learning (BiGAN); Dumoulin et al. 2017 (ALI)",
+    summary: "encoder and generator fool a discriminator of (image, code) pairs",
+    build,
+};
+
+/// BiGAN settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BiganConfig {
+    /// Code dimension.
+    pub latent_dim: usize,
+    /// Widths of the generator's upsampling blocks, coarse to fine.
+    pub generator_widths: Vec<usize>,
+    /// Width multiplier of the discriminator's ConvNet on images.
+    pub discriminator_width: f32,
+    /// Hidden width of the discriminator's joint MLP.
+    pub discriminator_hidden: usize,
+}
+
+impl Default for BiganConfig {
+    fn default() -> Self {
+        BiganConfig {
+            latent_dim: 64,
+            generator_widths: vec![64, 32, 16],
+            discriminator_width: 0.5,
+            discriminator_hidden: 256,
+        }
+    }
+}
+
+/// Encoder, generator and discriminator.
+#[derive(Module, Debug)]
+pub struct BiganModel {
+    /// The representation (the encoder's trunk).
+    pub backbone: Backbone,
+    /// Encoder: features to the code.
+    pub encoder_head: Linear,
+    /// Generator: code to image logits.
+    pub generator: Decoder,
+    /// Discriminator's image path.
+    pub disc_image: Backbone,
+    /// Discriminator's joint MLP on (image features, code).
+    pub disc_joint: ProjectionHead,
+}
+
+/// The BiGAN method.
+pub struct Bigan {
+    model: BiganModel,
+    cfg: BiganConfig,
+    view: ViewConfig,
+    device: Device,
+    seed: u64,
+    step: u64,
+}
+
+fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn Method>> {
+    let cfg = run.bigan.clone();
+    if cfg.latent_dim == 0 || cfg.generator_widths.is_empty() || !(cfg.discriminator_width > 0.0) {
+        return Err(Error::Config(format!(
+            "bigan: latent_dim ({}) must be positive, generator_widths non-empty, discriminator_width ({}) positive",
+            cfg.latent_dim, cfg.discriminator_width
+        )));
+    }
+    let backbone = Backbone::new(&run.backbone, in_channels, device);
+    let f = backbone.feature_dim();
+    let mut disc_cfg = run.backbone.clone();
+    disc_cfg.width = cfg.discriminator_width;
+    let disc_image = Backbone::new(&disc_cfg, in_channels, device);
+    let side = run
+        .views
+        .size
+        .div_ceil(1 << cfg.generator_widths.len())
+        .max(1);
+    let model = BiganModel {
+        encoder_head: LinearConfig::new(f, cfg.latent_dim).init(device),
+        generator: Decoder::from_vector(
+            cfg.latent_dim,
+            side,
+            &cfg.generator_widths,
+            in_channels,
+            device,
+        ),
+        disc_joint: ProjectionHead::new(
+            disc_image.feature_dim() + cfg.latent_dim,
+            cfg.discriminator_hidden,
+            1,
+            device,
+        ),
+        disc_image,
+        backbone,
+    };
+    Ok(Box::new(Bigan {
+        model,
+        view: pretext_view(run),
+        device: device.clone(),
+        seed: run.seed,
+        step: 0,
+        cfg,
+    }))
+}
+
+fn gaussian<R: Rng>(n: usize, rng: &mut R) -> Vec<f32> {
+    (0..n)
+        .map(|_| {
+            let (u1, u2): (f32, f32) = (rng.random::<f32>().max(1e-7), rng.random());
+            (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+        })
+        .collect()
+}
+
+impl Bigan {
+    /// Generated images in the views' normalized units: `(sigmoid(logits) - mean) / std`.
+    fn generate(
+        &self,
+        model: &BiganModel,
+        z: Tensor<2>,
+        side: usize,
+        device: &Device,
+    ) -> Tensor<4> {
+        let px = sigmoid(model.generator.forward_vector(z, side));
+        let c = px.dims()[1];
+        let stat = |v: &[f32]| {
+            let vals: Vec<f32> = (0..c).map(|i| v[i.min(v.len() - 1)]).collect();
+            Tensor::<4>::from_data(TensorData::new(vals, [1, c, 1, 1]), device)
+        };
+        (px - stat(&self.view.mean)) / stat(&self.view.std)
+    }
+
+    fn discriminate(model: &BiganModel, x: Tensor<4>, z: Tensor<2>) -> Tensor<2> {
+        let f = model.disc_image.forward(x);
+        model.disc_joint.forward(Tensor::cat(vec![f, z], 1))
+    }
+}
+
+/// Mean binary cross-entropy of logits `l` against label 1 (`real`) or 0.
+fn bce(l: Tensor<2>, real: bool) -> Tensor<1> {
+    let l = if real { l.neg() } else { l };
+    softplus(l, 1.0).mean()
+}
+
+impl Method for Bigan {
+    fn name(&self) -> &'static str {
+        INFO.name
+    }
+
+    fn views(&self) -> ViewSpec {
+        ViewSpec {
+            views: vec![self.view.clone()],
+        }
+    }
+
+    fn train_step(
+        &mut self,
+        batch: &HostBatch,
+        opt: &mut Optimizer,
+        lr: f64,
+    ) -> Result<StepOutput> {
+        self.step += 1;
+        let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[self.seed, 0xB16A, self.step]));
+        let x = batch.views[0].to_tensor(&self.device);
+        let [b, _, side, _] = x.dims();
+        let d = self.cfg.latent_dim;
+        let z = Tensor::<2>::from_data(
+            TensorData::new(gaussian(b * d, &mut rng), [b, d]),
+            &self.device,
+        );
+
+        // Discriminator step, encoder and generator held fixed.
+        let m = &self.model;
+        let ex = m
+            .encoder_head
+            .forward(m.backbone.forward(x.clone()))
+            .detach();
+        let gz = self.generate(m, z.clone(), side, &self.device).detach();
+        let d_loss = bce(Self::discriminate(m, x.clone(), ex), true)
+            + bce(Self::discriminate(m, gz, z.clone()), false);
+        let d_value = finite_scalar(&d_loss, self.step, "BiGAN discriminator loss")?;
+        let mut grads = d_loss.backward();
+        let mut ids = list_param_ids(&m.disc_image);
+        ids.extend(list_param_ids(&m.disc_joint));
+        let d_grads = GradientsParams::from_params(&mut grads, &self.model, &ids);
+        self.model = opt.step(lr, self.model.clone(), d_grads);
+
+        // Encoder and generator step against the updated discriminator, labels flipped.
+        let m = &self.model;
+        let ex = m.encoder_head.forward(m.backbone.forward(x.clone()));
+        let gz = self.generate(m, z.clone(), side, &self.device);
+        let eg_loss =
+            bce(Self::discriminate(m, x, ex), false) + bce(Self::discriminate(m, gz, z), true);
+        let eg_value = finite_scalar(&eg_loss, self.step, "BiGAN encoder-generator loss")?;
+        let mut grads = eg_loss.backward();
+        let mut ids = list_param_ids(&m.backbone);
+        ids.extend(list_param_ids(&m.encoder_head));
+        ids.extend(list_param_ids(&m.generator));
+        let eg_grads = GradientsParams::from_params(&mut grads, &self.model, &ids);
+        self.model = opt.step(lr, self.model.clone(), eg_grads);
+        Ok(StepOutput {
+            loss: eg_value,
+            terms: vec![
+                ("discriminator_loss".into(), d_value),
+                ("encoder_generator_loss".into(), eg_value),
+            ],
+        })
+    }
+
+    fn write_previews(&self, data: &Dataset, dir: &Path) -> Result<Vec<PathBuf>> {
+        let model = self.model.valid();
+        let device = model
+            .devices()
+            .into_iter()
+            .next()
+            .unwrap_or_else(Device::flex);
+        let view = self.view.eval_only();
+        let n = data.len().min(8);
+        let x = crate::eval::plain_batch(data, &view, 0..n);
+        let side = x.shape[2];
+        let d = self.cfg.latent_dim;
+        let to_images = |t: Tensor<4>| -> Vec<Image> {
+            let [b, c, h, w] = t.dims();
+            let v: Vec<f32> = t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+            (0..b)
+                .map(|i| Image {
+                    data: v[i * c * h * w..(i + 1) * c * h * w].to_vec(),
+                    channels: c,
+                    height: h,
+                    width: w,
+                })
+                .collect()
+        };
+        // Reconstructions G(E(x)) next to x.
+        let code = model
+            .encoder_head
+            .forward(model.backbone.forward(x.to_tensor(&device)));
+        let recon = to_images(sigmoid(model.generator.forward_vector(code, side)));
+        let rows: Vec<Vec<Image>> = (0..n)
+            .map(|i| {
+                vec![
+                    crate::preview::denormalize(&x, i, &view.mean, &view.std),
+                    recon[i].clone(),
+                ]
+            })
+            .collect();
+        let recon_path = dir.join("bigan_reconstructions.png");
+        crate::preview::save_rows(&recon_path, &rows, 3)?;
+        let mut rng = ChaCha8Rng::seed_from_u64(0xB16);
+        let z = Tensor::<2>::from_data(
+            TensorData::new(gaussian(64 * d, &mut rng), [64, d]),
+            &device,
+        );
+        let samples = to_images(sigmoid(model.generator.forward_vector(z, side)));
+        let rows: Vec<Vec<Image>> = samples.chunks(8).map(|r| r.to_vec()).collect();
+        let path = dir.join("bigan_samples.png");
+        crate::preview::save_rows(&path, &rows, 3)?;
+        Ok(vec![recon_path, path])
+    }
+
+    fn backbone(&self) -> Backbone {
+        self.model.backbone.clone()
+    }
+
+    fn tensors(&self) -> BTreeMap<String, HostParam> {
+        checkpoint::collect(&self.model)
+    }
+
+    fn load_tensors(&mut self, tensors: &HashMap<String, HostParam>, path: &Path) -> Result<()> {
+        self.model = checkpoint::apply(self.model.clone(), tensors, path)?;
+        Ok(())
+    }
+}
