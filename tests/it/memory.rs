@@ -80,33 +80,52 @@ fn npid_learns_and_saves_its_memory_bank() {
     assert!(!t.contains_key("log_z"));
 }
 
-/// PIRL at test scale: the loss (both terms) falls and the bank is saved. Its k-NN margin over
-/// random init at this scale (96 steps) is within run-to-run noise (74.8-76.1 % against
-/// 74.0-75.8 % on the 2,000 test images), so it is measured by `selfsup compare` instead.
-fn pirl_learns(transform: selfsup::methods::pirl::PirlTransform) {
-    let data = Arc::new(DataSource::Embedded.load().unwrap().train.take(1024));
+/// PIRL at test scale: the loss (both terms) falls and the bank is saved; with the jigsaw
+/// transform (the paper's), 160 steps also beat random init on k-NN (the first 32 steps do
+/// not: the bank, filled by the untrained network, has to catch up first).
+fn pirl_learns(
+    transform: selfsup::methods::pirl::PirlTransform,
+    images: usize,
+    epochs: usize,
+) -> (
+    selfsup::train::TrainOutcome,
+    RunConfig,
+    Arc<selfsup::data::Dataset>,
+) {
+    let data = Arc::new(DataSource::Embedded.load().unwrap().train.take(images));
     let mut cfg = bank_config("pirl");
-    cfg.epochs = 4;
+    cfg.epochs = epochs;
     cfg.pirl.transform = transform;
     cfg.pirl.negatives = 1024;
     let dir = tempfile::tempdir().unwrap();
     let out = crate::pretrain_in(&cfg, data.clone(), dir.path(), false);
     crate::assert_loss_falls(&format!("PIRL ({transform:?})"), &out.losses, 0, 1.0);
     let (t, _) = checkpoint::load(&dir.path().join(train::MODEL_CKPT)).unwrap();
-    assert_eq!(t["memory_bank"].shape, vec![1024, 128]);
+    assert_eq!(t["memory_bank"].shape, vec![images, 128]);
     assert!(t.contains_key("transform_head.weight") && t.contains_key("image_head.weight"));
     assert_eq!(
         t.contains_key("tile_head.weight"),
         transform == selfsup::methods::pirl::PirlTransform::Jigsaw
     );
+    (out, cfg, data)
 }
 
 #[test]
-fn pirl_jigsaw_loss_falls() {
-    pirl_learns(selfsup::methods::pirl::PirlTransform::Jigsaw);
+fn pirl_jigsaw_learns() {
+    let (out, cfg, data) = pirl_learns(selfsup::methods::pirl::PirlTransform::Jigsaw, 2048, 10);
+    let test = DataSource::Embedded
+        .load()
+        .unwrap()
+        .test
+        .unwrap()
+        .take(1000);
+    crate::assert_beats_random_init("PIRL (jigsaw)", &out.method.backbone(), &cfg, &data, &test);
 }
 
+/// The rotation variant: both terms fall. Invariance to rotation costs Fashion-MNIST features
+/// their orientation cues (67.3 % k-NN after 96 steps against 70.7 % at random init), so
+/// there is no k-NN assertion for it.
 #[test]
 fn pirl_rotation_loss_falls() {
-    pirl_learns(selfsup::methods::pirl::PirlTransform::Rotation);
+    pirl_learns(selfsup::methods::pirl::PirlTransform::Rotation, 1024, 4);
 }
