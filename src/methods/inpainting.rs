@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 pub const INFO: MethodInfo = MethodInfo {
     name: "inpainting",
     paper: "Pathak et al. 2016, Context Encoders: Feature Learning by Inpainting",
-    summary: "paint back a hidden central square (or random blocks) from its context, L2 loss",
+    summary: "paint back hidden random blocks (or a central square) from their context, L2 loss",
     build: |run, c, d| build_single(TaskKind::Inpainting, run, c, d),
 };
 

@@ -80,6 +80,61 @@ fn bad_inputs_give_clear_errors() {
         ],
         "cpc",
     );
+    // Pretext-task settings.
+    fails_with(
+        &["pretrain", "--method", "colorization", "--out", out],
+        "colorization needs colour (RGB) images",
+    );
+    fails_with(
+        &[
+            "pretrain",
+            "--method",
+            "multi",
+            "--tasks",
+            "rotation,rotation",
+            "--out",
+            out,
+        ],
+        "each once",
+    );
+    fails_with(
+        &[
+            "pretrain",
+            "--method",
+            "multi",
+            "--tasks",
+            "rotation,jigsaw",
+            "--task-weights",
+            "1",
+            "--out",
+            out,
+        ],
+        "one non-negative weight per task",
+    );
+    fails_with(
+        &[
+            "pretrain",
+            "--method",
+            "jigsaw",
+            "--set",
+            "jigsaw.permutations=1",
+            "--out",
+            out,
+        ],
+        "jigsaw.permutations = 1",
+    );
+    fails_with(
+        &[
+            "pretrain",
+            "--set",
+            "random_crops=10",
+            "--set",
+            "random_crop_side=100",
+            "--out",
+            out,
+        ],
+        "cannot cut 100 px crops",
+    );
 }
 
 #[test]
