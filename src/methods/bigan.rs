@@ -73,7 +73,7 @@ pub struct BiganModel {
     pub encoder_head: Linear,
     /// Generator: code to image logits.
     pub generator: Decoder,
-    /// Discriminator's image path.
+    /// Discriminator's image path (its last feature map, flattened, is used).
     pub disc_image: Backbone,
     /// Discriminator's joint MLP on (image features, code).
     pub disc_joint: ProjectionHead,
@@ -102,6 +102,10 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
     let mut disc_cfg = run.backbone.clone();
     disc_cfg.width = cfg.discriminator_width;
     let disc_image = Backbone::new(&disc_cfg, in_channels, device);
+    // The discriminator reads the whole last feature map, flattened: pooled features keep
+    // only texture statistics, and a generator can fool them with textures.
+    let probe = Tensor::<4>::zeros([1, in_channels, run.views.size, run.views.size], device);
+    let disc_features = flat_map(&disc_image, probe).dims()[1];
     let side = run
         .views
         .size
@@ -117,7 +121,7 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
             device,
         ),
         disc_joint: ProjectionHead::new(
-            disc_image.feature_dim() + cfg.latent_dim,
+            disc_features + cfg.latent_dim,
             cfg.discriminator_hidden,
             1,
             device,
@@ -162,10 +166,30 @@ impl Bigan {
         (px - stat(&self.view.mean)) / stat(&self.view.std)
     }
 
-    fn discriminate(model: &BiganModel, x: Tensor<4>, z: Tensor<2>) -> Tensor<2> {
-        let f = model.disc_image.forward(x);
-        model.disc_joint.forward(Tensor::cat(vec![f, z], 1))
+    /// Discriminator logits of the real pairs `(x, ex)` and the generated pairs `(gx, z)`,
+    /// scored in one batch: with separate batches, BatchNorm would normalize away what tells
+    /// them apart (a generator's grey background against real black ones).
+    fn discriminate_pairs(
+        model: &BiganModel,
+        x: Tensor<4>,
+        ex: Tensor<2>,
+        gx: Tensor<4>,
+        z: Tensor<2>,
+    ) -> (Tensor<2>, Tensor<2>) {
+        let b = x.dims()[0];
+        let f = flat_map(&model.disc_image, Tensor::cat(vec![x, gx], 0));
+        let logits = model
+            .disc_joint
+            .forward(Tensor::cat(vec![f, Tensor::cat(vec![ex, z], 0)], 1));
+        (logits.clone().narrow(0, 0, b), logits.narrow(0, b, b))
     }
+}
+
+/// The last feature map of `net` on `x`, flattened to `[B, C * h * w]`.
+fn flat_map(net: &Backbone, x: Tensor<4>) -> Tensor<2> {
+    let map = net.forward_stages(x).pop().expect("a backbone has stages");
+    let [b, c, h, w] = map.dims();
+    map.reshape([b, c * h * w])
 }
 
 /// Mean binary cross-entropy of logits `l` against label 1 (`real`) or 0.
@@ -208,8 +232,8 @@ impl Method for Bigan {
             .forward(m.backbone.forward(x.clone()))
             .detach();
         let gz = self.generate(m, z.clone(), side, &self.device).detach();
-        let d_loss = bce(Self::discriminate(m, x.clone(), ex), true)
-            + bce(Self::discriminate(m, gz, z.clone()), false);
+        let (real, fake) = Self::discriminate_pairs(m, x.clone(), ex, gz, z.clone());
+        let d_loss = bce(real, true) + bce(fake, false);
         let d_value = finite_scalar(&d_loss, self.step, "BiGAN discriminator loss")?;
         let mut grads = d_loss.backward();
         let mut ids = list_param_ids(&m.disc_image);
@@ -221,8 +245,8 @@ impl Method for Bigan {
         let m = &self.model;
         let ex = m.encoder_head.forward(m.backbone.forward(x.clone()));
         let gz = self.generate(m, z.clone(), side, &self.device);
-        let eg_loss =
-            bce(Self::discriminate(m, x, ex), false) + bce(Self::discriminate(m, gz, z), true);
+        let (real, fake) = Self::discriminate_pairs(m, x, ex, gz, z);
+        let eg_loss = bce(real, false) + bce(fake, true);
         let eg_value = finite_scalar(&eg_loss, self.step, "BiGAN encoder-generator loss")?;
         let mut grads = eg_loss.backward();
         let mut ids = list_param_ids(&m.backbone);
