@@ -44,6 +44,15 @@ fn cuda(_idx: &str) -> Result<Device> {
     ))
 }
 
+/// The device a module's parameters live on (the CPU for a module without parameters).
+pub fn of<M: burn::module::Module>(module: &M) -> Device {
+    module
+        .devices()
+        .into_iter()
+        .next()
+        .unwrap_or_else(Device::flex)
+}
+
 /// The training device: `base` with gradients enabled.
 pub fn training(base: &Device) -> Device {
     base.clone().autodiff()

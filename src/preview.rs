@@ -61,6 +61,25 @@ pub fn save_rows(path: &Path, rows: &[Vec<Image>], scale: u32) -> Result<()> {
         .map_err(|e| Error::format(path, format!("cannot write the picture: {e}")))
 }
 
+/// The images of a `[b, c, h, w]` tensor of values in `[0, 1]`.
+pub fn images_of(t: burn::tensor::Tensor<4>) -> Vec<Image> {
+    let [b, c, h, w] = t.dims();
+    let v: Vec<f32> = t
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("f32 pixels");
+    v.chunks(c * h * w)
+        .take(b)
+        .map(|px| Image {
+            data: px.to_vec(),
+            channels: c,
+            height: h,
+            width: w,
+        })
+        .collect()
+}
+
 /// Undoes a view's normalization (`x * std + mean` per channel) of image `i` of a
 /// `[b, c, h, w]` host batch.
 pub fn denormalize(

@@ -213,6 +213,16 @@ impl ViewConfig {
     }
 }
 
+/// `n` independent standard normal samples (Box-Muller, two uniform draws per sample).
+pub fn standard_normal<R: Rng>(n: usize, rng: &mut R) -> Vec<f32> {
+    (0..n)
+        .map(|_| {
+            let (u1, u2): (f32, f32) = (rng.random::<f32>().max(1e-7), rng.random());
+            (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+        })
+        .collect()
+}
+
 /// Subtracts `mean` and divides by `std` per channel (a single value applies to all channels).
 pub fn normalize(img: &mut Image, mean: &[f32], std: &[f32]) {
     let plane = img.height * img.width;

@@ -8,7 +8,6 @@ use crate::augment::ViewConfig;
 use crate::data::Dataset;
 use crate::nets::Backbone;
 use burn::module::Module;
-use burn::prelude::*;
 use burn::tensor::module::adaptive_avg_pool2d;
 
 /// One stage's probe.
@@ -38,11 +37,7 @@ pub fn stage_features(
     batch: usize,
 ) -> Vec<(Features, usize)> {
     let plain = backbone.valid();
-    let device = plain
-        .devices()
-        .into_iter()
-        .next()
-        .unwrap_or_else(Device::flex);
+    let device = crate::device::of(&plain);
     let view = view.eval_only();
     let mut out: Vec<(Features, usize)> = Vec::new();
     for start in (0..data.len()).step_by(batch.max(1)) {

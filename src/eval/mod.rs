@@ -16,7 +16,6 @@ use crate::augment::{Image, ViewConfig};
 use crate::data::Dataset;
 use crate::nets::Backbone;
 use burn::module::Module;
-use burn::prelude::*;
 
 /// Features of a data set: `n` rows of `dim` values.
 #[derive(Clone, Debug, PartialEq)]
@@ -84,11 +83,7 @@ pub fn extract_with(
     batch: usize,
 ) -> Features {
     let plain = backbone.valid();
-    let device = plain
-        .devices()
-        .into_iter()
-        .next()
-        .unwrap_or_else(Device::flex);
+    let device = crate::device::of(&plain);
     let view = view.eval_only();
     let mut out = Vec::new();
     let mut dim = 0;

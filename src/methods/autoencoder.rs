@@ -13,7 +13,7 @@
 
 use super::multi_task::pretext_view;
 use super::{Method, MethodInfo, StepInfo, StepOutput, finite_scalar};
-use crate::augment::{Image, ViewConfig};
+use crate::augment::{Image, ViewConfig, standard_normal};
 use crate::config::RunConfig;
 use crate::data::Dataset;
 use crate::data::loader::{HostBatch, HostTensor, ViewSpec, mix_seed};
@@ -136,11 +136,9 @@ pub struct Autoencoder {
     step: u64,
     /// Current KL weight (VAE).
     beta_now: f32,
-    /// Epochs of the schedule (for the KL warm-up).
-    epochs: usize,
     /// VAE: `(epoch, sum of per-image ELBOs, images)` of the epoch in progress.
     elbo_epoch: (usize, f64, usize),
-    /// Steps per epoch (known from the first [`Method::after_step`]).
+    /// Steps per epoch (from the first [`Method::after_step`]'s [`StepInfo`]).
     steps_per_epoch: u64,
 }
 
@@ -191,7 +189,6 @@ fn build(
         } else {
             cfg.beta
         },
-        epochs: run.epochs,
         elbo_epoch: (0, 0.0, 0),
         steps_per_epoch: 0,
         cfg,
@@ -233,9 +230,9 @@ impl Autoencoder {
     ) -> Pass {
         let mut input = x.clone();
         if self.cfg.noise > 0.0 && sample {
-            for v in &mut input.data {
-                let (u1, u2): (f32, f32) = (rng.random::<f32>().max(1e-7), rng.random());
-                *v += self.cfg.noise * (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos();
+            let noise = standard_normal(input.data.len(), rng);
+            for (v, e) in input.data.iter_mut().zip(noise) {
+                *v += self.cfg.noise * e;
             }
         }
         let feats = model.backbone.forward(input.to_tensor(device));
@@ -246,13 +243,7 @@ impl Autoencoder {
                 let logvar = lv_map.forward(feats).clamp(-10.0, 10.0);
                 let z = if sample {
                     let [b, d] = mu.dims();
-                    let eps: Vec<f32> = (0..b * d)
-                        .map(|_| {
-                            let (u1, u2): (f32, f32) =
-                                (rng.random::<f32>().max(1e-7), rng.random());
-                            (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
-                        })
-                        .collect();
+                    let eps = standard_normal(b * d, rng);
                     let eps = Tensor::<2>::from_data(TensorData::new(eps, [b, d]), device);
                     mu.clone() + eps * logvar.clone().mul_scalar(0.5).exp()
                 } else {
@@ -272,11 +263,7 @@ impl Autoencoder {
 
     fn inference(&self) -> (AutoencoderModel, Device) {
         let model = self.model.valid();
-        let device = model
-            .devices()
-            .into_iter()
-            .next()
-            .unwrap_or_else(Device::flex);
+        let device = crate::device::of(&model);
         (model, device)
     }
 }
@@ -350,9 +337,8 @@ impl Method for Autoencoder {
     }
 
     fn after_step(&mut self, info: &StepInfo) {
-        self.steps_per_epoch = (info.total_steps / self.epochs.max(1) as u64).max(1);
-        let per_epoch = info.total_steps as f64 / self.epochs.max(1) as f64;
-        let warm = self.cfg.kl_warmup_epochs * per_epoch;
+        self.steps_per_epoch = info.steps_per_epoch.max(1);
+        let warm = self.cfg.kl_warmup_epochs * info.steps_per_epoch as f64;
         self.beta_now = if warm <= 0.0 {
             self.cfg.beta
         } else {
@@ -365,20 +351,18 @@ impl Method for Autoencoder {
         let view = self.view.eval_only();
         let mut rng = ChaCha8Rng::seed_from_u64(0xE1B0);
         let end = limit.min(data.len());
-        let (mut rec, mut kl, mut mean_img, mut n) = (0.0f64, 0.0f64, 0.0f64, 0usize);
-        // The baseline predicts every pixel as its mean over the evaluated images.
-        let all = self.target(&crate::eval::plain_batch(data, &view, 0..end));
-        let per = all.data.len() / end.max(1);
-        let mut mean = vec![0.0f32; per];
-        for img in all.data.chunks(per) {
-            mean.iter_mut()
-                .zip(img)
-                .for_each(|(m, v)| *m += v / end as f32);
-        }
+        let (mut rec, mut kl, mut n) = (0.0f64, 0.0f64, 0usize);
+        // The baseline predicts every pixel as its mean over the evaluated images; its error
+        // is sum(t^2) - (sum t)^2 / n per pixel, gathered in the same pass.
+        let (mut sum, mut sum_sq): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
         for start in (0..end).step_by(256) {
             let range = start..(start + 256).min(end);
             let x = crate::eval::plain_batch(data, &view, range.clone());
             let target = self.target(&x);
+            let per = target.data.len() / range.len().max(1);
+            if sum.is_empty() {
+                (sum, sum_sq) = (vec![0.0; per], vec![0.0; per]);
+            }
             let pass = self.pass(&model, &x, &mut rng, self.variational(), &device);
             let b = range.len() as f64;
             // Squared error per image, to compare with the mean image whatever the loss.
@@ -394,11 +378,10 @@ impl Method for Autoencoder {
                     .zip(p)
                     .map(|(t, y)| ((t - y) as f64).powi(2))
                     .sum::<f64>();
-                mean_img += img
-                    .iter()
-                    .zip(&mean)
-                    .map(|(t, m)| ((t - m) as f64).powi(2))
-                    .sum::<f64>();
+                for (k, &t) in img.iter().enumerate() {
+                    sum[k] += t as f64;
+                    sum_sq[k] += (t as f64).powi(2);
+                }
             }
             if let Some((mu, logvar)) = pass.posterior {
                 let t = target.to_tensor(&device);
@@ -410,6 +393,7 @@ impl Method for Autoencoder {
             n += range.len();
         }
         let n = n.max(1) as f64;
+        let mean_img: f64 = sum.iter().zip(&sum_sq).map(|(s, q)| q - s * s / n).sum();
         let mut out = vec![
             ("reconstruction_sse".to_string(), rec / n),
             ("mean_image_sse".to_string(), mean_img / n),
@@ -428,22 +412,7 @@ impl Method for Autoencoder {
         let target = self.target(&x);
         let mut rng = ChaCha8Rng::seed_from_u64(0x9E1);
         let pass = self.pass(&model, &x, &mut rng, false, &device);
-        let to_images = |t: Tensor<4>| -> Vec<Image> {
-            let [b, c, h, w] = t.dims();
-            let v: Vec<f32> = sigmoid(t)
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .unwrap();
-            (0..b)
-                .map(|i| Image {
-                    data: v[i * c * h * w..(i + 1) * c * h * w].to_vec(),
-                    channels: c,
-                    height: h,
-                    width: w,
-                })
-                .collect()
-        };
+        let to_images = |logits: Tensor<4>| crate::preview::images_of(sigmoid(logits));
         let recon = to_images(pass.logits);
         let truth = crate::preview::denormalize;
         let rows: Vec<Vec<Image>> = (0..n)
@@ -455,12 +424,7 @@ impl Method for Autoencoder {
         let mut written = vec![path];
         if let Some(mu) = &model.mu {
             let d = mu.weight.dims()[1];
-            let z: Vec<f32> = (0..64 * d)
-                .map(|_| {
-                    let (u1, u2): (f32, f32) = (rng.random::<f32>().max(1e-7), rng.random());
-                    (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
-                })
-                .collect();
+            let z = standard_normal(64 * d, &mut rng);
             let z = Tensor::<2>::from_data(TensorData::new(z, [64, d]), &device);
             let samples = to_images(model.decoder.forward_vector(z, x.shape[2]));
             let rows: Vec<Vec<Image>> = samples.chunks(8).map(|r| r.to_vec()).collect();

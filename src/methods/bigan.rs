@@ -10,7 +10,7 @@
 
 use super::multi_task::pretext_view;
 use super::{Method, MethodInfo, StepOutput, finite_scalar};
-use crate::augment::{Image, ViewConfig};
+use crate::augment::{Image, ViewConfig, standard_normal};
 use crate::config::RunConfig;
 use crate::data::Dataset;
 use crate::data::loader::{HostBatch, ViewSpec, mix_seed};
@@ -25,7 +25,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::activation::{sigmoid, softplus};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -139,15 +139,6 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
     }))
 }
 
-fn gaussian<R: Rng>(n: usize, rng: &mut R) -> Vec<f32> {
-    (0..n)
-        .map(|_| {
-            let (u1, u2): (f32, f32) = (rng.random::<f32>().max(1e-7), rng.random());
-            (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
-        })
-        .collect()
-}
-
 impl Bigan {
     /// Generated images in the views' normalized units: `(sigmoid(logits) - mean) / std`.
     fn generate(
@@ -221,7 +212,7 @@ impl Method for Bigan {
         let [b, _, side, _] = x.dims();
         let d = self.cfg.latent_dim;
         let z = Tensor::<2>::from_data(
-            TensorData::new(gaussian(b * d, &mut rng), [b, d]),
+            TensorData::new(standard_normal(b * d, &mut rng), [b, d]),
             &self.device,
         );
 
@@ -265,28 +256,13 @@ impl Method for Bigan {
 
     fn write_previews(&self, data: &Dataset, dir: &Path) -> Result<Vec<PathBuf>> {
         let model = self.model.valid();
-        let device = model
-            .devices()
-            .into_iter()
-            .next()
-            .unwrap_or_else(Device::flex);
+        let device = crate::device::of(&model);
         let view = self.view.eval_only();
         let n = data.len().min(8);
         let x = crate::eval::plain_batch(data, &view, 0..n);
         let side = x.shape[2];
         let d = self.cfg.latent_dim;
-        let to_images = |t: Tensor<4>| -> Vec<Image> {
-            let [b, c, h, w] = t.dims();
-            let v: Vec<f32> = t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
-            (0..b)
-                .map(|i| Image {
-                    data: v[i * c * h * w..(i + 1) * c * h * w].to_vec(),
-                    channels: c,
-                    height: h,
-                    width: w,
-                })
-                .collect()
-        };
+        let to_images = crate::preview::images_of;
         // Reconstructions G(E(x)) next to x.
         let code = model
             .encoder_head
@@ -304,7 +280,7 @@ impl Method for Bigan {
         crate::preview::save_rows(&recon_path, &rows, 3)?;
         let mut rng = ChaCha8Rng::seed_from_u64(0xB16);
         let z = Tensor::<2>::from_data(
-            TensorData::new(gaussian(64 * d, &mut rng), [64, d]),
+            TensorData::new(standard_normal(64 * d, &mut rng), [64, d]),
             &device,
         );
         let samples = to_images(sigmoid(model.generator.forward_vector(z, side)));

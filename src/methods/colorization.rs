@@ -11,7 +11,7 @@
 //! The backbone has one input channel: its features apply to grey images as they are.
 
 use super::MethodInfo;
-use super::multi_task::{TaskKind, TaskOutput, build_single, pretext_view};
+use super::multi_task::{TaskKind, TaskOutput, batch_accuracy, build_single, pretext_view};
 use crate::augment::{Image, ViewConfig};
 use crate::config::RunConfig;
 use crate::data::Dataset;
@@ -286,7 +286,7 @@ impl ColorizationTask {
         let loss = (z * logp * w).sum().neg() / (b * o * o) as f32;
         TaskOutput {
             loss,
-            accuracy: Some(bin_accuracy(scores, &enc.nearest)),
+            accuracy: Some(batch_accuracy(&scores, &enc.nearest)),
         }
     }
 
@@ -335,7 +335,7 @@ impl ColorizationTask {
                     chance -= w * z as f64 * log_constant[bin];
                 }
             }
-            hits += bin_accuracy(scores, &enc.nearest) as f64 * (b * o * o) as f64;
+            hits += batch_accuracy(&scores, &enc.nearest) as f64 * (b * o * o) as f64;
             pixels += b * o * o;
         }
         let n = pixels.max(1) as f64;
@@ -442,20 +442,4 @@ impl ColorizationTask {
             }),
         }
     }
-}
-
-/// Share of output pixels whose highest-scoring bin is the nearest bin of the true colour.
-fn bin_accuracy(scores: Tensor<4>, nearest: &[u32]) -> f32 {
-    let pred: Vec<i64> = scores
-        .argmax(1)
-        .into_data()
-        .convert::<i64>()
-        .try_to_vec::<i64>()
-        .unwrap();
-    let hits = pred
-        .iter()
-        .zip(nearest)
-        .filter(|(p, n)| **p == **n as i64)
-        .count();
-    hits as f32 / nearest.len().max(1) as f32
 }

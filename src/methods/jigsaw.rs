@@ -74,28 +74,14 @@ impl Default for JigsawConfig {
 impl JigsawConfig {
     /// The tile grid for views of side `size`.
     pub fn grid(&self, size: usize) -> Result<TileGrid> {
-        let cell = size / 3;
-        let tile = if self.tile > 0 {
-            self.tile
-        } else {
-            cell.saturating_sub((cell / 8).max(1))
-        };
-        if tile == 0 || tile > cell {
-            return Err(Error::Config(format!(
-                "jigsaw: tile = {tile} px must be between 1 and the cell side {cell} px of {size} px views"
-            )));
-        }
+        let grid = TileGrid::fitted(size, self.tile, self.normalize_tiles, "jigsaw: tile")?;
         if !(2..=362_880).contains(&self.permutations) {
             return Err(Error::Config(format!(
                 "jigsaw.permutations = {} must be between 2 and 9! = 362880",
                 self.permutations
             )));
         }
-        Ok(TileGrid {
-            grid: 3,
-            tile,
-            normalize_each: self.normalize_tiles,
-        })
+        Ok(grid)
     }
 }
 

@@ -51,6 +51,8 @@ pub struct StepInfo {
     pub total_steps: u64,
     /// Current epoch (0-based).
     pub epoch: usize,
+    /// Steps in one epoch.
+    pub steps_per_epoch: u64,
 }
 
 /// A self-supervised method: its model (backbone + heads + any state) and its loss.

@@ -138,21 +138,17 @@ pub struct TaskOutput {
     pub accuracy: Option<f32>,
 }
 
-/// Top-1 accuracy of `logits` `[B, K]` against `labels`.
-pub fn batch_accuracy(logits: &Tensor<2>, labels: &[u32]) -> f32 {
-    let pred: Vec<i64> = logits
+/// Top-1 accuracy, in `[0, 1]`, of `scores` (`[B, K]`, or `[B, K, h, w]` for one label per
+/// output pixel) against `labels` in the order of the scores with dimension 1 removed.
+pub fn batch_accuracy<const D: usize>(scores: &Tensor<D>, labels: &[u32]) -> f32 {
+    let pred: Vec<u32> = scores
         .clone()
         .argmax(1)
         .into_data()
-        .convert::<i64>()
-        .try_to_vec::<i64>()
-        .unwrap();
-    let hits = pred
-        .iter()
-        .zip(labels)
-        .filter(|(p, l)| **p == **l as i64)
-        .count();
-    hits as f32 / labels.len().max(1) as f32
+        .convert::<u32>()
+        .try_to_vec::<u32>()
+        .expect("argmax indices");
+    (crate::eval::accuracy(&pred, labels) / 100.0) as f32
 }
 
 /// A task's settings and state (everything but its trainable head).
@@ -438,7 +434,7 @@ impl Method for PretextMethod {
 
     fn pretext_metrics(&self, data: &Dataset, limit: usize) -> Vec<(String, f64)> {
         let model = self.model.valid();
-        let device = inference_device(&model);
+        let device = crate::device::of(&model);
         let end = limit.min(data.len());
         let mut out = Vec::new();
         for (task, head) in self.tasks.iter().zip(&model.heads) {
@@ -484,7 +480,7 @@ impl Method for PretextMethod {
 
     fn write_previews(&self, data: &Dataset, dir: &Path) -> Result<Vec<PathBuf>> {
         let model = self.model.valid();
-        let device = inference_device(&model);
+        let device = crate::device::of(&model);
         let mut written = Vec::new();
         for (task, head) in self.tasks.iter().zip(&model.heads) {
             match (task, head) {
@@ -499,13 +495,4 @@ impl Method for PretextMethod {
         }
         Ok(written)
     }
-}
-
-/// The device an inference-mode model lives on.
-fn inference_device(model: &PretextModel) -> Device {
-    model
-        .devices()
-        .into_iter()
-        .next()
-        .unwrap_or_else(Device::flex)
 }

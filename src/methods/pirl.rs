@@ -120,22 +120,7 @@ impl PirlConfig {
 
     /// The tile grid for views of side `size`.
     pub fn grid(&self, size: usize) -> Result<TileGrid> {
-        let cell = size / 3;
-        let tile = if self.tile > 0 {
-            self.tile
-        } else {
-            cell.saturating_sub((cell / 8).max(1))
-        };
-        if tile == 0 || tile > cell {
-            return Err(Error::Config(format!(
-                "pirl: tile = {tile} px must be between 1 and the cell side {cell} px of {size} px views"
-            )));
-        }
-        Ok(TileGrid {
-            grid: 3,
-            tile,
-            normalize_each: false,
-        })
+        TileGrid::fitted(size, self.tile, false, "pirl: tile")
     }
 }
 

@@ -60,22 +60,13 @@ impl Default for RelativePositionConfig {
 impl RelativePositionConfig {
     /// The patch grid for views of side `size`.
     pub fn grid(&self, size: usize) -> Result<TileGrid> {
-        let cell = size / 3;
-        let patch = if self.patch > 0 {
-            self.patch
-        } else {
-            cell.saturating_sub((cell / 8).max(1))
-        };
-        if patch == 0 || patch > cell || !(0.0..=1.0).contains(&self.color_drop_prob) {
+        if !(0.0..=1.0).contains(&self.color_drop_prob) {
             return Err(Error::Config(format!(
-                "relative_position: patch = {patch} px must be between 1 and the cell side {cell} px of {size} px views, color_drop_prob in [0, 1]"
+                "relative_position.color_drop_prob = {} must be in [0, 1]",
+                self.color_drop_prob
             )));
         }
-        Ok(TileGrid {
-            grid: 3,
-            tile: patch,
-            normalize_each: false,
-        })
+        TileGrid::fitted(size, self.patch, false, "relative_position: patch")
     }
 }
 

@@ -19,6 +19,33 @@ pub struct TileGrid {
 }
 
 impl TileGrid {
+    /// The 3x3 grid for views of side `size` with tiles of side `tile` (0: the cell side
+    /// less one eighth, at least one pixel: the gap that stops tiles from being matched by
+    /// their edges). `who` names the setting in the error when the tile does not fit a cell.
+    pub fn fitted(
+        size: usize,
+        tile: usize,
+        normalize_each: bool,
+        who: &str,
+    ) -> crate::Result<TileGrid> {
+        let cell = size / 3;
+        let tile = if tile > 0 {
+            tile
+        } else {
+            cell.saturating_sub((cell / 8).max(1))
+        };
+        if tile == 0 || tile > cell {
+            return Err(crate::Error::Config(format!(
+                "{who} = {tile} px must be between 1 and the cell side {cell} px of {size} px views"
+            )));
+        }
+        Ok(TileGrid {
+            grid: 3,
+            tile,
+            normalize_each,
+        })
+    }
+
     /// Side of a cell for views of side `size`.
     pub fn cell(&self, size: usize) -> usize {
         size / self.grid
@@ -86,10 +113,9 @@ pub fn drop_colors<R: Rng>(tiles: &mut HostTensor, prob: f32, noise: f32, rng: &
         let keep = rng.random_range(0..3);
         for ch in (0..3).filter(|&ch| ch != keep) {
             let start = (i * 3 + ch) * plane;
-            for v in &mut tiles.data[start..start + plane] {
-                // Box-Muller.
-                let (u1, u2): (f32, f32) = (rng.random::<f32>().max(1e-7), rng.random());
-                *v = noise * (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos();
+            let samples = crate::augment::standard_normal(plane, rng);
+            for (v, e) in tiles.data[start..start + plane].iter_mut().zip(samples) {
+                *v = noise * e;
             }
         }
     }

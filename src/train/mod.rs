@@ -170,6 +170,7 @@ pub fn pretrain(cfg: &RunConfig, data: Arc<Dataset>, opts: &TrainOptions) -> Res
             step,
             total_steps: total,
             epoch: batch.epoch,
+            steps_per_epoch: per_epoch,
         });
         losses.push(out.loss);
         let elapsed = start.elapsed().as_secs_f64();

@@ -294,6 +294,7 @@ fn assert_task_learns(
     let metrics = out.method.pretext_metrics(test, 1000);
     println!("{label} pretext metrics on held-out images: {metrics:?}");
     let get = |k: &str| metrics.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
+    let mut compared = 0;
     for (name, v) in &metrics {
         if let Some(task) = name.strip_suffix("_accuracy") {
             let chance = get(&format!("{task}_chance")).unwrap();
@@ -301,6 +302,7 @@ fn assert_task_learns(
                 *v > chance + 0.1,
                 "{name} {v:.3} should beat chance {chance:.3}"
             );
+            compared += 1;
         }
         if let Some(task) = name.strip_suffix("_mse") {
             if let Some(mean_fill) = get(&format!("{task}_mean_fill_mse")) {
@@ -308,14 +310,20 @@ fn assert_task_learns(
                     *v < 0.8 * mean_fill,
                     "{name} {v:.3} vs mean fill {mean_fill:.3}"
                 );
+                compared += 1;
             }
         }
         if let Some(task) = name.strip_suffix("_cross_entropy") {
             if let Some(prior) = get(&format!("{task}_chance_cross_entropy")) {
                 assert!(*v < prior - 0.05, "{name} {v:.3} vs chance {prior:.3}");
+                compared += 1;
             }
         }
     }
+    assert!(
+        compared > 0,
+        "{label}: no pretext metric was compared with its chance level"
+    );
     let splits = DataSource::Embedded.load().unwrap();
     let (fm_train, fm_test) = (splits.train.take(2048), splits.test.unwrap().take(1000));
     let (knn_train, knn_test) = labeled.unwrap_or((&fm_train, &fm_test));
