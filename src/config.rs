@@ -4,6 +4,7 @@
 
 use crate::augment::ViewConfig;
 use crate::data::DataSource;
+use crate::data::video::VideoConfig;
 use crate::error::{Error, Result};
 use crate::methods::autoencoder::AutoencoderConfig;
 use crate::methods::bigan::BiganConfig;
@@ -14,9 +15,11 @@ use crate::methods::jigsaw::JigsawConfig;
 use crate::methods::moco::MocoConfig;
 use crate::methods::multi_task::MultiConfig;
 use crate::methods::npid::NpidConfig;
+use crate::methods::odd_one_out::OddOneOutConfig;
 use crate::methods::pirl::PirlConfig;
 use crate::methods::relative_position::RelativePositionConfig;
 use crate::methods::rotation::RotationConfig;
+use crate::methods::shuffle_learn::ShuffleLearnConfig;
 use crate::methods::simclr::SimClrConfig;
 use crate::methods::swav::SwavConfig;
 use crate::nets::BackboneConfig;
@@ -65,7 +68,8 @@ pub enum NonFinitePolicy {
 pub struct RunConfig {
     /// Method name (see `selfsup methods`).
     pub method: String,
-    /// Data source (`embedded`, `idx:PATH`, `cifar10:PATH`, `cifar100:PATH`, `folder:PATH`).
+    /// Data source (`embedded`, `idx:PATH`, `cifar10:PATH`, `cifar100:PATH`, `folder:PATH`,
+    /// `video:PATH`).
     pub data: DataSource,
     /// Use only the first N training images (0 = all).
     pub train_limit: usize,
@@ -140,6 +144,12 @@ pub struct RunConfig {
     pub autoencoder: AutoencoderConfig,
     /// BiGAN settings.
     pub bigan: BiganConfig,
+    /// How video clips are read (`video:PATH` sources).
+    pub video: VideoConfig,
+    /// Shuffle & Learn settings.
+    pub shuffle_learn: ShuffleLearnConfig,
+    /// Odd-One-Out settings.
+    pub odd_one_out: OddOneOutConfig,
 }
 
 impl Default for RunConfig {
@@ -181,6 +191,9 @@ impl Default for RunConfig {
             multi: MultiConfig::default(),
             autoencoder: AutoencoderConfig::default(),
             bigan: BiganConfig::default(),
+            video: VideoConfig::default(),
+            shuffle_learn: ShuffleLearnConfig::default(),
+            odd_one_out: OddOneOutConfig::default(),
         }
     }
 }
@@ -210,7 +223,12 @@ impl RunConfig {
     /// normalization for colour data.
     pub fn fit_views_to(&mut self, data: &crate::data::Dataset) {
         if self.views == ViewConfig::default() {
-            self.views.size = data.height.min(data.width);
+            let side = data.height.min(data.width);
+            // Video methods cut crops of `views.size` out of the frames: the default size
+            // stays when the frames are larger.
+            if data.clips.is_empty() || self.views.size > side {
+                self.views.size = side;
+            }
             if data.channels == 3 {
                 self.views.mean = vec![0.5; 3];
                 self.views.std = vec![0.25; 3];
@@ -288,6 +306,15 @@ impl RunConfig {
         }
     }
 
+    /// How [`RunConfig::data`] is read.
+    pub fn load_options(&self) -> crate::data::LoadOptions {
+        crate::data::LoadOptions {
+            strict: self.strict_data,
+            folder_side: self.folder_side,
+            video: self.video.clone(),
+        }
+    }
+
     /// Checks every field's range (data-dependent checks happen when the data is loaded).
     pub fn validate(&self) -> Result<()> {
         crate::methods::find(&self.method)?;
@@ -342,6 +369,9 @@ impl RunConfig {
             }
             _ => {}
         }
+        self.video.validate()?;
+        self.shuffle_learn.validate()?;
+        self.odd_one_out.validate()?;
         self.views.validate()?;
         self.optim.validate()?;
         Ok(())

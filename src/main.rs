@@ -331,14 +331,18 @@ fn run(cli: Cli) -> Result<()> {
             println!(
                 "folder:DIR      images (PNG/JPEG) in class sub-folders, or unlabeled; train/ + test/ split if present"
             );
+            println!(
+                "video:PATH      a video file (read by ffmpeg), a folder of frame images, or a folder of both; one clip held out"
+            );
             Ok(())
         }
     }
 }
 
-fn load_data(src: &DataSource, strict: bool) -> Result<Splits> {
-    src.load_strict(strict)
-        .with_context(|| format!("loading data '{src}'"))
+fn load_data(cfg: &RunConfig) -> Result<Splits> {
+    cfg.data
+        .load_with(&cfg.load_options())
+        .with_context(|| format!("loading data '{}'", cfg.data))
 }
 
 fn resolve(flags: &RunFlags) -> Result<RunConfig> {
@@ -431,10 +435,7 @@ fn resolve(flags: &RunFlags) -> Result<RunConfig> {
 
 fn pretrain(a: PretrainArgs) -> Result<()> {
     let mut cfg = resolve(&a.run)?;
-    let mut splits = cfg
-        .data
-        .load_with(cfg.strict_data, cfg.folder_side)
-        .with_context(|| format!("loading data '{}'", cfg.data))?;
+    let mut splits = load_data(&cfg)?;
     if cfg.train_limit > 0 {
         splits.train = splits.train.take(cfg.train_limit);
     }
@@ -488,7 +489,7 @@ fn load_checkpoint(path: &Path, data: Option<DataSource>) -> Result<(RunConfig, 
     if let Some(d) = data {
         cfg.data = d;
     }
-    let mut splits = load_data(&cfg.data, cfg.strict_data)?;
+    let mut splits = load_data(&cfg)?;
     if selfsup::methods::multi_task::input_channels(&cfg, splits.train.channels)
         != splits.train.channels
     {
@@ -826,7 +827,7 @@ fn compare(a: CompareArgs) -> Result<()> {
     if let Some(d) = a.data {
         cfg.data = d;
     }
-    let mut splits = load_data(&cfg.data, cfg.strict_data)?;
+    let mut splits = load_data(&cfg)?;
     if let Some(n) = a.train_limit {
         splits.train = splits.train.take(n);
     }
@@ -850,7 +851,7 @@ fn demo(a: DemoArgs) -> Result<()> {
     if let Some(d) = a.data {
         cfg.data = d;
     }
-    let splits = load_data(&cfg.data, cfg.strict_data)?;
+    let splits = load_data(&cfg)?;
     cfg.fit_views_to(&splits.train);
     println!(
         "selfsup demo: SimCLR, {} backbone, {} epochs on {} ({} train / {} test images)",

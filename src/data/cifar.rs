@@ -51,6 +51,7 @@ pub fn parse(path: &Path, bytes: &[u8], label_bytes: usize) -> Result<Dataset> {
         channels: 3,
         height: 32,
         width: 32,
+        clips: Vec::new(),
     })
 }
 

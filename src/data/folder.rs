@@ -138,6 +138,7 @@ pub fn load_folder(dir: &Path, side: usize, strict: bool) -> Result<Dataset> {
         channels: 3,
         height: side,
         width: side,
+        clips: Vec::new(),
     })
 }
 

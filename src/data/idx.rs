@@ -136,6 +136,7 @@ pub fn dataset_from(
         channels: 1,
         height: h,
         width: w,
+        clips: Vec::new(),
     })
 }
 

@@ -8,6 +8,7 @@ pub mod embedded;
 pub mod folder;
 pub mod idx;
 pub mod loader;
+pub mod video;
 
 use crate::error::{Error, Result};
 use std::path::PathBuf;
@@ -27,6 +28,9 @@ pub struct Dataset {
     pub height: usize,
     /// Image width in pixels.
     pub width: usize,
+    /// For video: the frame range of each clip, in order (frames are images in clip order).
+    /// Empty for still images, and after [`Dataset::subset`] or [`Dataset::random_crops`].
+    pub clips: Vec<std::ops::Range<usize>>,
 }
 
 impl Dataset {
@@ -74,6 +78,7 @@ impl Dataset {
             channels: self.channels,
             height: self.height,
             width: self.width,
+            clips: Vec::new(),
         }
     }
 
@@ -116,6 +121,7 @@ impl Dataset {
             channels: c,
             height: side,
             width: side,
+            clips: Vec::new(),
         })
     }
 
@@ -128,13 +134,22 @@ impl Dataset {
             channels: self.channels,
             height: self.height,
             width: self.width,
+            clips: self.clips.clone(),
         }
     }
 
-    /// The first `n` images (all of them if there are fewer).
+    /// The first `n` images (all of them if there are fewer); clips are cut at `n` frames.
     pub fn take(&self, n: usize) -> Dataset {
-        let idx: Vec<usize> = (0..n.min(self.len())).collect();
-        self.subset(&idx)
+        let n = n.min(self.len());
+        let idx: Vec<usize> = (0..n).collect();
+        let mut out = self.subset(&idx);
+        out.clips = self
+            .clips
+            .iter()
+            .filter(|r| r.start < n)
+            .map(|r| r.start..r.end.min(n))
+            .collect();
+        out
     }
 }
 
@@ -161,6 +176,8 @@ pub enum DataSource {
     Cifar100(PathBuf),
     /// A folder of images, one sub-folder per class (or none, unlabeled): `folder:PATH`.
     Folder(PathBuf),
+    /// Video clips (a file, a folder of frame images, or a folder of both): `video:PATH`.
+    Video(PathBuf),
 }
 
 impl std::str::FromStr for DataSource {
@@ -171,7 +188,7 @@ impl std::str::FromStr for DataSource {
         }
         let (kind, path) = s.split_once(':').ok_or_else(|| {
             Error::Config(format!(
-                "data source '{s}' should be KIND:PATH with KIND one of idx, cifar10, cifar100, folder (or 'embedded')"
+                "data source '{s}' should be KIND:PATH with KIND one of idx, cifar10, cifar100, folder, video (or 'embedded')"
             ))
         })?;
         let path = PathBuf::from(path);
@@ -180,8 +197,9 @@ impl std::str::FromStr for DataSource {
             "cifar10" => Ok(DataSource::Cifar10(path)),
             "cifar100" => Ok(DataSource::Cifar100(path)),
             "folder" => Ok(DataSource::Folder(path)),
+            "video" => Ok(DataSource::Video(path)),
             _ => Err(Error::Config(format!(
-                "unknown data kind '{kind}' in '{s}': use idx, cifar10, cifar100 or folder"
+                "unknown data kind '{kind}' in '{s}': use idx, cifar10, cifar100, folder or video"
             ))),
         }
     }
@@ -208,6 +226,7 @@ impl std::fmt::Display for DataSource {
             DataSource::Cifar10(p) => write!(f, "cifar10:{}", p.display()),
             DataSource::Cifar100(p) => write!(f, "cifar100:{}", p.display()),
             DataSource::Folder(p) => write!(f, "folder:{}", p.display()),
+            DataSource::Video(p) => write!(f, "video:{}", p.display()),
         }
     }
 }
@@ -222,17 +241,42 @@ impl DataSource {
 
     /// [`DataSource::load`], failing on the first unreadable image when `strict`.
     pub fn load_strict(&self, strict: bool) -> Result<Splits> {
-        self.load_with(strict, folder::DEFAULT_SIDE)
+        self.load_with(&LoadOptions {
+            strict,
+            ..LoadOptions::default()
+        })
     }
 
-    /// [`DataSource::load_strict`] with folder images loaded at `folder_side` pixels.
-    pub fn load_with(&self, strict: bool, folder_side: usize) -> Result<Splits> {
+    /// Reads the source as `opts` say (folder image side, video sampling, strictness).
+    pub fn load_with(&self, opts: &LoadOptions) -> Result<Splits> {
         match self {
             DataSource::Embedded => embedded::fashion_mnist(),
             DataSource::Idx(p) => idx::load_dir(p),
             DataSource::Cifar10(p) => cifar::load_cifar10_dir(p),
             DataSource::Cifar100(p) => cifar::load_cifar100_dir(p),
-            DataSource::Folder(p) => folder::load_splits(p, folder_side, strict),
+            DataSource::Folder(p) => folder::load_splits(p, opts.folder_side, opts.strict),
+            DataSource::Video(p) => video::load_splits(p, &opts.video),
+        }
+    }
+}
+
+/// How a [`DataSource`] is read.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Fail on the first unreadable image of a folder instead of skipping it.
+    pub strict: bool,
+    /// Side that folder images are resized to.
+    pub folder_side: usize,
+    /// How video clips are sampled.
+    pub video: video::VideoConfig,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            strict: false,
+            folder_side: folder::DEFAULT_SIDE,
+            video: video::VideoConfig::default(),
         }
     }
 }

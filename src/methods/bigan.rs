@@ -104,8 +104,7 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
     let disc_image = Backbone::new(&disc_cfg, in_channels, device);
     // The discriminator reads the whole last feature map, flattened: pooled features keep
     // only texture statistics, and a generator can fool them with textures.
-    let probe = Tensor::<4>::zeros([1, in_channels, run.views.size, run.views.size], device);
-    let disc_features = flat_map(&disc_image, probe).dims()[1];
+    let disc_features = disc_image.flat_dim(in_channels, run.views.size, device);
     let side = run
         .views
         .size
@@ -178,9 +177,7 @@ impl Bigan {
 
 /// The last feature map of `net` on `x`, flattened to `[B, C * h * w]`.
 fn flat_map(net: &Backbone, x: Tensor<4>) -> Tensor<2> {
-    let map = net.forward_stages(x).pop().expect("a backbone has stages");
-    let [b, c, h, w] = map.dims();
-    map.reshape([b, c * h * w])
+    net.forward_flat(x)
 }
 
 /// Mean binary cross-entropy of logits `l` against label 1 (`real`) or 0.

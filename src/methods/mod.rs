@@ -15,9 +15,11 @@ pub mod memory_bank;
 pub mod moco;
 pub mod multi_task;
 pub mod npid;
+pub mod odd_one_out;
 pub mod pirl;
 pub mod relative_position;
 pub mod rotation;
+pub mod shuffle_learn;
 pub mod simclr;
 pub mod supervised;
 pub mod swav;
@@ -129,6 +131,8 @@ pub const METHODS: &[MethodInfo] = &[
     autoencoder::AE_INFO,
     autoencoder::VAE_INFO,
     bigan::INFO,
+    shuffle_learn::INFO,
+    odd_one_out::INFO,
     supervised::INFO,
 ];
 

@@ -127,6 +127,24 @@ impl Backbone {
         global_avg_pool(last)
     }
 
+    /// The last stage's feature map, flattened to `[B, C * h * w]`: unlike the pooled
+    /// features it keeps where things are (heads that compare frames or judge images use it).
+    pub fn forward_flat(&self, x: Tensor<4>) -> Tensor<2> {
+        let map = self
+            .forward_stages(x)
+            .pop()
+            .expect("a backbone has at least one stage");
+        let [b, c, h, w] = map.dims();
+        map.reshape([b, c * h * w])
+    }
+
+    /// Length of [`Backbone::forward_flat`]'s output for `side`-pixel square inputs with
+    /// `channels` channels (measured with one forward pass of zeros on `device`).
+    pub fn flat_dim(&self, channels: usize, side: usize, device: &Device) -> usize {
+        self.forward_flat(Tensor::zeros([1, channels, side, side], device))
+            .dims()[1]
+    }
+
     /// Names of the stages [`Backbone::forward_stages`] returns, in order.
     pub fn stage_names(&self) -> Vec<String> {
         match self {

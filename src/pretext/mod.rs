@@ -2,6 +2,7 @@
 //! image: tiles of a grid (jigsaw, relative position, PIRL), quarter-turn rotations,
 //! permutation sets, inpainting masks and the quantized Lab colour space of colorization.
 
+pub mod frames;
 pub mod lab;
 pub mod masks;
 pub mod permutations;

@@ -14,6 +14,7 @@ mod pretext_tasks;
 mod reliability;
 mod swav;
 mod train;
+mod video;
 
 use std::path::PathBuf;
 
