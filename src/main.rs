@@ -721,6 +721,18 @@ fn evaluate(a: EvalArgs) -> Result<()> {
     Ok(())
 }
 
+/// Where `eval neighbors` writes its pictures (created): `--plot`, or beside the checkpoint.
+fn neighbors_dir(a: &EvalArgs) -> Result<PathBuf> {
+    let dir = a.plot.clone().unwrap_or_else(|| {
+        a.checkpoint
+            .parent()
+            .unwrap_or(Path::new("."))
+            .to_path_buf()
+    });
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
 fn neighbors(a: &EvalArgs, cfg: &RunConfig, splits: &Splits, backbone: &Backbone) -> Result<()> {
     use eval::neighbors;
     let test = splits
@@ -732,6 +744,44 @@ fn neighbors(a: &EvalArgs, cfg: &RunConfig, splits: &Splits, backbone: &Backbone
     }
     let ftr = eval::extract_with(backbone, &splits.train, &cfg.views, cfg.readout(), 500);
     let fte = eval::extract_with(backbone, test, &cfg.views, cfg.readout(), 500);
+    // Video: queries spread evenly over the held-out frames, and no label frames (a clip's
+    // label only names the clip, and held-out clips are not among the training clips).
+    if !test.clips.is_empty() {
+        let n = a.queries.min(test.len());
+        let queries: Vec<usize> = (0..n).map(|i| i * test.len() / n).collect();
+        let nn: Vec<Vec<usize>> = queries
+            .iter()
+            .map(|&q| neighbors::nearest(&ftr, &fte, q, a.neighbors))
+            .collect();
+        let grid = neighbors_dir(a)?.join("neighbors.png");
+        let unlabeled = |d: &selfsup::data::Dataset| selfsup::data::Dataset {
+            labels: None,
+            ..d.clone()
+        };
+        neighbors::save_grid(
+            &grid,
+            &unlabeled(test),
+            &queries,
+            &unlabeled(&splits.train),
+            &nn,
+        )?;
+        let names = &splits.train.class_names;
+        let labels = splits.train.labels.as_deref().unwrap_or(&[]);
+        let mut from = vec![0usize; names.len()];
+        for i in nn.iter().flatten() {
+            if let Some(&l) = labels.get(*i) {
+                from[l as usize] += 1;
+            }
+        }
+        let counts: Vec<String> = names
+            .iter()
+            .zip(&from)
+            .map(|(n, c)| format!("{n} {c}"))
+            .collect();
+        println!("neighbours by training clip: {}", counts.join(", "));
+        println!("neighbour grid: {}", grid.display());
+        return Ok(());
+    }
     // One query per class first (when labelled), then the following test images.
     let mut queries: Vec<usize> = Vec::new();
     if let Some(l) = &test.labels {
@@ -754,13 +804,7 @@ fn neighbors(a: &EvalArgs, cfg: &RunConfig, splits: &Splits, backbone: &Backbone
         .iter()
         .map(|&q| neighbors::nearest(&ftr, &fte, q, a.neighbors))
         .collect();
-    let dir = a.plot.clone().unwrap_or_else(|| {
-        a.checkpoint
-            .parent()
-            .unwrap_or(Path::new("."))
-            .to_path_buf()
-    });
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = neighbors_dir(a)?;
     let grid = dir.join("neighbors.png");
     neighbors::save_grid(&grid, test, &queries, &splits.train, &nn)?;
     if let (Some(lt), Some(ltr)) = (&test.labels, &splits.train.labels) {

@@ -135,6 +135,33 @@ fn bad_inputs_give_clear_errors() {
         ],
         "cannot cut 100 px crops",
     );
+    // Video: a method that needs clips on still images, a missing clip, a bad setting.
+    fails_with(
+        &["pretrain", "--method", "shuffle_learn", "--out", out],
+        "learns from video",
+    );
+    fails_with(
+        &[
+            "pretrain",
+            "--data",
+            "video:/no/such/clip.mp4",
+            "--out",
+            out,
+        ],
+        "/no/such/clip.mp4",
+    );
+    fails_with(
+        &[
+            "pretrain",
+            "--method",
+            "shuffle_learn",
+            "--set",
+            "shuffle_learn.window=3",
+            "--out",
+            out,
+        ],
+        "shuffle_learn.window = 3",
+    );
 }
 
 #[test]

@@ -287,12 +287,23 @@ fn video_run(method: &str, steps: u64) -> (RunConfig, selfsup::data::Splits) {
     (cfg, splits)
 }
 
-fn held_out_metric(out: &selfsup::train::TrainOutcome, test: &Dataset, name: &str) -> f64 {
-    let m = out.method.pretext_metrics(test, 0);
+/// The held-out metric `name` of `method`, and of the same method untrained.
+fn held_out_metric(method: &dyn selfsup::methods::Method, test: &Dataset, name: &str) -> f64 {
+    let m = method.pretext_metrics(test, 0);
     m.iter()
         .find(|(k, _)| k == name)
         .unwrap_or_else(|| panic!("no {name} in {m:?}"))
         .1
+}
+
+/// The held-out metric `name` of `cfg`'s method at random init.
+fn untrained_metric(cfg: &RunConfig, train: &Dataset, test: &Dataset, name: &str) -> f64 {
+    let device = burn::tensor::Device::flex();
+    device.seed(cfg.seed);
+    let info = selfsup::methods::find(&cfg.method).unwrap();
+    let mut m = (info.build)(cfg, train.channels, &device).unwrap();
+    m.prepare(train, true).unwrap();
+    held_out_metric(m.as_ref(), test, name)
 }
 
 #[test]
@@ -304,10 +315,16 @@ fn shuffle_learn_verifies_order_on_a_held_out_clip() {
     let secs = t.elapsed().as_secs_f64();
     super::assert_loss_falls("shuffle_learn", &out.losses, 0, 0.02);
     let test = splits.test.as_ref().unwrap();
-    let acc = held_out_metric(&out, test, "order_accuracy");
+    let acc = held_out_metric(out.method.as_ref(), test, "order_accuracy");
+    let untrained = untrained_metric(&cfg, &splits.train, test, "order_accuracy");
     println!(
-        "shuffle_learn: {SL_STEPS} steps in {secs:.0} s; order accuracy on the held-out clip {:.1} % (chance 50 %)",
-        100.0 * acc
+        "shuffle_learn: {SL_STEPS} steps in {secs:.0} s; order accuracy on the held-out clip {:.1} % (untrained {:.1} %, chance 50 %)",
+        100.0 * acc,
+        100.0 * untrained
+    );
+    assert!(
+        acc > untrained + 0.08,
+        "trained {acc:.3}, untrained {untrained:.3}"
     );
     // 1,000 held-out tuples: chance gives 50 % +- 1.6 points.
     assert!(
@@ -327,10 +344,16 @@ fn odd_one_out_finds_the_shuffled_sub_sequence_on_a_held_out_clip() {
     let secs = t.elapsed().as_secs_f64();
     super::assert_loss_falls("odd_one_out", &out.losses, 0, 0.05);
     let test = splits.test.as_ref().unwrap();
-    let acc = held_out_metric(&out, test, "odd_accuracy");
+    let acc = held_out_metric(out.method.as_ref(), test, "odd_accuracy");
+    let untrained = untrained_metric(&cfg, &splits.train, test, "odd_accuracy");
     println!(
-        "odd_one_out: {O3N_STEPS} steps in {secs:.0} s; odd-one accuracy on the held-out clip {:.1} % (chance 25 %)",
-        100.0 * acc
+        "odd_one_out: {O3N_STEPS} steps in {secs:.0} s; odd-one accuracy on the held-out clip {:.1} % (untrained {:.1} %, chance 25 %)",
+        100.0 * acc,
+        100.0 * untrained
+    );
+    assert!(
+        acc > untrained + 0.08,
+        "trained {acc:.3}, untrained {untrained:.3}"
     );
     // 600 held-out questions: chance gives 25 % +- 1.8 points.
     assert!(
