@@ -22,6 +22,8 @@ use crate::methods::rotation::RotationConfig;
 use crate::methods::shuffle_learn::ShuffleLearnConfig;
 use crate::methods::simclr::SimClrConfig;
 use crate::methods::swav::SwavConfig;
+use crate::methods::time_contrastive::TimeContrastiveConfig;
+use crate::methods::tracking::TrackingConfig;
 use crate::nets::BackboneConfig;
 use crate::train::optim::OptimizerConfig;
 use serde::{Deserialize, Serialize};
@@ -150,6 +152,10 @@ pub struct RunConfig {
     pub shuffle_learn: ShuffleLearnConfig,
     /// Odd-One-Out settings.
     pub odd_one_out: OddOneOutConfig,
+    /// Tracking (triplet ranking) settings.
+    pub tracking: TrackingConfig,
+    /// Time-contrastive settings.
+    pub time_contrastive: TimeContrastiveConfig,
 }
 
 impl Default for RunConfig {
@@ -194,6 +200,8 @@ impl Default for RunConfig {
             video: VideoConfig::default(),
             shuffle_learn: ShuffleLearnConfig::default(),
             odd_one_out: OddOneOutConfig::default(),
+            tracking: TrackingConfig::default(),
+            time_contrastive: TimeContrastiveConfig::default(),
         }
     }
 }
@@ -372,6 +380,8 @@ impl RunConfig {
         self.video.validate()?;
         self.shuffle_learn.validate()?;
         self.odd_one_out.validate()?;
+        self.tracking.validate()?;
+        self.time_contrastive.validate()?;
         self.views.validate()?;
         self.optim.validate()?;
         Ok(())

@@ -23,6 +23,8 @@ pub mod shuffle_learn;
 pub mod simclr;
 pub mod supervised;
 pub mod swav;
+pub mod time_contrastive;
+pub mod tracking;
 
 use crate::config::RunConfig;
 use crate::data::Dataset;
@@ -133,6 +135,8 @@ pub const METHODS: &[MethodInfo] = &[
     bigan::INFO,
     shuffle_learn::INFO,
     odd_one_out::INFO,
+    tracking::INFO,
+    time_contrastive::INFO,
     supervised::INFO,
 ];
 

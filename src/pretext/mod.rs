@@ -8,3 +8,4 @@ pub mod masks;
 pub mod permutations;
 pub mod rotation;
 pub mod tiles;
+pub mod track;

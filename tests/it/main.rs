@@ -15,6 +15,7 @@ mod reliability;
 mod swav;
 mod train;
 mod video;
+mod video_tracking;
 
 use std::path::PathBuf;
 
