@@ -203,6 +203,10 @@ struct EvalArgs {
     /// Labeled data with a test split (default: the checkpoint run's data).
     #[arg(long)]
     data: Option<DataSource>,
+    /// Re-estimate the backbone's BatchNorm statistics on the evaluation data first (AdaBN;
+    /// for features pretrained on another domain, e.g. video frames). No weights change.
+    #[arg(long)]
+    adapt_bn: bool,
     /// Neighbours for k-NN (repeatable).
     #[arg(long)]
     k: Vec<usize>,
@@ -509,9 +513,12 @@ fn load_checkpoint(path: &Path, data: Option<DataSource>) -> Result<(RunConfig, 
 }
 
 fn evaluate(a: EvalArgs) -> Result<()> {
-    let (cfg, mut splits, backbone) = load_checkpoint(&a.checkpoint, a.data.clone())?;
+    let (cfg, mut splits, mut backbone) = load_checkpoint(&a.checkpoint, a.data.clone())?;
     if let Some(n) = a.train_limit {
         splits.train = splits.train.take(n);
+    }
+    if a.adapt_bn {
+        backbone = eval::adapt_batchnorm(backbone, &splits.train, &cfg.views, 256);
     }
     if let (Some(n), Some(t)) = (a.test_limit, splits.test.as_mut()) {
         *t = t.take(n);

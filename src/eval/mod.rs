@@ -190,3 +190,36 @@ pub fn write_npy_f32(path: &std::path::Path, data: &[f32], shape: &[u64]) -> cra
 pub fn write_npy_i64(path: &std::path::Path, data: &[i64]) -> crate::Result<()> {
     write_npy(path, data, &[data.len() as u64])
 }
+
+/// AdaBN ("Revisiting Batch Normalization For Practical Domain Adaptation", Li et al. 2017):
+/// the backbone with its BatchNorm running statistics re-estimated on `data` (seen through
+/// `view`, in batches of `batch`); no weight changes. The statistics are module state that
+/// clones share, so `backbone` and its clones see the new statistics too. For features pretrained on another
+/// domain (video frames evaluated on Fashion-MNIST), whose statistics the frozen network would
+/// otherwise carry over.
+pub fn adapt_batchnorm(
+    backbone: Backbone,
+    data: &Dataset,
+    view: &ViewConfig,
+    batch: usize,
+) -> Backbone {
+    let base = crate::device::of(&backbone);
+    let train = crate::device::training(&base);
+    let net = backbone.fork(&train);
+    let batch = batch.max(2);
+    // BatchNorm's running averages keep 10 % of each batch: 60 batches leave < 0.2 % of the
+    // old statistics.
+    let batches = data.len().div_ceil(batch).max(1);
+    let rounds = 60usize.div_ceil(batches);
+    for _ in 0..rounds {
+        for start in (0..data.len()).step_by(batch) {
+            let range = start..(start + batch).min(data.len());
+            if range.len() < 2 {
+                continue;
+            }
+            let x = plain_batch(data, &view.eval_only(), range).to_tensor(&train);
+            drop(net.forward(x));
+        }
+    }
+    net.valid()
+}

@@ -49,6 +49,9 @@ pub struct TrackingConfig {
     pub min_motion: f32,
     /// Least NCC of the tracked patch with the first for the pair to be kept.
     pub min_score: f32,
+    /// Largest shift, in pixels, of the first and the tracked patch (each on its own) when
+    /// they are cut for training, so the network cannot match exact pixels.
+    pub jitter: usize,
     /// Ranking-loss margin (the paper: 0.5).
     pub margin: f32,
     /// Epochs with random negatives before hard-negative selection starts.
@@ -69,6 +72,7 @@ impl Default for TrackingConfig {
             search: 6,
             min_motion: 0.03,
             min_score: 0.6,
+            jitter: 3,
             margin: 0.5,
             hard_after_epochs: 2,
             hard_negatives: 4,
@@ -216,6 +220,22 @@ pub(crate) fn host(t: Tensor<1>) -> Vec<f32> {
     t.into_data().try_to_vec::<f32>().expect("f32 values")
 }
 
+/// `place` moved by up to `jitter` pixels each way, kept inside an `h` x `w` frame.
+fn jittered<R: Rng>(
+    place: Place,
+    jitter: usize,
+    h: usize,
+    w: usize,
+    side: usize,
+    rng: &mut R,
+) -> Place {
+    let j = jitter as i64;
+    let mut shift = |v: usize, limit: usize| {
+        (v as i64 + rng.random_range(-j..=j)).clamp(0, (limit - side) as i64) as usize
+    };
+    (shift(place.0, h), shift(place.1, w))
+}
+
 fn clip_of(data: &Dataset, frame: usize) -> usize {
     data.clips
         .iter()
@@ -348,8 +368,12 @@ impl Method for Tracking {
                 0x7AC4,
             ]));
             let pair = self.pairs[rng.random_range(0..self.pairs.len())];
-            a.push((pair.first, pair.start));
-            p.push((pair.last, pair.end));
+            let (h, w, j) = (data.height, data.width, self.cfg.jitter);
+            a.push((
+                pair.first,
+                jittered(pair.start, j, h, w, self.side, &mut rng),
+            ));
+            p.push((pair.last, jittered(pair.end, j, h, w, self.side, &mut rng)));
             n.push(random_patch(
                 data,
                 clip_of(data, pair.first),

@@ -226,3 +226,50 @@ fn multi_label_files_are_read_and_checked() {
     let e = svm::read_label_file(&p, 2).unwrap_err().to_string();
     assert!(e.contains("line 2") && e.contains("'x'"), "{e}");
 }
+
+/// AdaBN: after adaptation, the first BatchNorm's running mean is the mean over the data of
+/// the first convolution's output (what the layer will then subtract), and weights are kept.
+#[test]
+fn adapt_batchnorm_reestimates_running_statistics() {
+    use burn::prelude::*;
+    use selfsup::nets::Backbone;
+    fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().try_to_vec().unwrap()
+    }
+    let data = selfsup::data::DataSource::Embedded
+        .load()
+        .unwrap()
+        .train
+        .take(512);
+    let cfg = selfsup::config::RunConfig::default();
+    let device = Device::flex();
+    let mut bc = cfg.backbone.clone();
+    bc.width = 0.25;
+    let net = Backbone::new(&bc, 1, &device);
+    let Backbone::ConvNet(before) = &net else {
+        panic!("a convnet")
+    };
+    let first = &before.blocks[0];
+    let (init, w0) = (
+        host(first.bn.running_mean.value()),
+        host(first.conv.weight.val()),
+    );
+    let x = selfsup::eval::plain_batch(&data, &cfg.views.eval_only(), 0..512).to_tensor(&device);
+    let conv = first.conv.forward(x);
+    let c = conv.dims()[1];
+    let want = host(conv.swap_dims(0, 1).reshape([c as i32, -1]).mean_dim(1));
+
+    let adapted = selfsup::eval::adapt_batchnorm(net.clone(), &data, &cfg.views, 128);
+    let Backbone::ConvNet(after) = &adapted else {
+        panic!("a convnet")
+    };
+    let got = host(after.blocks[0].bn.running_mean.value());
+    assert!(init.iter().all(|&v| v == 0.0));
+    for (g, w) in got.iter().zip(&want) {
+        assert!(
+            (g - w).abs() < 0.01 + 0.01 * w.abs(),
+            "running mean {g}, data mean {w}"
+        );
+    }
+    assert_eq!(w0, host(after.blocks[0].conv.weight.val()));
+}
