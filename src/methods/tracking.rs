@@ -67,11 +67,11 @@ pub struct TrackingConfig {
 impl Default for TrackingConfig {
     fn default() -> Self {
         TrackingConfig {
-            gap: 8,
-            every: 2,
+            gap: 20,
+            every: 1,
             search: 6,
-            min_motion: 0.03,
-            min_score: 0.6,
+            min_motion: 0.02,
+            min_score: 0.4,
             jitter: 3,
             margin: 0.5,
             hard_after_epochs: 2,

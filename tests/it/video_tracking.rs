@@ -227,6 +227,7 @@ fn video_config(method: &str, steps: u64) -> (selfsup::config::RunConfig, selfsu
         cfg.optim.weight_decay = 1e-4;
         cfg.schedule.lr = 1e-3;
         cfg.tracking.hard_after_epochs = 1;
+        cfg.tracking.gap = 8;
     }
     let splits = cfg.data.load_with(&cfg.load_options()).unwrap();
     cfg.fit_views_to(&splits.train);
