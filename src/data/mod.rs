@@ -3,6 +3,7 @@
 //! A data source is named on the command line as `KIND:PATH` (see [`DataSource`]); the
 //! embedded Fashion-MNIST subset is used when none is given.
 
+pub mod audio;
 pub mod cifar;
 pub mod embedded;
 pub mod folder;

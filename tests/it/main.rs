@@ -1,5 +1,6 @@
 //! Integration tests, in one crate so burn is linked once.
 
+mod audio;
 mod augment;
 mod cli;
 mod cpc;
