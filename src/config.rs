@@ -7,6 +7,7 @@ use crate::data::DataSource;
 use crate::data::video::VideoConfig;
 use crate::error::{Error, Result};
 use crate::methods::autoencoder::AutoencoderConfig;
+use crate::methods::avc::AvcConfig;
 use crate::methods::bigan::BiganConfig;
 use crate::methods::colorization::ColorizationConfig;
 use crate::methods::cpc::CpcConfig;
@@ -25,6 +26,7 @@ use crate::methods::swav::SwavConfig;
 use crate::methods::time_contrastive::TimeContrastiveConfig;
 use crate::methods::tracking::TrackingConfig;
 use crate::nets::BackboneConfig;
+use crate::pretext::mel::MelConfig;
 use crate::train::optim::OptimizerConfig;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -156,6 +158,12 @@ pub struct RunConfig {
     pub tracking: TrackingConfig,
     /// Time-contrastive settings.
     pub time_contrastive: TimeContrastiveConfig,
+    /// How sounds become log-mel spectrograms (`av:PATH` sources).
+    pub audio: MelConfig,
+    /// Image + sound pairs: every this many pairs of a category are held out for testing.
+    pub holdout_every: usize,
+    /// Audio-visual correspondence settings.
+    pub avc: AvcConfig,
 }
 
 impl Default for RunConfig {
@@ -202,6 +210,9 @@ impl Default for RunConfig {
             odd_one_out: OddOneOutConfig::default(),
             tracking: TrackingConfig::default(),
             time_contrastive: TimeContrastiveConfig::default(),
+            audio: MelConfig::default(),
+            holdout_every: 5,
+            avc: AvcConfig::default(),
         }
     }
 }
@@ -320,6 +331,8 @@ impl RunConfig {
             strict: self.strict_data,
             folder_side: self.folder_side,
             video: self.video.clone(),
+            mel: self.audio.clone(),
+            holdout_every: self.holdout_every,
         }
     }
 
@@ -382,6 +395,7 @@ impl RunConfig {
         self.odd_one_out.validate()?;
         self.tracking.validate()?;
         self.time_contrastive.validate()?;
+        self.audio.validate()?;
         self.views.validate()?;
         self.optim.validate()?;
         Ok(())

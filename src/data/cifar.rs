@@ -52,6 +52,7 @@ pub fn parse(path: &Path, bytes: &[u8], label_bytes: usize) -> Result<Dataset> {
         height: 32,
         width: 32,
         clips: Vec::new(),
+        sounds: None,
     })
 }
 

@@ -139,6 +139,7 @@ pub fn load_folder(dir: &Path, side: usize, strict: bool) -> Result<Dataset> {
         height: side,
         width: side,
         clips: Vec::new(),
+        sounds: None,
     })
 }
 

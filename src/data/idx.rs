@@ -137,6 +137,7 @@ pub fn dataset_from(
         height: h,
         width: w,
         clips: Vec::new(),
+        sounds: None,
     })
 }
 

@@ -4,6 +4,7 @@
 //! embedded Fashion-MNIST subset is used when none is given.
 
 pub mod audio;
+pub mod audiovisual;
 pub mod cifar;
 pub mod embedded;
 pub mod folder;
@@ -32,6 +33,9 @@ pub struct Dataset {
     /// For video: the frame range of each clip, in order (frames are images in clip order).
     /// Empty for still images, and after [`Dataset::subset`] or [`Dataset::random_crops`].
     pub clips: Vec<std::ops::Range<usize>>,
+    /// For image + sound pairs: the log-mel spectrogram of each image's sound (shared by
+    /// clones); `None` for images alone.
+    pub sounds: Option<std::sync::Arc<Vec<crate::pretext::mel::Spectrogram>>>,
 }
 
 impl Dataset {
@@ -80,6 +84,10 @@ impl Dataset {
             height: self.height,
             width: self.width,
             clips: Vec::new(),
+            sounds: self
+                .sounds
+                .as_ref()
+                .map(|s| std::sync::Arc::new(indices.iter().map(|&i| s[i].clone()).collect())),
         }
     }
 
@@ -123,6 +131,7 @@ impl Dataset {
             height: side,
             width: side,
             clips: Vec::new(),
+            sounds: None,
         })
     }
 
@@ -136,6 +145,7 @@ impl Dataset {
             height: self.height,
             width: self.width,
             clips: self.clips.clone(),
+            sounds: self.sounds.clone(),
         }
     }
 
@@ -179,6 +189,8 @@ pub enum DataSource {
     Folder(PathBuf),
     /// Video clips (a file, a folder of frame images, or a folder of both): `video:PATH`.
     Video(PathBuf),
+    /// Images with the sound of the same name beside them, in category sub-folders: `av:PATH`.
+    AudioVisual(PathBuf),
 }
 
 impl std::str::FromStr for DataSource {
@@ -189,7 +201,7 @@ impl std::str::FromStr for DataSource {
         }
         let (kind, path) = s.split_once(':').ok_or_else(|| {
             Error::Config(format!(
-                "data source '{s}' should be KIND:PATH with KIND one of idx, cifar10, cifar100, folder, video (or 'embedded')"
+                "data source '{s}' should be KIND:PATH with KIND one of idx, cifar10, cifar100, folder, video, av (or 'embedded')"
             ))
         })?;
         let path = PathBuf::from(path);
@@ -199,8 +211,9 @@ impl std::str::FromStr for DataSource {
             "cifar100" => Ok(DataSource::Cifar100(path)),
             "folder" => Ok(DataSource::Folder(path)),
             "video" => Ok(DataSource::Video(path)),
+            "av" => Ok(DataSource::AudioVisual(path)),
             _ => Err(Error::Config(format!(
-                "unknown data kind '{kind}' in '{s}': use idx, cifar10, cifar100, folder or video"
+                "unknown data kind '{kind}' in '{s}': use idx, cifar10, cifar100, folder, video or av"
             ))),
         }
     }
@@ -228,6 +241,7 @@ impl std::fmt::Display for DataSource {
             DataSource::Cifar100(p) => write!(f, "cifar100:{}", p.display()),
             DataSource::Folder(p) => write!(f, "folder:{}", p.display()),
             DataSource::Video(p) => write!(f, "video:{}", p.display()),
+            DataSource::AudioVisual(p) => write!(f, "av:{}", p.display()),
         }
     }
 }
@@ -257,6 +271,13 @@ impl DataSource {
             DataSource::Cifar100(p) => cifar::load_cifar100_dir(p),
             DataSource::Folder(p) => folder::load_splits(p, opts.folder_side, opts.strict),
             DataSource::Video(p) => video::load_splits(p, &opts.video),
+            DataSource::AudioVisual(p) => audiovisual::load_splits(
+                p,
+                opts.folder_side,
+                &opts.mel,
+                &opts.video.ffmpeg,
+                opts.holdout_every,
+            ),
         }
     }
 }
@@ -270,6 +291,10 @@ pub struct LoadOptions {
     pub folder_side: usize,
     /// How video clips are sampled.
     pub video: video::VideoConfig,
+    /// How sounds become spectrograms.
+    pub mel: crate::pretext::mel::MelConfig,
+    /// Image + sound pairs: every this many of a category is held out.
+    pub holdout_every: usize,
 }
 
 impl Default for LoadOptions {
@@ -278,6 +303,8 @@ impl Default for LoadOptions {
             strict: false,
             folder_side: folder::DEFAULT_SIDE,
             video: video::VideoConfig::default(),
+            mel: crate::pretext::mel::MelConfig::default(),
+            holdout_every: 5,
         }
     }
 }

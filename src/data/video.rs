@@ -320,6 +320,7 @@ pub fn clips_to_dataset(clips: &[Clip]) -> Dataset {
         height: s,
         width: s,
         clips: ranges,
+        sounds: None,
     }
 }
 

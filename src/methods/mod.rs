@@ -5,6 +5,7 @@
 //! `pub const INFO: MethodInfo`, then add that `INFO` to [`METHODS`].
 
 pub mod autoencoder;
+pub mod avc;
 pub mod bigan;
 pub mod colorization;
 pub mod cpc;
@@ -137,6 +138,7 @@ pub const METHODS: &[MethodInfo] = &[
     odd_one_out::INFO,
     tracking::INFO,
     time_contrastive::INFO,
+    avc::INFO,
     supervised::INFO,
 ];
 

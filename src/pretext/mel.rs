@@ -157,3 +157,37 @@ pub fn log_mel(samples: &[f32], cfg: &MelConfig) -> (Vec<f32>, usize) {
     }
     (out, frames)
 }
+
+/// A log-mel spectrogram: `n_mels` rows (bands) of `frames` columns (time).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Spectrogram {
+    /// Values, `n_mels x frames` row-major.
+    pub data: Vec<f32>,
+    /// Bands.
+    pub n_mels: usize,
+    /// Time frames.
+    pub frames: usize,
+}
+
+impl Spectrogram {
+    /// The log-mel spectrogram of `samples` (at `cfg.sample_rate`).
+    pub fn of(samples: &[f32], cfg: &MelConfig) -> Spectrogram {
+        let (data, frames) = log_mel(samples, cfg);
+        Spectrogram {
+            data,
+            n_mels: cfg.n_mels,
+            frames,
+        }
+    }
+
+    /// `width` frames starting at `start`, the clip repeated when it is shorter: `n_mels x
+    /// width` row-major.
+    pub fn window(&self, start: usize, width: usize) -> Vec<f32> {
+        let mut out = Vec::with_capacity(self.n_mels * width);
+        for m in 0..self.n_mels {
+            let row = &self.data[m * self.frames..(m + 1) * self.frames];
+            out.extend((0..width).map(|t| row[(start + t) % self.frames.max(1)]));
+        }
+        out
+    }
+}

@@ -34,6 +34,7 @@ fn synthetic(clips: &[&[u8]]) -> Dataset {
         height: 4,
         width: 4,
         clips: ranges,
+        sounds: None,
     }
 }
 

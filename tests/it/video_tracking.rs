@@ -40,6 +40,7 @@ fn moving_square() -> (Dataset, Vec<(usize, usize)>) {
         height: side,
         width: side,
         clips: vec![0..frames],
+        sounds: None,
     };
     (d, truth)
 }
