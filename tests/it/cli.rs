@@ -151,6 +151,14 @@ fn bad_inputs_give_clear_errors() {
         "/no/such/clip.mp4",
     );
     fails_with(
+        &["pretrain", "--method", "avc", "--out", out],
+        "images with sounds",
+    );
+    fails_with(
+        &["pretrain", "--data", "av:/no/such/pairs", "--out", out],
+        "/no/such/pairs",
+    );
+    fails_with(
         &[
             "pretrain",
             "--method",
