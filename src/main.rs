@@ -338,6 +338,9 @@ fn run(cli: Cli) -> Result<()> {
             println!(
                 "video:PATH      a video file (read by ffmpeg), a folder of frame images, or a folder of both; one clip held out"
             );
+            println!(
+                "av:DIR          images with the sound of the same name beside them (NAME.png + NAME.ogg/.wav/.mp3), in category sub-folders"
+            );
             Ok(())
         }
     }
