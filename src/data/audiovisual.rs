@@ -3,7 +3,8 @@
 //! (RGB, centre square, `side` pixels); sounds are decoded, resampled and turned into log-mel
 //! spectrograms once, at load time, and ride along in [`Dataset::sounds`].
 
-use super::{Dataset, Splits, audio, folder};
+use super::folder::{self, is_image, sorted_entries};
+use super::{Dataset, Splits, audio};
 use crate::error::{Error, Result};
 use crate::pretext::mel::{MelConfig, Spectrogram};
 use rayon::prelude::*;
@@ -17,23 +18,6 @@ fn sound_beside(image: &Path) -> Option<PathBuf> {
         .iter()
         .map(|e| image.with_extension(e))
         .find(|p| p.is_file())
-}
-
-fn is_image(p: &Path) -> bool {
-    matches!(
-        p.extension()
-            .and_then(|e| e.to_str())
-            .map(|e| e.to_ascii_lowercase())
-            .as_deref(),
-        Some("png" | "jpg" | "jpeg")
-    )
-}
-
-fn sorted(dir: &Path) -> Result<Vec<PathBuf>> {
-    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
-    let mut v: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    v.sort();
-    Ok(v)
 }
 
 /// Loads the pairs under `dir`; every `holdout_every`-th pair of each category (in name
@@ -53,12 +37,18 @@ pub fn load_splits(
         ));
     }
     let mut groups: Vec<(String, Vec<PathBuf>)> = Vec::new();
-    let direct: Vec<PathBuf> = sorted(dir)?.into_iter().filter(|p| is_image(p)).collect();
+    let direct: Vec<PathBuf> = sorted_entries(dir)?
+        .into_iter()
+        .filter(|p| is_image(p))
+        .collect();
     if !direct.is_empty() {
         groups.push((String::new(), direct));
     }
-    for sub in sorted(dir)?.into_iter().filter(|p| p.is_dir()) {
-        let imgs: Vec<PathBuf> = sorted(&sub)?.into_iter().filter(|p| is_image(p)).collect();
+    for sub in sorted_entries(dir)?.into_iter().filter(|p| p.is_dir()) {
+        let imgs: Vec<PathBuf> = sorted_entries(&sub)?
+            .into_iter()
+            .filter(|p| is_image(p))
+            .collect();
         let name = sub
             .file_name()
             .map_or(String::new(), |n| n.to_string_lossy().into());

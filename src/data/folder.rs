@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 /// Side in pixels that `folder:PATH` images are resized to.
 pub const DEFAULT_SIDE: usize = 32;
 
-fn is_image(p: &Path) -> bool {
+/// Whether `p` names a PNG or JPEG file (by extension).
+pub(crate) fn is_image(p: &Path) -> bool {
     matches!(
         p.extension()
             .and_then(|e| e.to_str())
@@ -19,7 +20,8 @@ fn is_image(p: &Path) -> bool {
     )
 }
 
-fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
+/// The entries of `dir`, sorted by path.
+pub(crate) fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     let mut v: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
     v.sort();

@@ -241,24 +241,11 @@ pub fn read_frame_folder(dir: &Path, cfg: &VideoConfig) -> Result<Clip> {
     })
 }
 
-fn is_frame_image(p: &Path) -> bool {
-    matches!(
-        p.extension()
-            .and_then(|e| e.to_str())
-            .map(|e| e.to_ascii_lowercase())
-            .as_deref(),
-        Some("png" | "jpg" | "jpeg")
-    )
-}
-
 fn frame_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
-    let mut v: Vec<PathBuf> = rd
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && is_frame_image(p))
-        .collect();
-    v.sort();
-    Ok(v)
+    Ok(super::folder::sorted_entries(dir)?
+        .into_iter()
+        .filter(|p| p.is_file() && super::folder::is_image(p))
+        .collect())
 }
 
 /// Reads every clip at `path`: a video file, a folder of frame images, or a folder holding
@@ -276,11 +263,8 @@ pub fn load_clips(path: &Path, cfg: &VideoConfig) -> Result<Vec<Clip>> {
     if !frame_files(path)?.is_empty() {
         return Ok(vec![read_frame_folder(path, cfg)?]);
     }
-    let rd = std::fs::read_dir(path).map_err(|e| Error::io(path, e))?;
-    let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    entries.sort();
     let mut clips = Vec::new();
-    for e in entries {
+    for e in super::folder::sorted_entries(path)? {
         if e.is_file() && is_video_file(&e) {
             clips.push(read_video(&e, cfg)?);
         } else if e.is_dir() && !frame_files(&e)?.is_empty() {

@@ -8,19 +8,18 @@
 //! embeddings into one space where distance means "goes together": cross-modal retrieval in
 //! both directions reads that space.
 
-use super::multi_task::{batch_accuracy, pretext_view};
-use super::{Method, MethodInfo, StepOutput, finite_scalar};
+use super::multi_task::pretext_view;
+use super::{Method, MethodInfo, StepOutput, classification_step, metrics_or_warn, prepared};
 use crate::config::RunConfig;
 use crate::data::Dataset;
 use crate::data::loader::{HostBatch, ViewSpec, mix_seed};
 use crate::error::{Error, Result};
-use crate::losses::{cross_entropy, l2_normalize};
+use crate::losses::l2_normalize;
 use crate::nets::Backbone;
 use crate::pretext::mel::Spectrogram;
 use crate::train::checkpoint::{self, HostParam};
 use crate::train::optim::Optimizer;
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
-use burn::optim::GradientsParams;
 use burn::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -265,10 +264,7 @@ impl Method for Avc {
         lr: f64,
     ) -> Result<StepOutput> {
         self.step += 1;
-        let sounds = self
-            .sounds
-            .clone()
-            .ok_or_else(|| Error::Config("avc: prepare() was not called".into()))?;
+        let sounds = prepared(&self.sounds, INFO.name)?.clone();
         let b = batch.indices.len();
         let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[
             self.seed,
@@ -299,22 +295,22 @@ impl Method for Avc {
             0,
         );
         let labels: Vec<u32> = (0..2 * b).map(|i| (i < b) as u32).collect();
-        let accuracy = batch_accuracy(&scores, &labels);
-        let loss = cross_entropy(scores, &labels);
-        let value = finite_scalar(&loss, self.step, "correspondence loss")?;
-        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
-        self.model = opt.step(lr, self.model.clone(), grads);
-        Ok(StepOutput {
-            loss: value,
-            terms: vec![("correspondence_accuracy".into(), accuracy)],
-        })
+        let (model, out) = classification_step(
+            &self.model,
+            scores,
+            &labels,
+            opt,
+            lr,
+            self.step,
+            "correspondence loss",
+            "correspondence_accuracy",
+        )?;
+        self.model = model;
+        Ok(out)
     }
 
     fn pretext_metrics(&self, data: &Dataset, _limit: usize) -> Vec<(String, f64)> {
-        self.held_out(data).unwrap_or_else(|e| {
-            tracing::warn!("no held-out correspondence scores: {e}");
-            Vec::new()
-        })
+        metrics_or_warn(self.held_out(data), "correspondence scores")
     }
 
     fn backbone(&self) -> Backbone {

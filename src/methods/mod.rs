@@ -172,3 +172,56 @@ pub fn finite_scalar(loss: &Tensor<1>, step: u64, what: &str) -> Result<f32> {
         })
     }
 }
+
+/// One seed per item of `batch` (the run's `seed`, the epoch, the item's index and a
+/// method's `salt`), for methods that draw their own samples in `train_step`: a resumed run
+/// draws the same ones.
+pub fn item_seeds(seed: u64, batch: &HostBatch, salt: u64) -> Vec<u64> {
+    batch
+        .indices
+        .iter()
+        .map(|&i| crate::data::loader::mix_seed(&[seed, batch.epoch as u64, i as u64, salt]))
+        .collect()
+}
+
+/// What `prepare` kept, or an error naming `method` when it was not called.
+pub fn prepared<'a, T>(kept: &'a Option<T>, method: &str) -> Result<&'a T> {
+    kept.as_ref()
+        .ok_or_else(|| Error::Config(format!("{method}: prepare() was not called")))
+}
+
+/// One classification step: cross-entropy of `scores` against `labels`, backward and an
+/// optimizer update of `model` with learning rate `lr`; the step's output logs the batch
+/// accuracy as `accuracy_name`. `what` names the loss if it is not finite.
+#[allow(clippy::too_many_arguments)]
+pub fn classification_step<M: burn::module::Module>(
+    model: &M,
+    scores: Tensor<2>,
+    labels: &[u32],
+    opt: &mut Optimizer,
+    lr: f64,
+    step: u64,
+    what: &str,
+    accuracy_name: &str,
+) -> Result<(M, StepOutput)> {
+    let accuracy = multi_task::batch_accuracy(&scores, labels);
+    let loss = crate::losses::cross_entropy(scores, labels);
+    let value = finite_scalar(&loss, step, what)?;
+    let grads = burn::optim::GradientsParams::from_grads(loss.backward(), model);
+    Ok((
+        opt.step(lr, model.clone(), grads),
+        StepOutput {
+            loss: value,
+            terms: vec![(accuracy_name.into(), accuracy)],
+        },
+    ))
+}
+
+/// Held-out metrics from a fallible evaluation: the metrics, or none and a warning naming
+/// `what`.
+pub fn metrics_or_warn(result: Result<Vec<(String, f64)>>, what: &str) -> Vec<(String, f64)> {
+    result.unwrap_or_else(|e| {
+        tracing::warn!("no held-out {what}: {e}");
+        Vec::new()
+    })
+}

@@ -10,19 +10,19 @@
 //! each fused vector and a softmax over the elements names the odd one (N-way).
 
 use super::shuffle_learn::frame_crop;
-use super::{Method, MethodInfo, StepOutput, finite_scalar};
+use super::{
+    Method, MethodInfo, StepOutput, classification_step, item_seeds, metrics_or_warn, prepared,
+};
 use crate::config::RunConfig;
 use crate::data::Dataset;
 use crate::data::loader::{HostBatch, ViewSpec, mix_seed};
 use crate::error::{Error, Result};
-use crate::losses::cross_entropy;
 use crate::methods::multi_task::batch_accuracy;
 use crate::nets::Backbone;
 use crate::pretext::frames::{FrameCrop, moving_windows_by_clip, odd_question};
 use crate::train::checkpoint::{self, HostParam};
 use crate::train::optim::Optimizer;
 use burn::nn::{Linear, LinearConfig, Relu};
-use burn::optim::GradientsParams;
 use burn::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -256,12 +256,7 @@ impl Method for OddOneOut {
             self.cfg.motion_threshold,
             "odd_one_out",
         )?;
-        if self.crop.side > data.height.min(data.width) {
-            return Err(Error::Config(format!(
-                "views.size = {} is larger than the {}x{} frames",
-                self.crop.side, data.height, data.width
-            )));
-        }
+        self.crop.check_fits(data)?;
         self.frames = Some(data.clone());
         Ok(())
     }
@@ -273,42 +268,34 @@ impl Method for OddOneOut {
         lr: f64,
     ) -> Result<StepOutput> {
         self.step += 1;
-        let data = self
-            .frames
-            .as_ref()
-            .ok_or_else(|| Error::Config("odd_one_out: prepare() was not called".into()))?;
+        let data = prepared(&self.frames, INFO.name)?;
         let b = batch.indices.len();
-        let seeds: Vec<u64> = batch
-            .indices
-            .iter()
-            .map(|&i| mix_seed(&[self.seed, batch.epoch as u64, i as u64, 0x0DD1]))
-            .collect();
+        let seeds = item_seeds(self.seed, batch, 0x0DD1);
         let (px, answers) = questions(&self.cfg, &self.crop, data, &self.windows, &seeds, true);
         let n = b * self.cfg.elements * self.cfg.length;
         let x = self.input(px, n, data.channels, self.crop.side, &self.device);
         let scores = self.model.forward(x, self.cfg.elements, self.cfg.length);
-        let accuracy = batch_accuracy(&scores, &answers);
-        let loss = cross_entropy(scores, &answers);
-        let value = finite_scalar(&loss, self.step, "odd-one-out loss")?;
-        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
-        self.model = opt.step(lr, self.model.clone(), grads);
-        Ok(StepOutput {
-            loss: value,
-            terms: vec![("odd_accuracy".into(), accuracy)],
-        })
+        let (model, out) = classification_step(
+            &self.model,
+            scores,
+            &answers,
+            opt,
+            lr,
+            self.step,
+            "odd-one-out loss",
+            "odd_accuracy",
+        )?;
+        self.model = model;
+        Ok(out)
     }
 
     fn pretext_metrics(&self, data: &Dataset, _limit: usize) -> Vec<(String, f64)> {
-        match self.odd_accuracy(data, self.cfg.eval_questions) {
-            Ok(acc) => vec![
-                ("odd_accuracy".into(), acc),
-                ("odd_chance".into(), 1.0 / self.cfg.elements as f64),
-            ],
-            Err(e) => {
-                tracing::warn!("no held-out odd-one-out accuracy: {e}");
-                Vec::new()
-            }
-        }
+        let chance = 1.0 / self.cfg.elements as f64;
+        metrics_or_warn(
+            self.odd_accuracy(data, self.cfg.eval_questions)
+                .map(|a| vec![("odd_accuracy".into(), a), ("odd_chance".into(), chance)]),
+            "odd-one-out accuracy",
+        )
     }
 
     fn backbone(&self) -> Backbone {

@@ -7,18 +7,18 @@
 //! backbone (a siamese network), their features are concatenated, and an MLP says whether the
 //! order is right.
 
-use super::{Method, MethodInfo, StepOutput, finite_scalar};
+use super::{
+    Method, MethodInfo, StepOutput, classification_step, item_seeds, metrics_or_warn, prepared,
+};
 use crate::config::RunConfig;
 use crate::data::Dataset;
 use crate::data::loader::{HostBatch, ViewSpec, mix_seed};
 use crate::error::{Error, Result};
-use crate::losses::cross_entropy;
 use crate::methods::multi_task::batch_accuracy;
 use crate::nets::{Backbone, heads::ProjectionHead};
 use crate::pretext::frames::{FrameCrop, moving_windows, order_tuple};
 use crate::train::checkpoint::{self, HostParam};
 use crate::train::optim::Optimizer;
-use burn::optim::GradientsParams;
 use burn::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -231,12 +231,7 @@ impl Method for ShuffleLearn {
             self.cfg.motion_threshold,
             "shuffle_learn",
         )?;
-        if self.crop.side > data.height.min(data.width) {
-            return Err(Error::Config(format!(
-                "views.size = {} is larger than the {}x{} frames",
-                self.crop.side, data.height, data.width
-            )));
-        }
+        self.crop.check_fits(data)?;
         self.frames = Some(data.clone());
         Ok(())
     }
@@ -248,38 +243,32 @@ impl Method for ShuffleLearn {
         lr: f64,
     ) -> Result<StepOutput> {
         self.step += 1;
-        let data = self
-            .frames
-            .as_ref()
-            .ok_or_else(|| Error::Config("shuffle_learn: prepare() was not called".into()))?;
+        let data = prepared(&self.frames, INFO.name)?;
         let b = batch.indices.len();
-        let seeds: Vec<u64> = batch
-            .indices
-            .iter()
-            .map(|&i| mix_seed(&[self.seed, batch.epoch as u64, i as u64, 0x5EF1]))
-            .collect();
+        let seeds = item_seeds(self.seed, batch, 0x5EF1);
         let (px, labels) = tuples(&self.cfg, &self.crop, data, &self.windows, &seeds, true);
         let x = frames_tensor(px, 3 * b, data.channels, self.crop.side, &self.device);
         let scores = self.model.forward(x);
-        let accuracy = batch_accuracy(&scores, &labels);
-        let loss = cross_entropy(scores, &labels);
-        let value = finite_scalar(&loss, self.step, "order-verification loss")?;
-        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
-        self.model = opt.step(lr, self.model.clone(), grads);
-        Ok(StepOutput {
-            loss: value,
-            terms: vec![("order_accuracy".into(), accuracy)],
-        })
+        let (model, out) = classification_step(
+            &self.model,
+            scores,
+            &labels,
+            opt,
+            lr,
+            self.step,
+            "order-verification loss",
+            "order_accuracy",
+        )?;
+        self.model = model;
+        Ok(out)
     }
 
     fn pretext_metrics(&self, data: &Dataset, _limit: usize) -> Vec<(String, f64)> {
-        match self.order_accuracy(data, self.cfg.eval_tuples) {
-            Ok(acc) => vec![("order_accuracy".into(), acc), ("order_chance".into(), 0.5)],
-            Err(e) => {
-                tracing::warn!("no held-out order accuracy: {e}");
-                Vec::new()
-            }
-        }
+        let accuracy = self.order_accuracy(data, self.cfg.eval_tuples);
+        metrics_or_warn(
+            accuracy.map(|a| vec![("order_accuracy".into(), a), ("order_chance".into(), 0.5)]),
+            "order accuracy",
+        )
     }
 
     fn backbone(&self) -> Backbone {

@@ -7,11 +7,11 @@
 //! and NT-Xent, the same loss code as SimCLR, pulls each pair together and pushes the other
 //! `2B - 2` frames of the batch away: frames far apart in the clip, or from other clips.
 
-use super::{Method, MethodInfo, StepOutput, finite_scalar};
+use super::{Method, MethodInfo, StepOutput, finite_scalar, item_seeds, prepared};
 use crate::augment::{Image, ViewConfig};
 use crate::config::RunConfig;
 use crate::data::Dataset;
-use crate::data::loader::{HostBatch, ViewSpec, mix_seed};
+use crate::data::loader::{HostBatch, ViewSpec};
 use crate::error::{Error, Result};
 use crate::losses::{nt_xent, paired_cosine_distances};
 use crate::methods::tracking::{HeldOutDistances, host};
@@ -229,21 +229,15 @@ impl Method for TimeContrastive {
         lr: f64,
     ) -> Result<StepOutput> {
         self.step += 1;
-        let data = self
-            .frames
-            .as_ref()
-            .ok_or_else(|| Error::Config("time_contrastive: prepare() was not called".into()))?;
+        let data = prepared(&self.frames, INFO.name)?;
         let b = batch.indices.len();
+        let seeds = item_seeds(self.seed, batch, 0x71C0);
         let pairs: Vec<(Image, Image)> = batch
             .indices
             .par_iter()
-            .map(|&i| {
-                let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[
-                    self.seed,
-                    batch.epoch as u64,
-                    i as u64,
-                    0x71C0,
-                ]));
+            .zip(&seeds)
+            .map(|(&i, &seed)| {
+                let mut rng = ChaCha8Rng::seed_from_u64(seed);
                 let clip = data
                     .clips
                     .iter()

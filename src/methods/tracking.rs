@@ -8,11 +8,11 @@
 //! `max(0, D(a, p) - D(a, n) + margin)` on cosine distance, with random negatives during a
 //! warm-up and then the hardest negatives of the batch (section 3.3 of the paper).
 
-use super::{Method, MethodInfo, StepOutput, finite_scalar};
+use super::{Method, MethodInfo, StepOutput, finite_scalar, item_seeds, prepared};
 use crate::augment::{Image, normalize};
 use crate::config::RunConfig;
 use crate::data::Dataset;
-use crate::data::loader::{HostBatch, ViewSpec, mix_seed};
+use crate::data::loader::{HostBatch, ViewSpec};
 use crate::error::{Error, Result};
 use crate::losses::{cosine_distances, hardest_negatives, paired_cosine_distances, ranking_loss};
 use crate::nets::{Backbone, heads::ProjectionHead};
@@ -354,19 +354,11 @@ impl Method for Tracking {
         lr: f64,
     ) -> Result<StepOutput> {
         self.step += 1;
-        let data = self
-            .frames
-            .as_ref()
-            .ok_or_else(|| Error::Config("tracking: prepare() was not called".into()))?;
+        let data = prepared(&self.frames, INFO.name)?;
         let b = batch.indices.len();
         let (mut a, mut p, mut n) = (Vec::new(), Vec::new(), Vec::new());
-        for &i in &batch.indices {
-            let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[
-                self.seed,
-                batch.epoch as u64,
-                i as u64,
-                0x7AC4,
-            ]));
+        for seed in item_seeds(self.seed, batch, 0x7AC4) {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
             let pair = self.pairs[rng.random_range(0..self.pairs.len())];
             let (h, w, j) = (data.height, data.width, self.cfg.jitter);
             a.push((

@@ -215,6 +215,17 @@ pub struct FrameCrop {
 }
 
 impl FrameCrop {
+    /// Errors unless crops of `side` fit in the frames of `data`.
+    pub fn check_fits(&self, data: &Dataset) -> Result<()> {
+        if self.side > data.height.min(data.width) {
+            return Err(Error::Config(format!(
+                "views.size = {} is larger than the {}x{} frames",
+                self.side, data.height, data.width
+            )));
+        }
+        Ok(())
+    }
+
     /// Crops of `frames` (indices into `data`) appended to `out`, CHW per frame. With `rng`
     /// `None`, the centre crop without jitter or flip (for evaluation).
     pub fn crop_into<R: Rng>(
