@@ -25,7 +25,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Registry entry.
@@ -87,6 +87,24 @@ impl AvcModel {
             self.audio_head
                 .forward(self.audio.forward(self.audio_norm.forward(x))),
         )
+    }
+
+    /// Where each image's sound comes from: the cosine similarity of the sound embedding
+    /// `[B, E]` with the image embedding of every position of the last feature map (the
+    /// vision head applied before pooling), `[B, h, w]`.
+    pub fn localize(&self, images: Tensor<4>, sounds: Tensor<2>) -> Tensor<3> {
+        let map = self
+            .backbone
+            .forward_stages(images)
+            .pop()
+            .expect("a backbone has stages");
+        let [b, c, h, w] = map.dims();
+        let per_place = map.reshape([b, c, h * w]).swap_dims(1, 2);
+        let v = self.vision_head.forward(per_place);
+        let norm = v.clone().powi_scalar(2).sum_dim(2).sqrt().clamp_min(1e-12);
+        let v = v / norm;
+        let e = sounds.dims()[1];
+        v.matmul(sounds.reshape([b, e, 1])).reshape([b, h, w])
     }
 
     /// Correspondence scores `[B, 2]` of embedding pairs.
@@ -233,6 +251,109 @@ impl Avc {
     }
 }
 
+/// Grey image with `heat` (any range, min-max scaled) laid over it in red, upsampled
+/// bilinearly from its `h` x `w` grid.
+fn overlay(img: &crate::augment::Image, heat: &[f32], h: usize, w: usize) -> crate::augment::Image {
+    let (lo, hi) = heat
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    let span = (hi - lo).max(1e-6);
+    let (ih, iw, plane) = (img.height, img.width, img.height * img.width);
+    let grey: Vec<f32> = (0..plane)
+        .map(|p| {
+            (0..img.channels)
+                .map(|c| img.data[c * plane + p])
+                .sum::<f32>()
+                / img.channels as f32
+        })
+        .collect();
+    let at = |y: f32, x: f32| {
+        let (y, x) = (y.clamp(0.0, (h - 1) as f32), x.clamp(0.0, (w - 1) as f32));
+        let (y0, x0) = (y.floor() as usize, x.floor() as usize);
+        let (y1, x1) = ((y0 + 1).min(h - 1), (x0 + 1).min(w - 1));
+        let (fy, fx) = (y - y0 as f32, x - x0 as f32);
+        let v = |yy: usize, xx: usize| (heat[yy * w + xx] - lo) / span;
+        (1.0 - fy) * ((1.0 - fx) * v(y0, x0) + fx * v(y0, x1))
+            + fy * ((1.0 - fx) * v(y1, x0) + fx * v(y1, x1))
+    };
+    let mut data = vec![0f32; 3 * plane];
+    for y in 0..ih {
+        for x in 0..iw {
+            let p = y * iw + x;
+            let t = at(
+                (y as f32 + 0.5) * h as f32 / ih as f32 - 0.5,
+                (x as f32 + 0.5) * w as f32 / iw as f32 - 0.5,
+            );
+            let g = 0.6 * grey[p];
+            data[p] = g + 0.4 * t;
+            data[plane + p] = g;
+            data[2 * plane + p] = g * (1.0 - 0.5 * t);
+        }
+    }
+    crate::augment::Image {
+        data,
+        channels: 3,
+        height: ih,
+        width: iw,
+    }
+}
+
+impl Avc {
+    /// Writes rows of: an image, where its own sound comes from in it (red), and where the
+    /// sound of an item of another category would (up to `rows` items spread over `data`).
+    pub fn save_localization(&self, path: &Path, data: &Dataset, rows: usize) -> Result<()> {
+        let sounds = sounds_of(data)?;
+        let n = rows.min(data.len());
+        if n == 0 {
+            return Err(Error::Config("no image to localize sounds in".into()));
+        }
+        let labels = data.labels.clone().unwrap_or_else(|| vec![0; data.len()]);
+        let items: Vec<usize> = (0..n).map(|i| i * data.len() / n).collect();
+        // For each item, an item of another category (or the next one).
+        let others: Vec<usize> = items
+            .iter()
+            .map(|&i| {
+                (1..data.len())
+                    .map(|k| (i + k * 7) % data.len())
+                    .find(|&j| labels[j] != labels[i])
+                    .unwrap_or((i + 1) % data.len())
+            })
+            .collect();
+        let model = self.model.valid();
+        let device = crate::device::of(&model);
+        let plain = self.view.eval_only();
+        let images =
+            crate::eval::plain_batch(&data.subset(&items), &plain, 0..n).to_tensor(&device);
+        let own = model.embed_sounds(self.windows(&sounds, &items, None, &device));
+        let other = model.embed_sounds(self.windows(&sounds, &others, None, &device));
+        let heat_own = model.localize(images.clone(), own);
+        let [_, h, w] = heat_own.dims();
+        let heat_other = model.localize(images, other);
+        let to_vec = |t: Tensor<3>| t.into_data().try_to_vec::<f32>().expect("f32 maps");
+        let (ho, hx) = (to_vec(heat_own), to_vec(heat_other));
+        let grid: Vec<Vec<crate::augment::Image>> = items
+            .iter()
+            .enumerate()
+            .map(|(r, &i)| {
+                let img = crate::augment::Image::from_u8(
+                    data.image(i),
+                    data.channels,
+                    data.height,
+                    data.width,
+                );
+                vec![
+                    img.clone(),
+                    overlay(&img, &ho[r * h * w..(r + 1) * h * w], h, w),
+                    overlay(&img, &hx[r * h * w..(r + 1) * h * w], h, w),
+                ]
+            })
+            .collect();
+        crate::preview::save_rows(path, &grid, (128 / data.height.max(1)).max(1) as u32)
+    }
+}
+
 impl Method for Avc {
     fn name(&self) -> &'static str {
         INFO.name
@@ -311,6 +432,12 @@ impl Method for Avc {
 
     fn pretext_metrics(&self, data: &Dataset, _limit: usize) -> Vec<(String, f64)> {
         metrics_or_warn(self.held_out(data), "correspondence scores")
+    }
+
+    fn write_previews(&self, data: &Dataset, dir: &Path) -> Result<Vec<PathBuf>> {
+        let path = dir.join("localization.png");
+        self.save_localization(&path, data, 8)?;
+        Ok(vec![path])
     }
 
     fn backbone(&self) -> Backbone {
