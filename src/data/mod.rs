@@ -135,6 +135,11 @@ impl Dataset {
         })
     }
 
+    /// For video: the index of the clip that frame `i` belongs to.
+    pub fn clip_of(&self, i: usize) -> Option<usize> {
+        self.clips.iter().position(|r| r.contains(&i))
+    }
+
     /// The same labels and geometry with no pixels (for data sets derived pixel by pixel).
     pub fn clone_without_pixels(&self) -> Dataset {
         Dataset {

@@ -19,7 +19,7 @@ use crate::data::loader::{HostBatch, ViewSpec, mix_seed};
 use crate::error::{Error, Result};
 use crate::methods::multi_task::batch_accuracy;
 use crate::nets::Backbone;
-use crate::pretext::frames::{FrameCrop, moving_windows_by_clip, odd_question};
+use crate::pretext::frames::{FrameCrop, frames_tensor, moving_windows_by_clip, odd_question};
 use crate::train::checkpoint::{self, HostParam};
 use crate::train::optim::Optimizer;
 use burn::nn::{Linear, LinearConfig, Relu};
@@ -207,10 +207,6 @@ fn questions(
 }
 
 impl OddOneOut {
-    fn input(&self, px: Vec<f32>, n: usize, c: usize, side: usize, device: &Device) -> Tensor<4> {
-        Tensor::from_data(TensorData::new(px, [n, c, side, side]), device)
-    }
-
     /// Odd-one accuracy, in `[0, 1]`, on `n` seeded questions of `data` (centre crops).
     pub fn odd_accuracy(&self, data: &Dataset, n: usize) -> Result<f64> {
         let windows = moving_windows_by_clip(
@@ -230,7 +226,7 @@ impl OddOneOut {
         let (mut hits, mut total) = (0.0f64, 0usize);
         for chunk in seeds.chunks(32) {
             let (px, answers) = questions(&self.cfg, &crop, data, &windows, chunk, false);
-            let x = self.input(px, chunk.len() * per_q, data.channels, crop.side, &device);
+            let x = frames_tensor(px, chunk.len() * per_q, data.channels, crop.side, &device);
             let scores = model.forward(x, self.cfg.elements, self.cfg.length);
             hits += batch_accuracy(&scores, &answers) as f64 * chunk.len() as f64;
             total += chunk.len();
@@ -273,7 +269,7 @@ impl Method for OddOneOut {
         let seeds = item_seeds(self.seed, batch, 0x0DD1);
         let (px, answers) = questions(&self.cfg, &self.crop, data, &self.windows, &seeds, true);
         let n = b * self.cfg.elements * self.cfg.length;
-        let x = self.input(px, n, data.channels, self.crop.side, &self.device);
+        let x = frames_tensor(px, n, data.channels, self.crop.side, &self.device);
         let scores = self.model.forward(x, self.cfg.elements, self.cfg.length);
         let (model, out) = classification_step(
             &self.model,

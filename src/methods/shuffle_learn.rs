@@ -16,7 +16,7 @@ use crate::data::loader::{HostBatch, ViewSpec, mix_seed};
 use crate::error::{Error, Result};
 use crate::methods::multi_task::batch_accuracy;
 use crate::nets::{Backbone, heads::ProjectionHead};
-use crate::pretext::frames::{FrameCrop, moving_windows, order_tuple};
+use crate::pretext::frames::{FrameCrop, frames_tensor, moving_windows, order_tuple};
 use crate::train::checkpoint::{self, HostParam};
 use crate::train::optim::Optimizer;
 use burn::prelude::*;
@@ -179,10 +179,6 @@ fn tuples(
         labels.push(t.in_order as u32);
     }
     (slots.concat(), labels)
-}
-
-fn frames_tensor(px: Vec<f32>, n: usize, c: usize, side: usize, device: &Device) -> Tensor<4> {
-    Tensor::from_data(TensorData::new(px, [n, c, side, side]), device)
 }
 
 impl ShuffleLearn {

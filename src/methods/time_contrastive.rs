@@ -13,8 +13,8 @@ use crate::config::RunConfig;
 use crate::data::Dataset;
 use crate::data::loader::{HostBatch, ViewSpec};
 use crate::error::{Error, Result};
-use crate::losses::{nt_xent, paired_cosine_distances};
-use crate::methods::tracking::{HeldOutDistances, host};
+use crate::losses::nt_xent;
+use crate::methods::tracking::HeldOutDistances;
 use crate::nets::{Backbone, heads::ProjectionHead};
 use crate::train::checkpoint::{self, HostParam};
 use crate::train::optim::Optimizer;
@@ -185,10 +185,7 @@ impl TimeContrastive {
             let fa = feats(chunk.iter().map(|t| t.0).collect());
             let fnear = feats(chunk.iter().map(|t| t.1).collect());
             let ffar = feats(chunk.iter().map(|t| t.2).collect());
-            out.add(
-                &host(paired_cosine_distances(fa.clone(), fnear)),
-                &host(paired_cosine_distances(fa, ffar)),
-            );
+            out.add_features(fa, fnear, ffar);
         }
         out
     }
@@ -205,12 +202,7 @@ impl Method for TimeContrastive {
     }
 
     fn prepare(&mut self, data: &Dataset, _fresh_run: bool) -> Result<()> {
-        if data.clips.is_empty() {
-            return Err(Error::Config(
-                "time_contrastive learns from video: give a video source (video:PATH), not still images"
-                    .into(),
-            ));
-        }
+        crate::pretext::frames::require_clips(data, INFO.name)?;
         if let Some((k, r)) = data.clips.iter().enumerate().find(|(_, r)| r.len() < 2) {
             return Err(Error::Config(format!(
                 "clip '{}' has {} frame(s): time_contrastive needs at least 2 per clip",
@@ -238,11 +230,7 @@ impl Method for TimeContrastive {
             .zip(&seeds)
             .map(|(&i, &seed)| {
                 let mut rng = ChaCha8Rng::seed_from_u64(seed);
-                let clip = data
-                    .clips
-                    .iter()
-                    .find(|r| r.contains(&i))
-                    .expect("every frame is in a clip");
+                let clip = &data.clips[data.clip_of(i).expect("every frame is in a clip")];
                 let j = positive_frame(clip, i, self.cfg.window, &mut rng);
                 let img = |f: usize| {
                     Image::from_u8(data.image(f), data.channels, data.height, data.width)

@@ -16,6 +16,7 @@ use crate::data::loader::{HostBatch, ViewSpec};
 use crate::error::{Error, Result};
 use crate::losses::{cosine_distances, hardest_negatives, paired_cosine_distances, ranking_loss};
 use crate::nets::{Backbone, heads::ProjectionHead};
+use crate::pretext::frames::require_clips;
 use crate::pretext::track::{PairSearch, Place, TrackedPair, Tracker, find_pairs, patch_image};
 use crate::train::checkpoint::{self, HostParam};
 use crate::train::optim::Optimizer;
@@ -198,6 +199,15 @@ impl HeldOutDistances {
         }
     }
 
+    /// Adds anchors from features: the cosine distances of each row of `anchor` to the same
+    /// row of `near` and of `other`.
+    pub fn add_features(&mut self, anchor: Tensor<2>, near: Tensor<2>, other: Tensor<2>) {
+        self.add(
+            &host(paired_cosine_distances(anchor.clone(), near)),
+            &host(paired_cosine_distances(anchor, other)),
+        );
+    }
+
     /// `{what}_closer_fraction`, `{what}_distance_ratio` (mean near over mean other
     /// distance: lower is better) and `{what}_pairs`.
     pub fn metrics(&self, what: &str) -> Vec<(String, f64)> {
@@ -216,7 +226,7 @@ impl HeldOutDistances {
 }
 
 /// The values of a 1-D tensor.
-pub(crate) fn host(t: Tensor<1>) -> Vec<f32> {
+fn host(t: Tensor<1>) -> Vec<f32> {
     t.into_data().try_to_vec::<f32>().expect("f32 values")
 }
 
@@ -234,13 +244,6 @@ fn jittered<R: Rng>(
         (v as i64 + rng.random_range(-j..=j)).clamp(0, (limit - side) as i64) as usize
     };
     (shift(place.0, h), shift(place.1, w))
-}
-
-fn clip_of(data: &Dataset, frame: usize) -> usize {
-    data.clips
-        .iter()
-        .position(|r| r.contains(&frame))
-        .unwrap_or(0)
 }
 
 impl Tracking {
@@ -296,10 +299,7 @@ impl Tracking {
             let feats =
                 |w: &[(usize, Place)]| model.backbone.forward(self.patches(data, w, &device));
             let (fa, ft, fr) = (feats(&a), feats(&t), feats(&r));
-            out.add(
-                &host(paired_cosine_distances(fa.clone(), ft)),
-                &host(paired_cosine_distances(fa, fr)),
-            );
+            out.add_features(fa, ft, fr);
         }
         out
     }
@@ -316,12 +316,7 @@ impl Method for Tracking {
     }
 
     fn prepare(&mut self, data: &Dataset, _fresh_run: bool) -> Result<()> {
-        if data.clips.is_empty() {
-            return Err(Error::Config(
-                "tracking learns from video: give a video source (video:PATH), not still images"
-                    .into(),
-            ));
-        }
+        require_clips(data, INFO.name)?;
         if data.height < 2 * self.side || data.width < 2 * self.side {
             return Err(Error::Config(format!(
                 "tracking cuts {} px patches (views.size) out of frames, which must be at least \
@@ -368,7 +363,7 @@ impl Method for Tracking {
             p.push((pair.last, jittered(pair.end, j, h, w, self.side, &mut rng)));
             n.push(random_patch(
                 data,
-                clip_of(data, pair.first),
+                data.clip_of(pair.first).unwrap_or(0),
                 self.side,
                 &mut rng,
             ));

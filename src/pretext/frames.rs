@@ -77,11 +77,7 @@ pub fn moving_windows_by_clip(
     threshold: f32,
     what: &str,
 ) -> Result<Vec<Vec<usize>>> {
-    if data.clips.is_empty() {
-        return Err(Error::Config(format!(
-            "{what} learns from video: give a video source (video:PATH), not still images"
-        )));
-    }
+    require_clips(data, what)?;
     let mut out = Vec::new();
     let mut most = 0f32;
     for (k, r) in data.clips.iter().enumerate() {
@@ -111,6 +107,31 @@ pub fn moving_windows_by_clip(
         )));
     }
     Ok(out)
+}
+
+/// Errors unless `data` is video (has clips); `what` names the method that needs it.
+pub fn require_clips(data: &Dataset, what: &str) -> Result<()> {
+    if data.clips.is_empty() {
+        return Err(Error::Config(format!(
+            "{what} learns from video: give a video source (video:PATH), not still images"
+        )));
+    }
+    Ok(())
+}
+
+/// Frame crops (`n` of them, `c` channels, `side` pixels, as [`FrameCrop::crop_into`] lays
+/// them out) as a `[n, c, side, side]` tensor.
+pub fn frames_tensor(
+    px: Vec<f32>,
+    n: usize,
+    c: usize,
+    side: usize,
+    device: &burn::tensor::Device,
+) -> burn::tensor::Tensor<4> {
+    burn::tensor::Tensor::from_data(
+        burn::tensor::TensorData::new(px, [n, c, side, side]),
+        device,
+    )
 }
 
 /// A Shuffle & Learn tuple: three frame indices and whether they are in temporal order.

@@ -203,11 +203,7 @@ fn avc_matches_held_out_sounds_to_their_images() {
     let secs = t.elapsed().as_secs_f64();
     let get = |m: &[(String, f64)], k: &str| m.iter().find(|(n, _)| n == k).unwrap().1;
     let trained = out.method.pretext_metrics(test, 0);
-    let device = burn::tensor::Device::flex();
-    device.seed(cfg.seed);
-    let mut fresh = (selfsup::methods::find("avc").unwrap().build)(&cfg, 3, &device).unwrap();
-    fresh.prepare(&splits.train, true).unwrap();
-    let untrained = fresh.pretext_metrics(test, 0);
+    let untrained = super::untrained_method(&cfg, &splits.train).pretext_metrics(test, 0);
     let (acc, acc0) = (
         get(&trained, "correspondence_balanced_accuracy"),
         get(&untrained, "correspondence_balanced_accuracy"),

@@ -54,6 +54,20 @@ pub fn knn_pretrained_vs_random(
     (score(pretrained), score(&random))
 }
 
+/// `cfg`'s method at random init (seeded like the run), prepared on `train`: the baseline of
+/// held-out pretext metrics.
+pub fn untrained_method(
+    cfg: &selfsup::config::RunConfig,
+    train: &selfsup::data::Dataset,
+) -> Box<dyn selfsup::methods::Method> {
+    let device = burn::tensor::Device::flex();
+    device.seed(cfg.seed);
+    let info = selfsup::methods::find(&cfg.method).unwrap();
+    let mut m = (info.build)(cfg, train.channels, &device).unwrap();
+    m.prepare(train, true).unwrap();
+    m
+}
+
 /// Pretrains `cfg` on `data` into `dir` (resuming from it when `resume`), without a progress bar.
 pub fn pretrain_in(
     cfg: &selfsup::config::RunConfig,

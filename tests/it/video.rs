@@ -299,12 +299,7 @@ fn held_out_metric(method: &dyn selfsup::methods::Method, test: &Dataset, name: 
 
 /// The held-out metric `name` of `cfg`'s method at random init.
 fn untrained_metric(cfg: &RunConfig, train: &Dataset, test: &Dataset, name: &str) -> f64 {
-    let device = burn::tensor::Device::flex();
-    device.seed(cfg.seed);
-    let info = selfsup::methods::find(&cfg.method).unwrap();
-    let mut m = (info.build)(cfg, train.channels, &device).unwrap();
-    m.prepare(train, true).unwrap();
-    held_out_metric(m.as_ref(), test, name)
+    held_out_metric(super::untrained_method(cfg, train).as_ref(), test, name)
 }
 
 #[test]

@@ -263,10 +263,7 @@ fn trained_and_untrained(
             get(format!("{what}_distance_ratio")),
         ]
     };
-    let device = Device::flex();
-    device.seed(cfg.seed);
-    let mut fresh = (selfsup::methods::find(&cfg.method).unwrap().build)(cfg, 1, &device).unwrap();
-    fresh.prepare(&splits.train, true).unwrap();
+    let fresh = super::untrained_method(cfg, &splits.train);
     let (trained, untrained) = (metric(out.method.as_ref()), metric(fresh.as_ref()));
     (out, trained, untrained)
 }
