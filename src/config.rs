@@ -8,6 +8,7 @@ use crate::data::video::VideoConfig;
 use crate::error::{Error, Result};
 use crate::methods::autoencoder::AutoencoderConfig;
 use crate::methods::avc::AvcConfig;
+use crate::methods::avid_cma::AvidCmaConfig;
 use crate::methods::bigan::BiganConfig;
 use crate::methods::colorization::ColorizationConfig;
 use crate::methods::cpc::CpcConfig;
@@ -164,6 +165,8 @@ pub struct RunConfig {
     pub holdout_every: usize,
     /// Audio-visual correspondence settings.
     pub avc: AvcConfig,
+    /// AVID + CMA settings.
+    pub avid_cma: AvidCmaConfig,
 }
 
 impl Default for RunConfig {
@@ -213,6 +216,7 @@ impl Default for RunConfig {
             audio: MelConfig::default(),
             holdout_every: 5,
             avc: AvcConfig::default(),
+            avid_cma: AvidCmaConfig::default(),
         }
     }
 }
@@ -395,6 +399,7 @@ impl RunConfig {
         self.odd_one_out.validate()?;
         self.tracking.validate()?;
         self.time_contrastive.validate()?;
+        self.avid_cma.validate()?;
         self.audio.validate()?;
         self.views.validate()?;
         self.optim.validate()?;

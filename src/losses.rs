@@ -121,14 +121,37 @@ pub fn npid_nce(
     log_z: f64,
     n: usize,
 ) -> Tensor<1> {
+    let b = pos.dims()[0];
+    nce_with_positive_sets(pos.reshape([b, 1]), neg, None, temperature, log_z, n)
+}
+
+/// NCE with a set of positives per row (AVID + CMA, Morgado et al. 2021): [`npid_nce`] with
+/// `pos` `[B, k]`, each row's positive terms `-log h(pos)` averaged over its `k` positives
+/// (the reference code's `NCECriterion`), the noise terms over `neg` `[B, m]` summed.
+/// `noise_kept` `[B, m]` (1 or 0), when given, drops noise terms: a noise entry drawn for the
+/// batch that is the row's own instance or one of its positives. With `k = 1` and no mask it
+/// is [`npid_nce`].
+pub fn nce_with_positive_sets(
+    pos: Tensor<2>,
+    neg: Tensor<2>,
+    noise_kept: Option<Tensor<2>>,
+    temperature: f32,
+    log_z: f64,
+    n: usize,
+) -> Tensor<1> {
     use burn::tensor::activation::softplus;
     let [b, m] = neg.dims();
+    let k = pos.dims()[1];
     let log_c = (m as f64 / n as f64).ln();
     let log_p_pos = pos / temperature - log_z;
     let log_p_neg = neg / temperature - log_z;
     // -log(P / (P + c)) = softplus(log c - log P);  -log(c / (P + c)) = softplus(log P - log c).
-    let pos_term = softplus(log_p_pos.neg() + log_c, 1.0).sum();
-    let neg_term = softplus(log_p_neg - log_c, 1.0).sum();
+    let pos_term = softplus(log_p_pos.neg() + log_c, 1.0).sum() / k as f32;
+    let neg_terms = softplus(log_p_neg - log_c, 1.0);
+    let neg_term = match noise_kept {
+        Some(kept) => (neg_terms * kept).sum(),
+        None => neg_terms.sum(),
+    };
     (pos_term + neg_term) / b as f32
 }
 

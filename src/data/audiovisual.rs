@@ -2,8 +2,12 @@
 //! in category sub-folders (or directly in the folder). Images are loaded like folder images
 //! (RGB, centre square, `side` pixels); sounds are decoded, resampled and turned into log-mel
 //! spectrograms once, at load time, and ride along in [`Dataset::sounds`].
+//!
+//! Video files with a sound track are pairs too: every frame (sampled as `[video]` says) with
+//! the `audio.frame_seconds` of sound centred on it ([`load_video_pairs`]).
 
 use super::folder::{self, is_image, sorted_entries};
+use super::video::{self, Clip, VideoConfig, is_video_file};
 use super::{Dataset, Splits, audio};
 use crate::error::{Error, Result};
 use crate::pretext::mel::{MelConfig, Spectrogram};
@@ -20,16 +24,21 @@ fn sound_beside(image: &Path) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Loads the pairs under `dir`; every `holdout_every`-th pair of each category (in name
+/// Loads the pairs under `dir` (or, when it holds no image pairs but video files, or is a
+/// video file, the frames of its videos with their sound: see [`load_video_pairs`]); every `holdout_every`-th pair of each category (in name
 /// order, starting with the last of each five) is the test split (0: no test split).
 pub fn load_splits(
     dir: &Path,
     side: usize,
     mel: &MelConfig,
-    ffmpeg: &str,
+    video: &VideoConfig,
     holdout_every: usize,
 ) -> Result<Splits> {
+    let ffmpeg = video.ffmpeg.as_str();
     mel.validate()?;
+    if dir.is_file() && is_video_file(dir) {
+        return load_video_pairs(dir, video, mel, holdout_every);
+    }
     if !dir.is_dir() {
         return Err(Error::io(
             dir,
@@ -66,9 +75,15 @@ pub fn load_splits(
         }
     }
     if items.is_empty() {
+        if sorted_entries(dir)?
+            .iter()
+            .any(|p| p.is_file() && is_video_file(p))
+        {
+            return load_video_pairs(dir, video, mel, holdout_every);
+        }
         return Err(Error::format(
             dir,
-            "no image with a sound of the same name beside it (NAME.png + NAME.ogg/.wav/.mp3)",
+            "no image with a sound of the same name beside it (NAME.png + NAME.ogg/.wav/.mp3), and no video file",
         ));
     }
     let loaded: Vec<(Vec<u8>, Spectrogram)> = items
@@ -105,5 +120,115 @@ pub fn load_splits(
     Ok(Splits {
         train: make(false),
         test: (!test.is_empty()).then_some(test),
+    })
+}
+
+/// Frames of the video file `path` (or of the video files in the folder `path`, in name
+/// order; those without a sound track are skipped with a warning), each with the
+/// `mel.frame_seconds` of sound centred on it: frame `i` of `n` sits at `(i + 0.5) d / n`
+/// seconds of a sound track `d` seconds long. Clips named in `video.holdout` are the test
+/// split; with none named, the last `1 / holdout_every` of every clip is (0: no test split).
+pub fn load_video_pairs(
+    path: &Path,
+    video: &VideoConfig,
+    mel: &MelConfig,
+    holdout_every: usize,
+) -> Result<Splits> {
+    mel.validate()?;
+    let files: Vec<PathBuf> = if path.is_file() {
+        vec![path.to_path_buf()]
+    } else {
+        sorted_entries(path)?
+            .into_iter()
+            .filter(|p| p.is_file() && is_video_file(p))
+            .collect()
+    };
+    let mut clips: Vec<(Clip, Vec<Spectrogram>)> = Vec::new();
+    for file in &files {
+        let sound = match audio::read_video_audio(file, mel.sample_rate, &video.ffmpeg) {
+            Ok(s) => s,
+            Err(e) if files.len() > 1 && e.to_string().contains("no sound track") => {
+                tracing::warn!("{}: no sound track, skipped", file.display());
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let spec = Spectrogram::of(&sound.samples, mel);
+        if spec.frames == 0 {
+            return Err(Error::format(
+                file,
+                format!(
+                    "sound track shorter than one FFT window ({} samples)",
+                    mel.n_fft
+                ),
+            ));
+        }
+        let clip = video::read_video(file, video)?;
+        let n = clip.len();
+        let per_second = mel.sample_rate as f64 / mel.hop as f64;
+        let width = ((mel.frame_seconds as f64 * per_second).round() as usize).max(1);
+        let sounds = (0..n)
+            .map(|i| {
+                let centre = (i as f64 + 0.5) * sound.seconds() / n as f64 * per_second;
+                let start = (centre - width as f64 / 2.0).round().max(0.0) as usize;
+                spec.excerpt(start.min(spec.frames.saturating_sub(width)), width)
+            })
+            .collect();
+        clips.push((clip, sounds));
+    }
+    if clips.is_empty() {
+        return Err(Error::format(
+            path,
+            "no video file with a sound track in it",
+        ));
+    }
+    for h in &video.holdout {
+        if !clips.iter().any(|(k, _)| &k.name == h) {
+            return Err(Error::Config(format!(
+                "video.holdout names clip '{h}', which is not among the clips with sound in {}",
+                path.display()
+            )));
+        }
+    }
+    let (mut train, mut test): (Vec<(Clip, Vec<Spectrogram>)>, Vec<_>) = (Vec::new(), Vec::new());
+    for (clip, sounds) in clips {
+        if !video.holdout.is_empty() {
+            if video.holdout.contains(&clip.name) {
+                test.push((clip, sounds));
+            } else {
+                train.push((clip, sounds));
+            }
+            continue;
+        }
+        let n = clip.len();
+        let held = n.checked_div(holdout_every).unwrap_or(0);
+        let cut = n - held;
+        let bytes = clip.frames.len() / n.max(1);
+        let part = |range: std::ops::Range<usize>| Clip {
+            name: clip.name.clone(),
+            frames: clip.frames[range.start * bytes..range.end * bytes].to_vec(),
+            channels: clip.channels,
+            side: clip.side,
+        };
+        if held > 0 {
+            test.push((part(cut..n), sounds[cut..].to_vec()));
+        }
+        train.push((part(0..cut), sounds[..cut].to_vec()));
+    }
+    if train.iter().all(|(k, _)| k.is_empty()) {
+        return Err(Error::Config(format!(
+            "video.holdout holds out every clip with sound in {}: none is left to train on",
+            path.display()
+        )));
+    }
+    let to_dataset = |pairs: Vec<(Clip, Vec<Spectrogram>)>| {
+        let (clips, sounds): (Vec<Clip>, Vec<Vec<Spectrogram>>) = pairs.into_iter().unzip();
+        let mut d = video::clips_to_dataset(&clips);
+        d.sounds = Some(Arc::new(sounds.into_iter().flatten().collect()));
+        d
+    };
+    Ok(Splits {
+        train: to_dataset(train),
+        test: (!test.is_empty()).then(|| to_dataset(test)),
     })
 }

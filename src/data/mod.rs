@@ -280,7 +280,7 @@ impl DataSource {
                 p,
                 opts.folder_side,
                 &opts.mel,
-                &opts.video.ffmpeg,
+                &opts.video,
                 opts.holdout_every,
             ),
         }

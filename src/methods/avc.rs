@@ -14,12 +14,12 @@ use crate::config::RunConfig;
 use crate::data::Dataset;
 use crate::data::loader::{HostBatch, ViewSpec, mix_seed};
 use crate::error::{Error, Result};
-use crate::losses::l2_normalize;
 use crate::nets::Backbone;
+use crate::nets::audio_visual::{AudioVisualNet, sound_windows};
 use crate::pretext::mel::Spectrogram;
 use crate::train::checkpoint::{self, HostParam};
 use crate::train::optim::Optimizer;
-use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
+use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -58,55 +58,16 @@ impl Default for AvcConfig {
     }
 }
 
-/// Both networks and the correspondence classifier.
+/// Both towers and the correspondence classifier.
 #[derive(Module, Debug)]
 pub struct AvcModel {
-    /// The visual representation.
-    pub backbone: Backbone,
-    /// Image features to the shared space.
-    pub vision_head: Linear,
-    /// Normalizes the log-mel input (running statistics are saved with the model).
-    pub audio_norm: BatchNorm,
-    /// The audio ConvNet over spectrogram windows.
-    pub audio: Backbone,
-    /// Audio features to the shared space.
-    pub audio_head: Linear,
+    /// Image and sound encoders into one space.
+    pub net: AudioVisualNet,
     /// Distance to (no, yes) scores.
     pub classifier: Linear,
 }
 
 impl AvcModel {
-    /// L2-normalized image embeddings `[B, E]`.
-    pub fn embed_images(&self, x: Tensor<4>) -> Tensor<2> {
-        l2_normalize(self.vision_head.forward(self.backbone.forward(x)))
-    }
-
-    /// L2-normalized sound embeddings `[B, E]` of spectrogram windows `[B, 1, mels, frames]`.
-    pub fn embed_sounds(&self, x: Tensor<4>) -> Tensor<2> {
-        l2_normalize(
-            self.audio_head
-                .forward(self.audio.forward(self.audio_norm.forward(x))),
-        )
-    }
-
-    /// Where each image's sound comes from: the cosine similarity of the sound embedding
-    /// `[B, E]` with the image embedding of every position of the last feature map (the
-    /// vision head applied before pooling), `[B, h, w]`.
-    pub fn localize(&self, images: Tensor<4>, sounds: Tensor<2>) -> Tensor<3> {
-        let map = self
-            .backbone
-            .forward_stages(images)
-            .pop()
-            .expect("a backbone has stages");
-        let [b, c, h, w] = map.dims();
-        let per_place = map.reshape([b, c, h * w]).swap_dims(1, 2);
-        let v = self.vision_head.forward(per_place);
-        let norm = v.clone().powi_scalar(2).sum_dim(2).sqrt().clamp_min(1e-12);
-        let v = v / norm;
-        let e = sounds.dims()[1];
-        v.matmul(sounds.reshape([b, e, 1])).reshape([b, h, w])
-    }
-
     /// Correspondence scores `[B, 2]` of embedding pairs.
     pub fn correspond(&self, v: Tensor<2>, a: Tensor<2>) -> Tensor<2> {
         let d = (v - a).powi_scalar(2).sum_dim(1).add_scalar(1e-8).sqrt();
@@ -132,17 +93,15 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
             "avc.frames, embed_dim and audio_width must be positive".into(),
         ));
     }
-    let backbone = Backbone::new(&run.backbone, in_channels, device);
-    let mut audio_cfg = run.backbone.clone();
-    audio_cfg.width = cfg.audio_width;
-    let audio = Backbone::new(&audio_cfg, 1, device);
     Ok(Box::new(Avc {
         model: AvcModel {
-            vision_head: LinearConfig::new(backbone.feature_dim(), cfg.embed_dim).init(device),
-            backbone,
-            audio_norm: BatchNormConfig::new(1).init(device),
-            audio_head: LinearConfig::new(audio.feature_dim(), cfg.embed_dim).init(device),
-            audio,
+            net: AudioVisualNet::new(
+                &run.backbone,
+                in_channels,
+                cfg.embed_dim,
+                cfg.audio_width,
+                device,
+            ),
             classifier: LinearConfig::new(1, 2).init(device),
         },
         cfg,
@@ -154,7 +113,8 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
     }))
 }
 
-fn sounds_of(data: &Dataset) -> Result<Arc<Vec<Spectrogram>>> {
+/// The sound spectrograms of `data`, or an error saying the method needs them.
+pub fn sounds_of(data: &Dataset) -> Result<Arc<Vec<Spectrogram>>> {
     data.sounds.clone().ok_or_else(|| {
         Error::Config(
             "avc learns from images with sounds: give an image + sound source (av:PATH)".into(),
@@ -163,28 +123,6 @@ fn sounds_of(data: &Dataset) -> Result<Arc<Vec<Spectrogram>>> {
 }
 
 impl Avc {
-    fn windows(
-        &self,
-        sounds: &[Spectrogram],
-        which: &[usize],
-        rng: Option<&mut ChaCha8Rng>,
-        device: &Device,
-    ) -> Tensor<4> {
-        let w = self.cfg.frames;
-        let mels = sounds[0].n_mels;
-        let mut data = Vec::with_capacity(which.len() * mels * w);
-        let mut rng = rng;
-        for &i in which {
-            let s = &sounds[i];
-            let start = match rng.as_deref_mut() {
-                Some(r) if s.frames > w => r.random_range(0..=s.frames - w),
-                _ => 0,
-            };
-            data.extend(s.window(start, w));
-        }
-        Tensor::from_data(TensorData::new(data, [which.len(), 1, mels, w]), device)
-    }
-
     /// Held-out scores on `data`: balanced correspondence accuracy over all image-sound pairs
     /// (own pairs "yes", all others "no"); recall@5 of sound-to-image and image-to-sound
     /// retrieval among all its items, ranked by the classifier's margin, with the chance
@@ -200,8 +138,11 @@ impl Avc {
         let images =
             crate::eval::plain_batch(data, &self.view.eval_only(), 0..n).to_tensor(&device);
         let all: Vec<usize> = (0..n).collect();
-        let v = model.embed_images(images);
-        let a = model.embed_sounds(self.windows(&sounds, &all, None, &device));
+        let v = model.net.embed_images(images);
+        let a =
+            model
+                .net
+                .embed_sounds(sound_windows(&sounds, &all, self.cfg.frames, None, &device));
         // The classifier's "belongs together" margin for every sound (rows) and every image
         // (columns): retrieval ranks by what the model learned, whichever way its distance
         // weight points.
@@ -218,16 +159,6 @@ impl Avc {
         let s = model.correspond(v_rep, a_rep);
         let margin = s.clone().narrow(1, 1, 1) - s.narrow(1, 0, 1);
         let d: Vec<f32> = margin.into_data().try_to_vec::<f32>().expect("f32 scores");
-        let recall = |by_row: bool| {
-            let hits = (0..n)
-                .filter(|&q| {
-                    let sim = |j: usize| if by_row { d[q * n + j] } else { d[j * n + q] };
-                    let own = sim(q);
-                    (0..n).filter(|&j| j != q && sim(j) > own).count() < 5
-                })
-                .count();
-            hits as f64 / n as f64
-        };
         // Balanced accuracy over all n x n pairs: own pairs should score "yes", the others "no".
         let (mut yes, mut no) = (0usize, 0usize);
         for q in 0..n {
@@ -244,8 +175,14 @@ impl Avc {
         Ok(vec![
             ("correspondence_balanced_accuracy".into(), accuracy),
             ("correspondence_chance".into(), 0.5),
-            ("sound_to_image_recall_at_5".into(), recall(true)),
-            ("image_to_sound_recall_at_5".into(), recall(false)),
+            (
+                "sound_to_image_recall_at_5".into(),
+                recall_at_5(&d, n, true),
+            ),
+            (
+                "image_to_sound_recall_at_5".into(),
+                recall_at_5(&d, n, false),
+            ),
             ("recall_at_5_chance".into(), (5.0 / n as f64).min(1.0)),
         ])
     }
@@ -300,58 +237,82 @@ fn overlay(img: &crate::augment::Image, heat: &[f32], h: usize, w: usize) -> cra
     }
 }
 
-impl Avc {
-    /// Writes rows of: an image, where its own sound comes from in it (red), and where the
-    /// sound of an item of another category would (up to `rows` items spread over `data`).
-    pub fn save_localization(&self, path: &Path, data: &Dataset, rows: usize) -> Result<()> {
-        let sounds = sounds_of(data)?;
-        let n = rows.min(data.len());
-        if n == 0 {
-            return Err(Error::Config("no image to localize sounds in".into()));
-        }
-        let labels = data.labels.clone().unwrap_or_else(|| vec![0; data.len()]);
-        let items: Vec<usize> = (0..n).map(|i| i * data.len() / n).collect();
-        // For each item, an item of another category (or the next one).
-        let others: Vec<usize> = items
-            .iter()
-            .map(|&i| {
-                (1..data.len())
-                    .map(|k| (i + k * 7) % data.len())
-                    .find(|&j| labels[j] != labels[i])
-                    .unwrap_or((i + 1) % data.len())
-            })
-            .collect();
-        let model = self.model.valid();
-        let device = crate::device::of(&model);
-        let plain = self.view.eval_only();
-        let images =
-            crate::eval::plain_batch(&data.subset(&items), &plain, 0..n).to_tensor(&device);
-        let own = model.embed_sounds(self.windows(&sounds, &items, None, &device));
-        let other = model.embed_sounds(self.windows(&sounds, &others, None, &device));
-        let heat_own = model.localize(images.clone(), own);
-        let [_, h, w] = heat_own.dims();
-        let heat_other = model.localize(images, other);
-        let to_vec = |t: Tensor<3>| t.into_data().try_to_vec::<f32>().expect("f32 maps");
-        let (ho, hx) = (to_vec(heat_own), to_vec(heat_other));
-        let grid: Vec<Vec<crate::augment::Image>> = items
-            .iter()
-            .enumerate()
-            .map(|(r, &i)| {
-                let img = crate::augment::Image::from_u8(
-                    data.image(i),
-                    data.channels,
-                    data.height,
-                    data.width,
-                );
-                vec![
-                    img.clone(),
-                    overlay(&img, &ho[r * h * w..(r + 1) * h * w], h, w),
-                    overlay(&img, &hx[r * h * w..(r + 1) * h * w], h, w),
-                ]
-            })
-            .collect();
-        crate::preview::save_rows(path, &grid, (128 / data.height.max(1)).max(1) as u32)
+/// Writes rows of: an image of `data`, where its own sound comes from in it (red), and where
+/// the sound of another item would (of another category, or half the data away), for up to
+/// `rows` items spread over `data`. `view` preprocesses the images, `frames` is the width of
+/// the sound windows.
+pub fn save_localization(
+    net: &AudioVisualNet,
+    view: &crate::augment::ViewConfig,
+    frames: usize,
+    path: &Path,
+    data: &Dataset,
+    rows: usize,
+) -> Result<()> {
+    let sounds = sounds_of(data)?;
+    let n = rows.min(data.len());
+    if n == 0 {
+        return Err(Error::Config("no image to localize sounds in".into()));
     }
+    let labels = data.labels.clone().unwrap_or_else(|| vec![0; data.len()]);
+    let items: Vec<usize> = (0..n).map(|i| i * data.len() / n).collect();
+    // For each item, an item of another category (or the next one).
+    let others: Vec<usize> = items
+        .iter()
+        .map(|&i| {
+            (1..data.len())
+                .map(|k| (i + k * 7) % data.len())
+                .find(|&j| labels[j] != labels[i])
+                .unwrap_or((i + data.len() / 2) % data.len())
+        })
+        .collect();
+    let device = crate::device::of(net);
+    let plain = view.eval_only();
+    let images = crate::eval::plain_batch(&data.subset(&items), &plain, 0..n).to_tensor(&device);
+    let own = net.embed_sounds(sound_windows(&sounds, &items, frames, None, &device));
+    let other = net.embed_sounds(sound_windows(&sounds, &others, frames, None, &device));
+    let heat_own = net.localize(images.clone(), own);
+    let [_, h, w] = heat_own.dims();
+    let heat_other = net.localize(images, other);
+    let to_vec = |t: Tensor<3>| t.into_data().try_to_vec::<f32>().expect("f32 maps");
+    let (ho, hx) = (to_vec(heat_own), to_vec(heat_other));
+    let grid: Vec<Vec<crate::augment::Image>> = items
+        .iter()
+        .enumerate()
+        .map(|(r, &i)| {
+            let img = crate::augment::Image::from_u8(
+                data.image(i),
+                data.channels,
+                data.height,
+                data.width,
+            );
+            vec![
+                img.clone(),
+                overlay(&img, &ho[r * h * w..(r + 1) * h * w], h, w),
+                overlay(&img, &hx[r * h * w..(r + 1) * h * w], h, w),
+            ]
+        })
+        .collect();
+    crate::preview::save_rows(path, &grid, (128 / data.height.max(1)).max(1) as u32)
+}
+
+/// Whether each query's own item is among the 5 best scored of all `n` items: the fraction
+/// of queries, from `scores` `[n, n]` row-major (queries are rows when `by_row`, else columns).
+pub fn recall_at_5(scores: &[f32], n: usize, by_row: bool) -> f64 {
+    let hits = (0..n)
+        .filter(|&q| {
+            let sim = |j: usize| {
+                if by_row {
+                    scores[q * n + j]
+                } else {
+                    scores[j * n + q]
+                }
+            };
+            let own = sim(q);
+            (0..n).filter(|&j| j != q && sim(j) > own).count() < 5
+        })
+        .count();
+    hits as f64 / n.max(1) as f64
 }
 
 impl Method for Avc {
@@ -393,14 +354,16 @@ impl Method for Avc {
             batch.indices[0] as u64,
             0xA7C0,
         ]));
-        let a = self.model.embed_sounds(self.windows(
+        let a = self.model.net.embed_sounds(sound_windows(
             &sounds,
             &batch.indices,
+            self.cfg.frames,
             Some(&mut rng),
             &self.device,
         ));
         let v = self
             .model
+            .net
             .embed_images(batch.views[0].to_tensor(&self.device));
         // Negatives: each image with the sound of another item of the batch.
         let k = rng.random_range(1..b);
@@ -436,12 +399,23 @@ impl Method for Avc {
 
     fn write_previews(&self, data: &Dataset, dir: &Path) -> Result<Vec<PathBuf>> {
         let path = dir.join("localization.png");
-        self.save_localization(&path, data, 8)?;
+        save_localization(
+            &self.model.net.valid(),
+            &self.view,
+            self.cfg.frames,
+            &path,
+            data,
+            8,
+        )?;
         Ok(vec![path])
     }
 
     fn backbone(&self) -> Backbone {
-        self.model.backbone.clone()
+        self.model.net.backbone.clone()
+    }
+
+    fn backbone_prefix(&self) -> &'static str {
+        "net.backbone."
     }
 
     fn tensors(&self) -> BTreeMap<String, HostParam> {

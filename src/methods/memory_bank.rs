@@ -141,13 +141,7 @@ impl MemoryBank {
     /// Adds the bank (`memory_bank`) and the NCE constant (`log_z`, once estimated) to a
     /// method's checkpoint tensors.
     pub fn save_into(&self, tensors: &mut BTreeMap<String, HostParam>, log_z: Option<f64>) {
-        tensors.insert(
-            "memory_bank".into(),
-            HostParam {
-                shape: vec![self.len(), self.dim],
-                data: self.data.clone(),
-            },
-        );
+        self.save_as(tensors, "memory_bank");
         if let Some(z) = log_z {
             tensors.insert(
                 "log_z".into(),
@@ -156,6 +150,45 @@ impl MemoryBank {
                     data: vec![z as f32],
                 },
             );
+        }
+    }
+
+    /// Adds the bank to checkpoint tensors under `name`.
+    pub fn save_as(&self, tensors: &mut BTreeMap<String, HostParam>, name: &str) {
+        tensors.insert(
+            name.into(),
+            HostParam {
+                shape: vec![self.len(), self.dim],
+                data: self.data.clone(),
+            },
+        );
+    }
+
+    /// Takes the bank saved as `name` out of `tensors` (it must have this bank's shape).
+    pub fn take_from(
+        &mut self,
+        tensors: &mut HashMap<String, HostParam>,
+        name: &str,
+        path: &Path,
+    ) -> Result<()> {
+        match tensors.remove(name) {
+            Some(t) if t.shape == [self.len(), self.dim] => {
+                self.data = t.data;
+                Ok(())
+            }
+            Some(t) => Err(Error::Checkpoint {
+                path: path.to_path_buf(),
+                message: format!(
+                    "{name} has shape {:?}, this run needs [{}, {}] (another data set?)",
+                    t.shape,
+                    self.len(),
+                    self.dim
+                ),
+            }),
+            None => Err(Error::Checkpoint {
+                path: path.to_path_buf(),
+                message: format!("no {name} tensor"),
+            }),
         }
     }
 
@@ -168,26 +201,7 @@ impl MemoryBank {
     ) -> Result<(HashMap<String, HostParam>, Option<f64>)> {
         let mut rest = tensors.clone();
         let log_z = rest.remove("log_z").map(|z| z.data[0] as f64);
-        match rest.remove("memory_bank") {
-            Some(t) if t.shape == [self.len(), self.dim] => self.data = t.data,
-            Some(t) => {
-                return Err(Error::Checkpoint {
-                    path: path.to_path_buf(),
-                    message: format!(
-                        "memory bank has shape {:?}, this run needs [{}, {}] (another data set?)",
-                        t.shape,
-                        self.len(),
-                        self.dim
-                    ),
-                });
-            }
-            None => {
-                return Err(Error::Checkpoint {
-                    path: path.to_path_buf(),
-                    message: "no memory_bank tensor".into(),
-                });
-            }
-        }
+        self.take_from(&mut rest, "memory_bank", path)?;
         Ok((rest, log_z))
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod autoencoder;
 pub mod avc;
+pub mod avid_cma;
 pub mod bigan;
 pub mod colorization;
 pub mod cpc;
@@ -139,6 +140,7 @@ pub const METHODS: &[MethodInfo] = &[
     tracking::INFO,
     time_contrastive::INFO,
     avc::INFO,
+    avid_cma::INFO,
     supervised::INFO,
 ];
 

@@ -21,6 +21,9 @@ pub struct MelConfig {
     pub fmin: f32,
     /// Highest band edge, in Hz (at most half the sample rate).
     pub fmax: f32,
+    /// Seconds of sound, centred on the frame, paired with each frame of a video (`av:`
+    /// sources of video files).
+    pub frame_seconds: f32,
 }
 
 impl Default for MelConfig {
@@ -32,6 +35,7 @@ impl Default for MelConfig {
             n_mels: 64,
             fmin: 0.0,
             fmax: 8_000.0,
+            frame_seconds: 1.0,
         }
     }
 }
@@ -44,6 +48,12 @@ impl MelConfig {
             return Err(crate::Error::Config(format!(
                 "audio.n_fft = {} must be at least 16, hop and n_mels at least 1",
                 self.n_fft
+            )));
+        }
+        if !(self.frame_seconds > 0.0 && self.frame_seconds.is_finite()) {
+            return Err(crate::Error::Config(format!(
+                "audio.frame_seconds = {} must be positive",
+                self.frame_seconds
             )));
         }
         if !(0.0 <= self.fmin && self.fmin < self.fmax && self.fmax <= nyquist) {
@@ -177,6 +187,21 @@ impl Spectrogram {
             data,
             n_mels: cfg.n_mels,
             frames,
+        }
+    }
+
+    /// Frames `start..start + width` (clamped to the spectrogram) as a spectrogram of their
+    /// own.
+    pub fn excerpt(&self, start: usize, width: usize) -> Spectrogram {
+        let start = start.min(self.frames.saturating_sub(1));
+        let width = width.min(self.frames.saturating_sub(start));
+        Spectrogram {
+            data: (0..self.n_mels)
+                .flat_map(|m| &self.data[m * self.frames + start..m * self.frames + start + width])
+                .copied()
+                .collect(),
+            n_mels: self.n_mels,
+            frames: width,
         }
     }
 

@@ -306,3 +306,73 @@ fn cpc_offset_loss_matches_a_loop_reference() {
         );
     }
 }
+
+#[test]
+fn nce_with_positive_sets_matches_the_avid_reference_form() {
+    // The AVID-CMA reference code writes NCE with the mean exponentiated noise score `a`:
+    // P = e^(s/T) / (e^(s/T) + m a) for positives (averaged over the set), m a / (e^(s/T) +
+    // m a) for noise (summed). That is ours with log Z = ln(n a).
+    use selfsup::losses::{nce_with_positive_sets, npid_nce};
+    let device = Device::flex();
+    let pos = vec![vec![0.9f64, 0.4], vec![0.2, 0.6]];
+    let neg = vec![vec![0.1, -0.3, 0.5], vec![0.0, 0.7, -0.2]];
+    let (t, n, a) = (0.1f64, 500usize, 3.7f64);
+    let m = 3.0;
+    let mut want = 0.0;
+    for i in 0..2 {
+        let mut pos_term = 0.0;
+        for &s in &pos[i] {
+            let e = (s / t).exp();
+            pos_term -= (e / (e + m * a)).ln();
+        }
+        want += pos_term / 2.0;
+        for &s in &neg[i] {
+            want -= (m * a / ((s / t).exp() + m * a)).ln();
+        }
+    }
+    want /= 2.0;
+    let log_z = (n as f64 * a).ln();
+    let got: f32 = nce_with_positive_sets(
+        tensor(&pos, &device),
+        tensor(&neg, &device),
+        None,
+        t as f32,
+        log_z,
+        n,
+    )
+    .into_scalar();
+    assert!(
+        (got as f64 - want).abs() < 1e-4 * want.abs().max(1.0),
+        "got {got}, want {want}"
+    );
+    // One positive per row: exactly NPID's loss.
+    let first = Tensor::<1>::from_data(TensorData::new(vec![0.9f32, 0.2], [2]), &device);
+    let one: f32 = nce_with_positive_sets(
+        first.clone().reshape([2, 1]),
+        tensor(&neg, &device),
+        None,
+        t as f32,
+        log_z,
+        n,
+    )
+    .into_scalar();
+    let npid: f32 = npid_nce(first, tensor(&neg, &device), t as f32, log_z, n).into_scalar();
+    assert!((one - npid).abs() < 1e-6, "{one} vs {npid}");
+    // A dropped noise term: the same as leaving that noise score out of the sum.
+    let kept = tensor(&[vec![1.0, 0.0, 1.0], vec![1.0, 1.0, 1.0]], &device);
+    let masked: f32 = nce_with_positive_sets(
+        tensor(&pos, &device),
+        tensor(&neg, &device),
+        Some(kept),
+        t as f32,
+        log_z,
+        n,
+    )
+    .into_scalar();
+    let dropped = -(m * a / ((-0.3f64 / t).exp() + m * a)).ln() / 2.0;
+    assert!(
+        (masked as f64 - (want - dropped)).abs() < 1e-4 * want.abs().max(1.0),
+        "got {masked}, want {}",
+        want - dropped
+    );
+}

@@ -1,6 +1,7 @@
 //! Integration tests, in one crate so burn is linked once.
 
 mod audio;
+mod audiovisual;
 mod augment;
 mod cli;
 mod cpc;

@@ -1,0 +1,190 @@
+//! Images and sounds together: video frames paired with the sound around them, the CMA
+//! positive sets on hand-made banks, and AVID + CMA learning on real image + sound pairs.
+
+use selfsup::config::RunConfig;
+use selfsup::data::{DataSource, LoadOptions};
+use selfsup::methods::avid_cma::{Agreement, agreement_positives};
+use selfsup::methods::memory_bank::MemoryBank;
+use selfsup::pretext::mel::{MelConfig, Spectrogram};
+
+fn video_options(side: usize) -> LoadOptions {
+    let mut opts = LoadOptions::default();
+    opts.video.side = side;
+    opts
+}
+
+#[test]
+fn video_frames_come_with_the_sound_around_them() {
+    let dir = super::shared_data().join("video");
+    let opts = video_options(16);
+    let splits = DataSource::AudioVisual(dir.clone())
+        .load_with(&opts)
+        .unwrap();
+    let (train, test) = (&splits.train, splits.test.as_ref().unwrap());
+    // Only Megamind and bigbuckbunny have a sound track; the last fifth of each is held out.
+    assert_eq!(train.class_names, ["Megamind", "bigbuckbunny"]);
+    assert_eq!(train.clips.len(), 2);
+    let whole: Vec<usize> = (0..2)
+        .map(|c| train.clips[c].len() + test.clips[c].len())
+        .collect();
+    for c in 0..2 {
+        assert_eq!(test.clips[c].len(), whole[c] / 5, "clip {c}");
+    }
+    let sounds = train.sounds.as_ref().unwrap();
+    assert_eq!(sounds.len(), train.len());
+    assert_eq!(test.sounds.as_ref().unwrap().len(), test.len());
+    // One second of sound per frame: 100 spectrogram frames at a 160-sample hop of 16 kHz.
+    assert!(sounds.iter().all(|s| s.frames == 100 && s.n_mels == 64));
+
+    // Frame i of n sits at (i + 0.5) d / n seconds: its sound is the track's spectrogram
+    // from 0.5 s before that to 0.5 s after.
+    let mel = MelConfig::default();
+    let track = selfsup::data::audio::read_video_audio(
+        &dir.join("Megamind.avi"),
+        mel.sample_rate,
+        "ffmpeg",
+    )
+    .unwrap();
+    let spec = Spectrogram::of(&track.samples, &mel);
+    let n = whole[0];
+    for i in [0, n / 3, train.clips[0].len() - 1] {
+        let centre = (i as f64 + 0.5) * track.seconds() / n as f64 * 100.0;
+        let start = ((centre - 50.0).round().max(0.0) as usize).min(spec.frames - 100);
+        assert_eq!(sounds[i].data, spec.excerpt(start, 100).data, "frame {i}");
+    }
+    // Neighbouring frames hear almost the same second; frames far apart do not.
+    let diff = |a: &Spectrogram, b: &Spectrogram| {
+        a.data
+            .iter()
+            .zip(&b.data)
+            .map(|(x, y)| (x - y).abs())
+            .sum::<f32>()
+            / a.data.len() as f32
+    };
+    assert!(diff(&sounds[100], &sounds[101]) < diff(&sounds[100], &sounds[200]));
+
+    // Holding out a clip by name.
+    let mut named = video_options(16);
+    named.video.holdout = vec!["bigbuckbunny".into()];
+    let s = DataSource::AudioVisual(dir.clone())
+        .load_with(&named)
+        .unwrap();
+    assert_eq!(s.train.class_names, ["Megamind"]);
+    assert_eq!(s.test.unwrap().len(), whole[1]);
+
+    // A video without sound, named on its own: an error naming it.
+    let e = DataSource::AudioVisual(dir.join("bikes.mp4"))
+        .load_with(&opts)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("bikes.mp4") && e.contains("sound track"), "{e}");
+}
+
+fn bank(rows: &[[f32; 2]]) -> MemoryBank {
+    MemoryBank {
+        data: rows.iter().flatten().copied().collect(),
+        dim: 2,
+    }
+}
+
+#[test]
+fn cma_positives_are_the_neighbours_both_modalities_agree_on() {
+    let device = burn::tensor::Device::flex();
+    // Seen from instance 0: 1 looks the same but sounds different, 3 sounds the same but looks
+    // different, 2 is fairly close in both.
+    let visual = bank(&[[1.0, 0.0], [1.0, 0.0], [0.8, 0.6], [0.0, 1.0]]);
+    let audio = bank(&[[1.0, 0.0], [0.0, 1.0], [0.8, 0.6], [1.0, 0.0]]);
+    let first = |agreement| agreement_positives(&visual, &audio, 1, agreement, &device)[0].clone();
+    assert_eq!(first(Agreement::Consensus), [2]);
+    assert_eq!(first(Agreement::Visual), [1]);
+    assert_eq!(first(Agreement::Audio), [3]);
+    // Union: 1 and 3 tie at similarity 1; the lower index wins.
+    assert_eq!(first(Agreement::Union), [1]);
+    let all = agreement_positives(&visual, &audio, 3, Agreement::Consensus, &device);
+    assert_eq!(all.len(), 4);
+    for (i, set) in all.iter().enumerate() {
+        assert_eq!(set.len(), 3);
+        assert!(!set.contains(&i), "instance {i} is not its own positive");
+    }
+    // Instance 0's full ranking by min(visual, audio): 2 (0.8), then 1 and 3 (both 0).
+    assert_eq!(all[0], [2, 1, 3]);
+}
+
+#[test]
+fn avid_cma_aligns_held_out_sounds_and_images_and_finds_same_category_positives() {
+    let mut cfg = RunConfig {
+        method: "avid_cma".into(),
+        data: DataSource::AudioVisual(super::shared_data().join("audiovisual/tuxpaint")),
+        epochs: 30,
+        batch_size: 32,
+        log_every: 1,
+        ..RunConfig::default()
+    };
+    cfg.backbone.width = 0.5;
+    cfg.optim.kind = selfsup::train::optim::OptimizerKind::AdamW;
+    cfg.optim.weight_decay = 1e-4;
+    cfg.schedule.lr = 1e-3;
+    let splits = cfg.data.load_with(&cfg.load_options()).unwrap();
+    cfg.fit_views_to(&splits.train);
+    let test = splits.test.as_ref().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let t = std::time::Instant::now();
+    let out = super::pretrain_in(
+        &cfg,
+        std::sync::Arc::new(splits.train.clone()),
+        dir.path(),
+        false,
+    );
+    let secs = t.elapsed().as_secs_f64();
+    let get = |m: &[(String, f64)], k: &str| m.iter().find(|(n, _)| n == k).unwrap().1;
+    let trained = out.method.pretext_metrics(test, 0);
+    let untrained = super::untrained_method(&cfg, &splits.train).pretext_metrics(test, 0);
+    let (r, r0) = (
+        get(&trained, "sound_to_image_recall_at_5"),
+        get(&untrained, "sound_to_image_recall_at_5"),
+    );
+    let (q, q0) = (
+        get(&trained, "image_to_sound_recall_at_5"),
+        get(&untrained, "image_to_sound_recall_at_5"),
+    );
+    // The CMA diagnostic: how often a positive shares its instance's category, against the
+    // rate of a random other instance.
+    let metrics = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
+    let same: Vec<f64> = metrics
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["cma_positives_same_label"].as_f64())
+        .collect();
+    let labels = splits.train.labels.as_ref().unwrap();
+    let n = labels.len();
+    let chance = (0..n)
+        .map(|i| (0..n).filter(|&j| j != i && labels[j] == labels[i]).count() as f64)
+        .sum::<f64>()
+        / (n * (n - 1)) as f64;
+    println!(
+        "avid_cma: {} steps in {secs:.0} s; on 20 held-out pairs: sound-to-image recall@5 {:.0} % (untrained {:.0} %), image-to-sound {:.0} % (untrained {:.0} %), chance 25 %; CMA positives of the same category {:.0} % (random {:.0} %)",
+        out.steps,
+        100.0 * r,
+        100.0 * r0,
+        100.0 * q,
+        100.0 * q0,
+        100.0 * same.last().copied().unwrap_or(0.0),
+        100.0 * chance
+    );
+    // The AVID phase (the first half) lowers the cross-modal loss.
+    let cma_step = out.steps as usize / 2;
+    super::assert_loss_falls("avid", &out.losses[..cma_step - 3], 0, 0.2);
+    assert!(
+        r > 0.25 && r > r0,
+        "sound-to-image recall@5 {r} (untrained {r0})"
+    );
+    assert!(
+        q > 0.25 && q > q0,
+        "image-to-sound recall@5 {q} (untrained {q0})"
+    );
+    assert!(!same.is_empty(), "CMA never started");
+    assert!(
+        same.iter().all(|&s| s > 1.5 * chance),
+        "CMA positives share the category {same:?}, random {chance}"
+    );
+}
