@@ -13,6 +13,7 @@
 //! Only [`device`] knows which burn backend runs.
 
 pub mod augment;
+pub mod bench;
 pub mod compare;
 pub mod config;
 pub mod data;

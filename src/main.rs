@@ -33,12 +33,85 @@ enum Command {
     Embed(EmbedArgs),
     /// Train every method with the same backbone, data and wall-clock budget; table and plot.
     Compare(CompareArgs),
+    /// Run the same workloads in selfsup and in PyTorch (`bench/torch_ref.py`), alternating;
+    /// table of medians and speed ratios.
+    Bench(BenchArgs),
+    /// One benchmark workload in this process (what `bench` runs); prints one JSON line.
+    #[command(hide = true)]
+    BenchWorker(BenchWorkerArgs),
     /// List the self-supervised methods.
     Methods,
     /// List the backbones.
     Backbones,
     /// List the data formats.
     Datasets,
+}
+
+#[derive(Args, Clone)]
+struct WorkloadArgs {
+    /// Images per batch (two views each).
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    /// Timed training steps of the step workloads (after one warm-up step).
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    /// Images of the views and epoch workloads (the first of the embedded Fashion-MNIST).
+    #[arg(long, default_value_t = 10_000)]
+    images: usize,
+    /// Compute threads, and view workers.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// selfsup device: cpu (flex) or tch (a build with `--features tch`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Workloads, comma-separated: step-convnet, step-resnet18, views, epoch, knn.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "step-convnet,step-resnet18,views,epoch,knn"
+    )]
+    workloads: Vec<String>,
+    /// Repetitions on each side (the table shows medians).
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Python with torch (and torchvision, lightly) for the reference side.
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// Run selfsup alone.
+    #[arg(long)]
+    no_python: bool,
+    /// The reference script.
+    #[arg(long, default_value = "bench/torch_ref.py")]
+    script: PathBuf,
+    /// Folder for `bench.md` and `bench.json`.
+    #[arg(long, default_value = "runs/bench")]
+    out: PathBuf,
+    #[command(flatten)]
+    size: WorkloadArgs,
+}
+
+#[derive(Args)]
+struct BenchWorkerArgs {
+    /// The workload.
+    workload: String,
+    #[command(flatten)]
+    size: WorkloadArgs,
+}
+
+impl WorkloadArgs {
+    fn size(&self) -> selfsup::bench::WorkloadSize {
+        selfsup::bench::WorkloadSize {
+            batch: self.batch,
+            steps: self.steps,
+            images: self.images,
+            threads: self.threads,
+            device: self.device.clone(),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -304,6 +377,12 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Demo(a) => demo(a),
         Command::Compare(a) => compare(a),
+        Command::Bench(a) => bench(a),
+        Command::BenchWorker(a) => {
+            let m = selfsup::bench::run_workload(&a.workload, &a.size.size())?;
+            println!("{}", serde_json::to_string(&m)?);
+            Ok(())
+        }
         Command::Pretrain(a) => pretrain(a),
         Command::TrainSupervised(mut a) => {
             a.run.method = Some("supervised".into());
@@ -873,6 +952,68 @@ fn embed(a: EmbedArgs) -> Result<()> {
         selfsup::eval::write_npy_i64(&lp, &l)?;
     }
     println!("wrote {} x {} features to {}", f.n, f.dim, a.out.display());
+    Ok(())
+}
+
+fn bench(a: BenchArgs) -> Result<()> {
+    if a.repeats == 0 || a.size.batch == 0 || a.size.threads == 0 || a.size.images < a.size.batch {
+        bail!("--repeats, --batch and --threads must be positive and --images at least --batch");
+    }
+    let python = if a.no_python {
+        None
+    } else {
+        let ok = std::process::Command::new(&a.python)
+            .args(["-c", "import torch, torchvision"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !ok {
+            bail!(
+                "'{}' cannot import torch and torchvision: install them (pip install torch torchvision lightly), give --python, or run --no-python",
+                a.python
+            );
+        }
+        if !a.script.is_file() {
+            bail!(
+                "{}: no such reference script (give --script)",
+                a.script.display()
+            );
+        }
+        Some(a.python.clone())
+    };
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let scratch = tempfile::tempdir()?;
+    let opts = selfsup::bench::BenchOptions {
+        workloads: a.workloads.clone(),
+        repeats: a.repeats,
+        size: a.size.size(),
+        python,
+        script: a.script.clone(),
+    };
+    let rows = selfsup::bench::run(&opts, scratch.path())?;
+    let machine = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let table = format!(
+        "{}\n{} threads, batch {}, device {}, {} runs each (medians); {machine}\n",
+        selfsup::bench::table(&rows),
+        a.size.threads,
+        a.size.batch,
+        a.size.device,
+        a.repeats
+    );
+    print!("{table}");
+    selfsup::train::checkpoint::write_atomic(&a.out.join("bench.md"), table.as_bytes())?;
+    selfsup::train::checkpoint::write_atomic(
+        &a.out.join("bench.json"),
+        serde_json::to_string_pretty(&rows)?.as_bytes(),
+    )?;
     Ok(())
 }
 

@@ -186,6 +186,11 @@ pub fn write_npy_f32(path: &std::path::Path, data: &[f32], shape: &[u64]) -> cra
     write_npy(path, data, shape)
 }
 
+/// Writes a `uint8` array of `shape` to a NumPy `.npy` file (atomically).
+pub fn write_npy_u8(path: &std::path::Path, data: &[u8], shape: &[u64]) -> crate::Result<()> {
+    write_npy(path, data, shape)
+}
+
 /// Writes a 1-D `int64` array to a NumPy `.npy` file (atomically).
 pub fn write_npy_i64(path: &std::path::Path, data: &[i64]) -> crate::Result<()> {
     write_npy(path, data, &[data.len() as u64])
