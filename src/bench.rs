@@ -40,8 +40,10 @@ pub struct Measure {
 pub struct WorkloadSize {
     /// Images per batch (two views each).
     pub batch: usize,
-    /// Timed training steps of the `step-*` workloads (after one warm-up step).
+    /// Timed training steps of `step-convnet` (after one warm-up step).
     pub steps: usize,
+    /// Timed training steps of `step-resnet18` (after one warm-up step).
+    pub resnet_steps: usize,
     /// Images of the `views` and `epoch` workloads (the first of the embedded Fashion-MNIST).
     pub images: usize,
     /// Threads: compute threads, and view workers.
@@ -117,6 +119,7 @@ fn train_steps(
     kind: BackboneKind,
     side: usize,
     channels: usize,
+    steps: usize,
     size: &WorkloadSize,
 ) -> Result<f64> {
     let cfg = simclr_config(kind, size);
@@ -139,10 +142,10 @@ fn train_steps(
     };
     method.train_step(&batch, &mut opt, cfg.schedule.lr)?;
     let t = Instant::now();
-    for _ in 0..size.steps {
+    for _ in 0..steps {
         method.train_step(&batch, &mut opt, cfg.schedule.lr)?;
     }
-    Ok((size.batch * size.steps) as f64 / t.elapsed().as_secs_f64())
+    Ok((size.batch * steps) as f64 / t.elapsed().as_secs_f64())
 }
 
 /// The view pipeline alone (the training loader's worker pool): images per second.
@@ -213,9 +216,12 @@ fn knn() -> f64 {
 /// Runs one workload in this process.
 pub fn run_workload(workload: &str, size: &WorkloadSize) -> Result<Measure> {
     let (value, unit) = match workload {
-        "step-convnet" => (train_steps(BackboneKind::ConvNet, 28, 1, size)?, "images/s"),
+        "step-convnet" => (
+            train_steps(BackboneKind::ConvNet, 28, 1, size.steps, size)?,
+            "images/s",
+        ),
         "step-resnet18" => (
-            train_steps(BackboneKind::ResNet18, 32, 3, size)?,
+            train_steps(BackboneKind::ResNet18, 32, 3, size.resnet_steps, size)?,
             "images/s",
         ),
         "views" => (views(size)?, "images/s"),
@@ -344,6 +350,7 @@ pub fn run(opts: &BenchOptions, scratch: &Path) -> Result<Vec<Row>> {
             cmd.args(["bench-worker", w])
                 .args(["--batch", &size.batch.to_string()])
                 .args(["--steps", &size.steps.to_string()])
+                .args(["--resnet-steps", &size.resnet_steps.to_string()])
                 .args(["--images", &size.images.to_string()])
                 .args(["--threads", &size.threads.to_string()])
                 .args(["--device", &size.device]);
@@ -352,10 +359,15 @@ pub fn run(opts: &BenchOptions, scratch: &Path) -> Result<Vec<Row>> {
             ours.push(m);
             if let Some(py) = &opts.python {
                 let mut cmd = Command::new(py);
+                let steps = if w == "step-resnet18" {
+                    size.resnet_steps
+                } else {
+                    size.steps
+                };
                 cmd.arg(&opts.script)
                     .arg(w)
                     .args(["--batch", &size.batch.to_string()])
-                    .args(["--steps", &size.steps.to_string()])
+                    .args(["--steps", &steps.to_string()])
                     .args(["--threads", &size.threads.to_string()]);
                 if w == "views" {
                     cmd.arg("--images").arg(&rgb_path);

@@ -12,6 +12,8 @@ pub fn parse(name: &str) -> Result<Device> {
     match name {
         "cpu" | "flex" => Ok(Device::flex()),
         #[cfg(feature = "tch")]
+        #[allow(deprecated)]
+        // burn marks its LibTorch backend deprecated; it is the comparison point
         "tch" => Ok(Device::libtorch()),
         #[cfg(not(feature = "tch"))]
         "tch" => Err(Error::Config(

@@ -52,9 +52,12 @@ struct WorkloadArgs {
     /// Images per batch (two views each).
     #[arg(long, default_value_t = 256)]
     batch: usize,
-    /// Timed training steps of the step workloads (after one warm-up step).
+    /// Timed training steps of step-convnet (after one warm-up step).
     #[arg(long, default_value_t = 5)]
     steps: usize,
+    /// Timed training steps of step-resnet18 (after one warm-up step).
+    #[arg(long, default_value_t = 2)]
+    resnet_steps: usize,
     /// Images of the views and epoch workloads (the first of the embedded Fashion-MNIST).
     #[arg(long, default_value_t = 10_000)]
     images: usize,
@@ -107,6 +110,7 @@ impl WorkloadArgs {
         selfsup::bench::WorkloadSize {
             batch: self.batch,
             steps: self.steps,
+            resnet_steps: self.resnet_steps,
             images: self.images,
             threads: self.threads,
             device: self.device.clone(),
@@ -956,8 +960,16 @@ fn embed(a: EmbedArgs) -> Result<()> {
 }
 
 fn bench(a: BenchArgs) -> Result<()> {
-    if a.repeats == 0 || a.size.batch == 0 || a.size.threads == 0 || a.size.images < a.size.batch {
-        bail!("--repeats, --batch and --threads must be positive and --images at least --batch");
+    let s = &a.size;
+    if a.repeats == 0 || s.batch == 0 || s.threads == 0 || s.steps == 0 || s.resnet_steps == 0 {
+        bail!("--repeats, --batch, --threads, --steps and --resnet-steps must be positive");
+    }
+    if s.images < s.batch {
+        bail!(
+            "--images ({}) must be at least --batch ({})",
+            s.images,
+            s.batch
+        );
     }
     let python = if a.no_python {
         None

@@ -420,3 +420,49 @@ fn finetune_from_another_backbone_is_a_clear_error() {
         "backbone tensors",
     );
 }
+
+#[test]
+fn bench_runs_workloads_in_fresh_processes_and_writes_its_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let o = selfsup(&[
+        "bench",
+        "--no-python",
+        "--workloads",
+        "views,step-convnet",
+        "--repeats",
+        "2",
+        "--steps",
+        "1",
+        "--images",
+        "512",
+        "--batch",
+        "64",
+        "--out",
+        out,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let md = std::fs::read_to_string(dir.path().join("bench.md")).unwrap();
+    assert!(
+        md.contains("| views | images/s |") && md.contains("| step-convnet | images/s |"),
+        "{md}"
+    );
+    let rows: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("bench.json")).unwrap())
+            .unwrap();
+    for row in rows.as_array().unwrap() {
+        let runs = row["selfsup_runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 2);
+        assert!(runs.iter().all(|v| v.as_f64().unwrap() > 0.0), "{row}");
+        assert!(row["selfsup_rss_mb"].as_f64().unwrap() > 1.0, "{row}");
+        assert!(row["pytorch"].is_null());
+    }
+    fails_with(
+        &["bench", "--no-python", "--workloads", "nope", "--out", out],
+        "unknown workload 'nope'",
+    );
+    fails_with(
+        &["bench", "--python", "/no/such/python", "--out", out],
+        "cannot import torch",
+    );
+}
