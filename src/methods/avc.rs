@@ -122,6 +122,19 @@ pub fn sounds_of(data: &Dataset) -> Result<Arc<Vec<Spectrogram>>> {
     })
 }
 
+/// [`sounds_of`] for training: one sound per image, or an error.
+pub fn paired_sounds(data: &Dataset) -> Result<Arc<Vec<Spectrogram>>> {
+    let sounds = sounds_of(data)?;
+    if sounds.len() != data.len() {
+        return Err(Error::Config(format!(
+            "{} images but {} sounds",
+            data.len(),
+            sounds.len()
+        )));
+    }
+    Ok(sounds)
+}
+
 impl Avc {
     /// Held-out scores on `data`: balanced correspondence accuracy over all image-sound pairs
     /// (own pairs "yes", all others "no"); recall@5 of sound-to-image and image-to-sound
@@ -327,14 +340,7 @@ impl Method for Avc {
     }
 
     fn prepare(&mut self, data: &Dataset, _fresh_run: bool) -> Result<()> {
-        let sounds = sounds_of(data)?;
-        if sounds.len() != data.len() {
-            return Err(Error::Config(format!(
-                "{} images but {} sounds",
-                data.len(),
-                sounds.len()
-            )));
-        }
+        let sounds = paired_sounds(data)?;
         self.sounds = Some(sounds);
         Ok(())
     }

@@ -18,7 +18,7 @@
 //! The image tower is the backbone that evaluation freezes; the audio tower is a ConvNet over
 //! log-mel windows (see [`crate::nets::audio_visual`]).
 
-use super::avc::{recall_at_5, save_localization, sounds_of};
+use super::avc::{paired_sounds, recall_at_5, save_localization, sounds_of};
 use super::memory_bank::MemoryBank;
 use super::multi_task::pretext_view;
 use super::{Method, MethodInfo, StepOutput, finite_scalar, metrics_or_warn, prepared};
@@ -374,14 +374,7 @@ impl Method for AvidCma {
     }
 
     fn prepare(&mut self, data: &Dataset, fresh_run: bool) -> Result<()> {
-        let sounds = sounds_of(data)?;
-        if sounds.len() != data.len() {
-            return Err(Error::Config(format!(
-                "{} images but {} sounds",
-                data.len(),
-                sounds.len()
-            )));
-        }
+        let sounds = paired_sounds(data)?;
         if data.len() <= self.cfg.positives + 1 {
             return Err(Error::Config(format!(
                 "avid_cma needs more than positives + 1 = {} training pairs, the data has {}",

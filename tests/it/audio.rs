@@ -173,45 +173,10 @@ fn decodes_real_sounds_and_rejects_broken_ones() {
 
 #[test]
 fn avc_matches_held_out_sounds_to_their_images() {
-    use selfsup::config::RunConfig;
-    let mut cfg = RunConfig {
-        method: "avc".into(),
-        data: selfsup::data::DataSource::AudioVisual(
-            super::shared_data().join("audiovisual/tuxpaint"),
-        ),
-        epochs: AVC_EPOCHS,
-        batch_size: 32,
-        log_every: 1,
-        ..RunConfig::default()
-    };
-    cfg.backbone.width = 0.5;
-    cfg.optim.kind = selfsup::train::optim::OptimizerKind::AdamW;
-    cfg.optim.weight_decay = 1e-4;
-    cfg.schedule.lr = 1e-3;
-    let splits = cfg.data.load_with(&cfg.load_options()).unwrap();
-    cfg.fit_views_to(&splits.train);
-    let test = splits.test.as_ref().unwrap();
-    assert_eq!((splits.train.len(), test.len()), (101, 20));
-    let dir = tempfile::tempdir().unwrap();
-    let t = std::time::Instant::now();
-    let out = super::pretrain_in(
-        &cfg,
-        std::sync::Arc::new(splits.train.clone()),
-        dir.path(),
-        false,
-    );
-    let secs = t.elapsed().as_secs_f64();
-    let get = |m: &[(String, f64)], k: &str| m.iter().find(|(n, _)| n == k).unwrap().1;
-    let trained = out.method.pretext_metrics(test, 0);
-    let untrained = super::untrained_method(&cfg, &splits.train).pretext_metrics(test, 0);
-    let (acc, acc0) = (
-        get(&trained, "correspondence_balanced_accuracy"),
-        get(&untrained, "correspondence_balanced_accuracy"),
-    );
-    let (r, r0) = (
-        get(&trained, "sound_to_image_recall_at_5"),
-        get(&untrained, "sound_to_image_recall_at_5"),
-    );
+    let run = super::audiovisual::tuxpaint_run("avc", AVC_EPOCHS);
+    let (out, secs) = (&run.out, run.secs);
+    let (acc, acc0) = run.metric("correspondence_balanced_accuracy");
+    let (r, r0) = run.metric("sound_to_image_recall_at_5");
     println!(
         "avc: {} steps in {secs:.0} s; on 20 held-out pairs: balanced correspondence accuracy {:.1} % (untrained {:.1} %), sound-to-image recall@5 {:.0} % (untrained {:.0} %, chance 25 %)",
         out.steps,
