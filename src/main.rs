@@ -422,7 +422,7 @@ fn run(cli: Cli) -> Result<()> {
                 "video:PATH      a video file (read by ffmpeg), a folder of frame images, or a folder of both; one clip held out"
             );
             println!(
-                "av:DIR          images with the sound of the same name beside them (NAME.png + NAME.ogg/.wav/.mp3), in category sub-folders"
+                "av:PATH         images with the sound of the same name beside them (NAME.png + NAME.ogg/.wav/.mp3), in category sub-folders; or video files with sound (each frame with the second around it)"
             );
             Ok(())
         }
