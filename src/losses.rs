@@ -125,6 +125,14 @@ pub fn npid_nce(
     nce_with_positive_sets(pos.reshape([b, 1]), neg, None, temperature, log_z, n)
 }
 
+/// The NCE normalizing constant as NPID's and AVID's reference code estimate it once, from
+/// the first batch: `ln(n * mean exp(s / temperature))` over the similarities `scores` (any
+/// shape) with a bank of `n` entries.
+pub fn estimate_log_z(scores: Tensor<2>, temperature: f32, n: usize) -> f64 {
+    let mean: f32 = (scores.detach() / temperature).exp().mean().into_scalar();
+    (mean as f64 * n as f64).ln()
+}
+
 /// NCE with a set of positives per row (AVID + CMA, Morgado et al. 2021): [`npid_nce`] with
 /// `pos` `[B, k]`, each row's positive terms `-log h(pos)` averaged over its `k` positives
 /// (the reference code's `NCECriterion`), the noise terms over `neg` `[B, m]` summed.

@@ -95,8 +95,17 @@ pub fn read_audio(path: &Path) -> Result<Audio> {
     Ok(Audio { samples, rate })
 }
 
-/// The sound track of a video file, mono at `rate`, decoded by the `ffmpeg` program.
+/// The sound track of a video file, mono at `rate`, decoded by the `ffmpeg` program; an
+/// error naming the file when it has none (see [`video_sound_track`]).
 pub fn read_video_audio(path: &Path, rate: u32, ffmpeg: &str) -> Result<Audio> {
+    video_sound_track(path, rate, ffmpeg)?
+        .ok_or_else(|| Error::format(path, "the video has no sound track"))
+}
+
+/// The sound track of a video file, mono at `rate`, decoded by the `ffmpeg` program: `None`
+/// when ffmpeg reads the file and finds no sound stream in it; an error when the file is
+/// missing or ffmpeg cannot read it.
+pub fn video_sound_track(path: &Path, rate: u32, ffmpeg: &str) -> Result<Option<Audio>> {
     if !path.is_file() {
         return Err(Error::io(
             path,
@@ -125,12 +134,18 @@ pub fn read_video_audio(path: &Path, rate: u32, ffmpeg: &str) -> Result<Audio> {
                 format!("cannot run '{ffmpeg}' to read the sound track: {e} (install ffmpeg)"),
             )
         })?;
-    if !out.status.success() || out.stdout.len() < 4 {
-        let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // ffmpeg's words for an input with no stream left once video and subtitles are dropped.
+    let no_stream =
+        stderr.contains("does not contain any stream") || stderr.contains("matches no streams");
+    if (out.status.success() || no_stream) && out.stdout.len() < 4 {
+        return Ok(None);
+    }
+    if !out.status.success() {
         return Err(Error::format(
             path,
             format!(
-                "ffmpeg found no sound track it could decode: {}",
+                "ffmpeg cannot read the sound track: {}",
                 stderr.lines().last().unwrap_or("no message")
             ),
         ));
@@ -140,7 +155,7 @@ pub fn read_video_audio(path: &Path, rate: u32, ffmpeg: &str) -> Result<Audio> {
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
-    Ok(Audio { samples, rate })
+    Ok(Some(Audio { samples, rate }))
 }
 
 /// Reads `path` as audio at `rate`: audio files through symphonia (then resampled), video

@@ -145,13 +145,13 @@ pub fn load_video_pairs(
     };
     let mut clips: Vec<(Clip, Vec<Spectrogram>)> = Vec::new();
     for file in &files {
-        let sound = match audio::read_video_audio(file, mel.sample_rate, &video.ffmpeg) {
-            Ok(s) => s,
-            Err(e) if files.len() > 1 && e.to_string().contains("no sound track") => {
+        let sound = match audio::video_sound_track(file, mel.sample_rate, &video.ffmpeg)? {
+            Some(s) => s,
+            None if files.len() > 1 => {
                 tracing::warn!("{}: no sound track, skipped", file.display());
                 continue;
             }
-            Err(e) => return Err(e),
+            None => return Err(Error::format(file, "the video has no sound track")),
         };
         let spec = Spectrogram::of(&sound.samples, mel);
         if spec.frames == 0 {
@@ -182,14 +182,8 @@ pub fn load_video_pairs(
             "no video file with a sound track in it",
         ));
     }
-    for h in &video.holdout {
-        if !clips.iter().any(|(k, _)| &k.name == h) {
-            return Err(Error::Config(format!(
-                "video.holdout names clip '{h}', which is not among the clips with sound in {}",
-                path.display()
-            )));
-        }
-    }
+    let names: Vec<&str> = clips.iter().map(|(k, _)| k.name.as_str()).collect();
+    video::check_holdout(&video.holdout, &names, path)?;
     let (mut train, mut test): (Vec<(Clip, Vec<Spectrogram>)>, Vec<_>) = (Vec::new(), Vec::new());
     for (clip, sounds) in clips {
         if !video.holdout.is_empty() {

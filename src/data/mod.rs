@@ -33,8 +33,8 @@ pub struct Dataset {
     /// For video: the frame range of each clip, in order (frames are images in clip order).
     /// Empty for still images, and after [`Dataset::subset`] or [`Dataset::random_crops`].
     pub clips: Vec<std::ops::Range<usize>>,
-    /// For image + sound pairs: the log-mel spectrogram of each image's sound (shared by
-    /// clones); `None` for images alone.
+    /// For image + sound pairs (and video frames with their sound): the log-mel spectrogram
+    /// of each image's sound (shared by clones); `None` for images alone.
     pub sounds: Option<std::sync::Arc<Vec<crate::pretext::mel::Spectrogram>>>,
 }
 
@@ -194,7 +194,8 @@ pub enum DataSource {
     Folder(PathBuf),
     /// Video clips (a file, a folder of frame images, or a folder of both): `video:PATH`.
     Video(PathBuf),
-    /// Images with the sound of the same name beside them, in category sub-folders: `av:PATH`.
+    /// Images with the sound of the same name beside them, in category sub-folders, or video
+    /// files with a sound track (each frame with the sound around it): `av:PATH`.
     AudioVisual(PathBuf),
 }
 

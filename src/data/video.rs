@@ -308,6 +308,20 @@ pub fn clips_to_dataset(clips: &[Clip]) -> Dataset {
     }
 }
 
+/// An error unless every clip named in `holdout` is among the clip `names` read from `path`.
+pub fn check_holdout(holdout: &[String], names: &[&str], path: &Path) -> Result<()> {
+    for h in holdout {
+        if !names.contains(&h.as_str()) {
+            return Err(Error::Config(format!(
+                "video.holdout names clip '{h}', which is not in {} (clips: {})",
+                path.display(),
+                names.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Train and test clips from `path`: `train/` and `test/` sub-folders when both exist;
 /// otherwise the clips named in `cfg.holdout` (or, with none named, the last clip by name
 /// when there are several) are the test split.
@@ -320,16 +334,8 @@ pub fn load_splits(path: &Path, cfg: &VideoConfig) -> Result<Splits> {
         });
     }
     let clips = load_clips(path, cfg)?;
-    for h in &cfg.holdout {
-        if !clips.iter().any(|k| &k.name == h) {
-            let names: Vec<&str> = clips.iter().map(|k| k.name.as_str()).collect();
-            return Err(Error::Config(format!(
-                "video.holdout names clip '{h}', which is not in {} (clips: {})",
-                path.display(),
-                names.join(", ")
-            )));
-        }
-    }
+    let names: Vec<&str> = clips.iter().map(|k| k.name.as_str()).collect();
+    check_holdout(&cfg.holdout, &names, path)?;
     let held = |k: &Clip| {
         if cfg.holdout.is_empty() {
             clips.len() > 1 && k.name == clips[clips.len() - 1].name

@@ -117,9 +117,40 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
 pub fn sounds_of(data: &Dataset) -> Result<Arc<Vec<Spectrogram>>> {
     data.sounds.clone().ok_or_else(|| {
         Error::Config(
-            "avc learns from images with sounds: give an image + sound source (av:PATH)".into(),
+            "this method learns from images with sounds: give an image + sound source (av:PATH)"
+                .into(),
         )
     })
+}
+
+/// The embeddings of every image of `data` (preprocessed by `view` without augmentation)
+/// and of the first `frames` spectrogram frames of its sound, 256 items at a time:
+/// `([n, E], [n, E])`.
+pub fn embed_pairs(
+    net: &AudioVisualNet,
+    view: &crate::augment::ViewConfig,
+    frames: usize,
+    data: &Dataset,
+) -> Result<(Tensor<2>, Tensor<2>)> {
+    let sounds = sounds_of(data)?;
+    let device = crate::device::of(net);
+    let view = view.eval_only();
+    let all: Vec<usize> = (0..data.len()).collect();
+    let (mut v, mut a) = (Vec::new(), Vec::new());
+    for start in (0..data.len()).step_by(256) {
+        let end = (start + 256).min(data.len());
+        v.push(
+            net.embed_images(crate::eval::plain_batch(data, &view, start..end).to_tensor(&device)),
+        );
+        a.push(net.embed_sounds(sound_windows(
+            &sounds,
+            &all[start..end],
+            frames,
+            None,
+            &device,
+        )));
+    }
+    Ok((Tensor::cat(v, 0), Tensor::cat(a, 0)))
 }
 
 /// [`sounds_of`] for training: one sound per image, or an error.
@@ -141,21 +172,13 @@ impl Avc {
     /// retrieval among all its items, ranked by the classifier's margin, with the chance
     /// level `5 / n`.
     pub fn held_out(&self, data: &Dataset) -> Result<Vec<(String, f64)>> {
-        let sounds = sounds_of(data)?;
         let n = data.len();
         if n < 2 {
+            sounds_of(data)?;
             return Ok(Vec::new());
         }
         let model = self.model.valid();
-        let device = crate::device::of(&model);
-        let images =
-            crate::eval::plain_batch(data, &self.view.eval_only(), 0..n).to_tensor(&device);
-        let all: Vec<usize> = (0..n).collect();
-        let v = model.net.embed_images(images);
-        let a =
-            model
-                .net
-                .embed_sounds(sound_windows(&sounds, &all, self.cfg.frames, None, &device));
+        let (v, a) = embed_pairs(&model.net, &self.view, self.cfg.frames, data)?;
         // The classifier's "belongs together" margin for every sound (rows) and every image
         // (columns): retrieval ranks by what the model learned, whichever way its distance
         // weight points.
@@ -190,11 +213,11 @@ impl Avc {
             ("correspondence_chance".into(), 0.5),
             (
                 "sound_to_image_recall_at_5".into(),
-                recall_at_5(&d, n, true),
+                recall_at_k(&d, n, true, 5),
             ),
             (
                 "image_to_sound_recall_at_5".into(),
-                recall_at_5(&d, n, false),
+                recall_at_k(&d, n, false, 5),
             ),
             ("recall_at_5_chance".into(), (5.0 / n as f64).min(1.0)),
         ])
@@ -309,9 +332,10 @@ pub fn save_localization(
     crate::preview::save_rows(path, &grid, (128 / data.height.max(1)).max(1) as u32)
 }
 
-/// Whether each query's own item is among the 5 best scored of all `n` items: the fraction
-/// of queries, from `scores` `[n, n]` row-major (queries are rows when `by_row`, else columns).
-pub fn recall_at_5(scores: &[f32], n: usize, by_row: bool) -> f64 {
+/// Whether each query's own item is among the `k` best scored of all `n` items (fewer
+/// than `k` others score higher): the fraction of queries, from `scores` `[n, n]` row-major
+/// (queries are rows when `by_row`, else columns).
+pub fn recall_at_k(scores: &[f32], n: usize, by_row: bool, k: usize) -> f64 {
     let hits = (0..n)
         .filter(|&q| {
             let sim = |j: usize| {
@@ -322,7 +346,7 @@ pub fn recall_at_5(scores: &[f32], n: usize, by_row: bool) -> f64 {
                 }
             };
             let own = sim(q);
-            (0..n).filter(|&j| j != q && sim(j) > own).count() < 5
+            (0..n).filter(|&j| j != q && sim(j) > own).count() < k
         })
         .count();
     hits as f64 / n.max(1) as f64

@@ -18,15 +18,15 @@
 //! The image tower is the backbone that evaluation freezes; the audio tower is a ConvNet over
 //! log-mel windows (see [`crate::nets::audio_visual`]).
 
-use super::avc::{paired_sounds, recall_at_5, save_localization, sounds_of};
-use super::memory_bank::MemoryBank;
+use super::avc::{embed_pairs, paired_sounds, recall_at_k, save_localization, sounds_of};
+use super::memory_bank::{MemoryBank, save_scalar, take_scalar};
 use super::multi_task::pretext_view;
 use super::{Method, MethodInfo, StepOutput, finite_scalar, metrics_or_warn, prepared};
 use crate::config::RunConfig;
 use crate::data::Dataset;
 use crate::data::loader::{HostBatch, ViewSpec, mix_seed};
 use crate::error::{Error, Result};
-use crate::losses::nce_with_positive_sets;
+use crate::losses::{estimate_log_z, nce_with_positive_sets};
 use crate::nets::Backbone;
 use crate::nets::audio_visual::{AudioVisualNet, sound_windows};
 use crate::pretext::mel::Spectrogram;
@@ -34,7 +34,7 @@ use crate::train::checkpoint::{self, HostParam};
 use crate::train::optim::Optimizer;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -176,6 +176,14 @@ pub fn agreement_positives(
     out
 }
 
+/// The positive sets of every training instance, when they were chosen, and how often a
+/// positive shares its instance's label (a diagnostic, when the data has labels).
+struct PositiveSets {
+    epoch: usize,
+    sets: Vec<Vec<usize>>,
+    same_label: Option<f64>,
+}
+
 /// The AVID + CMA method.
 pub struct AvidCma {
     net: AudioVisualNet,
@@ -189,10 +197,8 @@ pub struct AvidCma {
     log_z: Option<f64>,
     /// log Z of the within-modal NCE, fixed after the first batch with CMA.
     log_z_within: Option<f64>,
-    /// The positive sets and the epoch they were chosen in.
-    positives: Option<(usize, Vec<Vec<usize>>)>,
-    /// How often a positive shares its instance's label (when the data has labels).
-    positives_same_label: Option<f64>,
+    /// The CMA positive sets, once chosen.
+    positives: Option<PositiveSets>,
     /// First epoch with the CMA term (`usize::MAX`: never).
     cma_epoch: usize,
     seed: u64,
@@ -228,7 +234,6 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
         log_z: None,
         log_z_within: None,
         positives: None,
-        positives_same_label: None,
         cma_epoch,
         seed: run.seed,
         device: device.clone(),
@@ -238,12 +243,6 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
 }
 
 impl AvidCma {
-    /// `m` noise indices drawn uniformly from the bank (shared by the batch).
-    fn noise(&self, m: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
-        let n = self.visual_bank.len();
-        (0..m).map(|_| rng.random_range(0..n)).collect()
-    }
-
     /// `[B, m]` 1/0: whether noise entry `noise[c]` counts as noise for row `r` (it is neither
     /// the row's instance `idx[r]` nor in its positive set).
     fn noise_kept(&self, idx: &[usize], noise: &[usize], sets: Option<&[Vec<usize>]>) -> Tensor<2> {
@@ -269,8 +268,8 @@ impl AvidCma {
         }
         let due = match &self.positives {
             None => true,
-            Some((at, _)) => {
-                epoch != *at && (epoch - self.cma_epoch).is_multiple_of(self.cfg.refresh_every)
+            Some(p) => {
+                epoch != p.epoch && (epoch - self.cma_epoch).is_multiple_of(self.cfg.refresh_every)
             }
         };
         if !due {
@@ -283,8 +282,7 @@ impl AvidCma {
             self.cfg.agreement,
             &self.device,
         );
-        // How often a positive shares its instance's label (a diagnostic when labels exist).
-        let same = self.labels.as_ref().map(|l| {
+        let same_label = self.labels.as_ref().map(|l| {
             let (hit, all) = sets
                 .iter()
                 .enumerate()
@@ -293,68 +291,44 @@ impl AvidCma {
                 });
             hit as f64 / all.max(1) as f64
         });
-        self.positives = Some((epoch, sets));
-        self.positives_same_label = same;
+        self.positives = Some(PositiveSets {
+            epoch,
+            sets,
+            same_label,
+        });
     }
 
     /// Held-out cross-modal retrieval on `data` by cosine similarity of the embeddings:
     /// recall@1 and recall@5 in both directions, with chance levels.
     pub fn held_out(&self, data: &Dataset) -> Result<Vec<(String, f64)>> {
-        let sounds = sounds_of(data)?;
         let n = data.len();
         if n < 2 {
+            sounds_of(data)?;
             return Ok(Vec::new());
         }
-        let net = self.net.valid();
-        let device = crate::device::of(&net);
-        let view = self.view.eval_only();
-        let all: Vec<usize> = (0..n).collect();
-        let mut v = Vec::new();
-        let mut a = Vec::new();
-        for start in (0..n).step_by(256) {
-            let end = (start + 256).min(n);
-            v.push(net.embed_images(
-                crate::eval::plain_batch(data, &view, start..end).to_tensor(&device),
-            ));
-            a.push(net.embed_sounds(sound_windows(
-                &sounds,
-                &all[start..end],
-                self.cfg.frames,
-                None,
-                &device,
-            )));
-        }
+        let (v, a) = embed_pairs(&self.net.valid(), &self.view, self.cfg.frames, data)?;
         // Sounds are rows, images columns.
-        let sim: Vec<f32> = Tensor::cat(a, 0)
-            .matmul(Tensor::cat(v, 0).transpose())
+        let sim: Vec<f32> = a
+            .matmul(v.transpose())
             .into_data()
             .try_to_vec::<f32>()
             .expect("f32 similarities");
-        let recall_at_1 = |by_row: bool| {
-            (0..n)
-                .filter(|&q| {
-                    let s = |j: usize| {
-                        if by_row {
-                            sim[q * n + j]
-                        } else {
-                            sim[j * n + q]
-                        }
-                    };
-                    (0..n).all(|j| j == q || s(j) < s(q))
-                })
-                .count() as f64
-                / n as f64
-        };
         Ok(vec![
-            ("sound_to_image_recall_at_1".into(), recall_at_1(true)),
+            (
+                "sound_to_image_recall_at_1".into(),
+                recall_at_k(&sim, n, true, 1),
+            ),
             (
                 "sound_to_image_recall_at_5".into(),
-                recall_at_5(&sim, n, true),
+                recall_at_k(&sim, n, true, 5),
             ),
-            ("image_to_sound_recall_at_1".into(), recall_at_1(false)),
+            (
+                "image_to_sound_recall_at_1".into(),
+                recall_at_k(&sim, n, false, 1),
+            ),
             (
                 "image_to_sound_recall_at_5".into(),
-                recall_at_5(&sim, n, false),
+                recall_at_k(&sim, n, false, 5),
             ),
             ("recall_at_1_chance".into(), 1.0 / n as f64),
             ("recall_at_5_chance".into(), (5.0 / n as f64).min(1.0)),
@@ -392,21 +366,15 @@ impl Method for AvidCma {
             &self.device,
             |x| net.embed_images(x),
         );
-        let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[self.seed, 0xA0D1]));
-        self.audio_bank = MemoryBank::random(data.len(), self.cfg.embed_dim, &mut rng);
-        if fresh_run {
-            let all: Vec<usize> = (0..data.len()).collect();
-            for chunk in all.chunks(256) {
-                let a = self.net.embed_sounds(sound_windows(
-                    &sounds,
-                    chunk,
-                    self.cfg.frames,
-                    None,
-                    &self.device,
-                ));
-                self.audio_bank.update_from(chunk, a, 0.0);
-            }
-        }
+        let all: Vec<usize> = (0..data.len()).collect();
+        let frames = self.cfg.frames;
+        self.audio_bank = MemoryBank::for_items(
+            data.len(),
+            self.cfg.embed_dim,
+            mix_seed(&[self.seed, 0xA0D1]),
+            fresh_run,
+            |r| net.embed_sounds(sound_windows(&sounds, &all[r], frames, None, &self.device)),
+        );
         self.labels = data.labels.clone();
         self.sounds = Some(sounds);
         Ok(())
@@ -421,7 +389,7 @@ impl Method for AvidCma {
         self.step += 1;
         let mut terms = Vec::new();
         self.refresh_positives(batch.epoch);
-        if let (Some(_), Some(same)) = (&self.positives, self.positives_same_label) {
+        if let Some(same) = self.positives.as_ref().and_then(|p| p.same_label) {
             terms.push(("cma_positives_same_label".to_string(), same as f32));
         }
         let sounds = prepared(&self.sounds, INFO.name)?.clone();
@@ -446,7 +414,7 @@ impl Method for AvidCma {
         let row_dot = |x: Tensor<2>, y: Tensor<2>| (x * y).sum_dim(1);
         // Cross-modal instance discrimination: own entry of the other modality's bank, against
         // noise entries (a draw of the row's own instance is not noise for that row).
-        let noise = self.noise(m, &mut rng);
+        let noise = self.visual_bank.sample(m, &mut rng);
         let kept = self.noise_kept(idx, &noise, None);
         let a_own = self.audio_bank.gather(idx, dev);
         let v_own = self.visual_bank.gather(idx, dev);
@@ -460,15 +428,9 @@ impl Method for AvidCma {
             a.clone()
                 .matmul(self.visual_bank.gather(&noise, dev).transpose()),
         );
-        // ln(n * mean exp(s / T)) over a batch's noise scores, as NPID and the reference.
-        let estimate = |a: &Tensor<2>, b: &Tensor<2>| {
-            let s: Vec<f32> = Tensor::cat(vec![a.clone(), b.clone()], 0)
-                .detach()
-                .into_data()
-                .try_to_vec()
-                .expect("f32 scores");
-            let mean = s.iter().map(|&x| ((x / t) as f64).exp()).sum::<f64>() / s.len() as f64;
-            (n as f64 * mean).ln()
+        // Z from the first batch's noise scores, as NPID and the reference code.
+        let estimate = |x: &Tensor<2>, y: &Tensor<2>| {
+            estimate_log_z(Tensor::cat(vec![x.clone(), y.clone()], 0), t, n)
         };
         let log_z = *self.log_z.get_or_insert_with(|| estimate(&v2a.1, &a2v.1));
         let nce = |(pos, neg): (Tensor<2>, Tensor<2>), kept: &Tensor<2>, log_z: f64| {
@@ -477,12 +439,12 @@ impl Method for AvidCma {
         let cross = (nce(v2a, &kept, log_z) + nce(a2v, &kept, log_z)) / 2.0;
         let mut loss = cross.clone();
         terms.push(("cross_modal_instance".into(), cross.clone().into_scalar()));
-        if let Some((_, sets)) = &self.positives {
+        if let Some(PositiveSets { sets, .. }) = &self.positives {
             // Within-modal positive-set discrimination; a noise draw of a row's own instance or
             // of one of its positives is not noise for that row.
             let k = self.cfg.positives;
             let pos_idx: Vec<usize> = idx.iter().flat_map(|&i| sets[i].iter().copied()).collect();
-            let noise = self.noise(m, &mut rng);
+            let noise = self.visual_bank.sample(m, &mut rng);
             let kept = self.noise_kept(idx, &noise, Some(sets));
             let within = |x: &Tensor<2>, bank: &MemoryBank| {
                 let e = x.dims()[1];
@@ -537,24 +499,15 @@ impl Method for AvidCma {
         let mut t = checkpoint::collect(&self.net);
         self.visual_bank.save_as(&mut t, "visual_bank");
         self.audio_bank.save_as(&mut t, "audio_bank");
-        for (name, z) in [("log_z", self.log_z), ("log_z_within", self.log_z_within)] {
-            if let Some(z) = z {
-                t.insert(
-                    name.into(),
-                    HostParam {
-                        shape: vec![1],
-                        data: vec![z as f32],
-                    },
-                );
-            }
-        }
+        save_scalar(&mut t, "log_z", self.log_z);
+        save_scalar(&mut t, "log_z_within", self.log_z_within);
         t
     }
 
     fn load_tensors(&mut self, tensors: &HashMap<String, HostParam>, path: &Path) -> Result<()> {
         let mut rest = tensors.clone();
-        self.log_z = rest.remove("log_z").map(|z| z.data[0] as f64);
-        self.log_z_within = rest.remove("log_z_within").map(|z| z.data[0] as f64);
+        self.log_z = take_scalar(&mut rest, "log_z");
+        self.log_z_within = take_scalar(&mut rest, "log_z_within");
         self.visual_bank.take_from(&mut rest, "visual_bank", path)?;
         self.audio_bank.take_from(&mut rest, "audio_bank", path)?;
         // Positive sets are recomputed from the restored banks at the next step.

@@ -36,7 +36,7 @@ fn normalize_row(row: &mut [f32]) {
 
 impl MemoryBank {
     /// The bank of a method bound to `data`: random unit rows (seeded by `seed`), overwritten,
-    /// on a fresh run, with `embed` of every image (see [`MemoryBank::fill_from`]); a resumed
+    /// on a fresh run, with `embed` of every image (see [`MemoryBank::for_items`]); a resumed
     /// run loads its bank from the checkpoint instead.
     pub fn for_data(
         data: &Dataset,
@@ -47,10 +47,30 @@ impl MemoryBank {
         device: &Device,
         embed: impl Fn(Tensor<4>) -> Tensor<2>,
     ) -> MemoryBank {
-        let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[seed, 0xBA4C]));
-        let mut bank = MemoryBank::random(data.len(), dim, &mut rng);
+        let view = view.eval_only();
+        MemoryBank::for_items(data.len(), dim, mix_seed(&[seed, 0xBA4C]), fresh_run, |r| {
+            embed(crate::eval::plain_batch(data, &view, r).to_tensor(device))
+        })
+    }
+
+    /// A bank of `n` entries: random unit rows drawn from `rng_seed`, overwritten on a fresh
+    /// run with `embed` of every item, 256 items at a time (`embed` gets the range of items and
+    /// returns their embeddings, normalized here): a start that agrees with the network
+    /// instead of random targets, which a short run cannot outgrow.
+    pub fn for_items(
+        n: usize,
+        dim: usize,
+        rng_seed: u64,
+        fresh_run: bool,
+        embed: impl Fn(std::ops::Range<usize>) -> Tensor<2>,
+    ) -> MemoryBank {
+        let mut bank = MemoryBank::random(n, dim, &mut ChaCha8Rng::seed_from_u64(rng_seed));
         if fresh_run {
-            bank.fill_from(data, view, 256, device, embed);
+            for start in (0..n).step_by(256) {
+                let end = (start + 256).min(n);
+                let idx: Vec<usize> = (start..end).collect();
+                bank.update_from(&idx, embed(start..end), 0.0);
+            }
         }
         bank
     }
@@ -118,39 +138,11 @@ impl MemoryBank {
         self.update(idx, &fresh, momentum);
     }
 
-    /// Overwrites the bank with `embed` of every image of `data` (preprocessed by `view`
-    /// without augmentation), normalized: a start that agrees with the network instead of
-    /// random targets, which a short run cannot outgrow.
-    pub fn fill_from(
-        &mut self,
-        data: &Dataset,
-        view: &ViewConfig,
-        batch: usize,
-        device: &Device,
-        embed: impl Fn(Tensor<4>) -> Tensor<2>,
-    ) {
-        let view = view.eval_only();
-        for start in (0..data.len()).step_by(batch.max(1)) {
-            let end = (start + batch).min(data.len());
-            let x = crate::eval::plain_batch(data, &view, start..end).to_tensor(device);
-            let idx: Vec<usize> = (start..end).collect();
-            self.update_from(&idx, embed(x), 0.0);
-        }
-    }
-
     /// Adds the bank (`memory_bank`) and the NCE constant (`log_z`, once estimated) to a
     /// method's checkpoint tensors.
     pub fn save_into(&self, tensors: &mut BTreeMap<String, HostParam>, log_z: Option<f64>) {
         self.save_as(tensors, "memory_bank");
-        if let Some(z) = log_z {
-            tensors.insert(
-                "log_z".into(),
-                HostParam {
-                    shape: vec![1],
-                    data: vec![z as f32],
-                },
-            );
-        }
+        save_scalar(tensors, "log_z", log_z);
     }
 
     /// Adds the bank to checkpoint tensors under `name`.
@@ -200,8 +192,26 @@ impl MemoryBank {
         path: &Path,
     ) -> Result<(HashMap<String, HostParam>, Option<f64>)> {
         let mut rest = tensors.clone();
-        let log_z = rest.remove("log_z").map(|z| z.data[0] as f64);
+        let log_z = take_scalar(&mut rest, "log_z");
         self.take_from(&mut rest, "memory_bank", path)?;
         Ok((rest, log_z))
     }
+}
+
+/// Adds a scalar (an NCE constant, once estimated) to checkpoint tensors under `name`.
+pub fn save_scalar(tensors: &mut BTreeMap<String, HostParam>, name: &str, value: Option<f64>) {
+    if let Some(v) = value {
+        tensors.insert(
+            name.into(),
+            HostParam {
+                shape: vec![1],
+                data: vec![v as f32],
+            },
+        );
+    }
+}
+
+/// Takes the scalar saved by [`save_scalar`] out of `tensors`.
+pub fn take_scalar(tensors: &mut HashMap<String, HostParam>, name: &str) -> Option<f64> {
+    tensors.remove(name).map(|z| z.data[0] as f64)
 }

@@ -20,7 +20,7 @@ use crate::config::RunConfig;
 use crate::data::Dataset;
 use crate::data::loader::{HostBatch, ViewSpec, mix_seed};
 use crate::error::{Error, Result};
-use crate::losses::{info_nce, l2_normalize, npid_nce};
+use crate::losses::{estimate_log_z, info_nce, l2_normalize, npid_nce};
 use crate::nets::Backbone;
 use crate::train::checkpoint::{self, HostParam};
 use crate::train::optim::Optimizer;
@@ -112,9 +112,8 @@ pub fn bank_loss(
         BankLoss::Nce => {
             let lz = *log_z.get_or_insert_with(|| {
                 let b = pos.dims()[0];
-                let all = Tensor::cat(vec![pos.clone().reshape([b, 1]), neg.clone()], 1).detach();
-                let mean: f32 = (all / temperature).exp().mean().into_scalar();
-                (mean as f64 * n as f64).ln()
+                let all = Tensor::cat(vec![pos.clone().reshape([b, 1]), neg.clone()], 1);
+                estimate_log_z(all, temperature, n)
             });
             npid_nce(pos, neg, temperature, lz, n)
         }

@@ -78,6 +78,16 @@ fn video_frames_come_with_the_sound_around_them() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("bikes.mp4") && e.contains("sound track"), "{e}");
+    // A silent video beside an unreadable one: the silent one is skipped, the broken one is
+    // an error naming it.
+    let mixed = tempfile::tempdir().unwrap();
+    std::fs::copy(dir.join("bikes.mp4"), mixed.path().join("bikes.mp4")).unwrap();
+    std::fs::write(mixed.path().join("broken.mp4"), b"not a video").unwrap();
+    let e = DataSource::AudioVisual(mixed.path().into())
+        .load_with(&opts)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("broken.mp4") && e.contains("cannot read"), "{e}");
 }
 
 fn bank(rows: &[[f32; 2]]) -> MemoryBank {
