@@ -167,6 +167,7 @@ fn views(size: &WorkloadSize) -> Result<f64> {
             start_batch: 0,
             prefetch: 2,
             workers: size.threads,
+            shard: (0, 1),
         },
     );
     let n: usize = loader.take(batches).map(|b| b.indices.len()).sum();

@@ -374,6 +374,13 @@ impl RunConfig {
         if self.backbone.width <= 0.0 {
             return bad("backbone.width must be positive".into());
         }
+        if self.backbone.norm == crate::nets::Norm::None
+            && self.backbone.kind != crate::nets::BackboneKind::ConvNet
+        {
+            return bad(
+                "backbone.norm = \"none\" is only available for the convnet backbone".into(),
+            );
+        }
         crate::device::parse(&self.device)?;
         self.npid.validate()?;
         self.pirl.validate()?;

@@ -15,20 +15,50 @@ pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
 /// projections is classified against the other `2B - 1` (cosine similarity / `temperature`),
 /// its positive being the other view of the same image; the loss is the mean over all `2B`.
 pub fn nt_xent(z1: Tensor<2>, z2: Tensor<2>, temperature: f32) -> Tensor<1> {
+    let b = z1.dims()[0];
+    nt_xent_anchors(z1, z2, temperature, 0..b)
+}
+
+/// The terms of [`nt_xent`] whose anchors are the two views of images `anchors` (a range of
+/// rows of `z1`/`z2`), still classified against all `2B - 1` others; the mean over those
+/// `2 * anchors.len()` terms. In a data-parallel run each rank scores its own images against
+/// the gathered batch, and the mean over the ranks is [`nt_xent`] of the whole batch.
+pub fn nt_xent_anchors(
+    z1: Tensor<2>,
+    z2: Tensor<2>,
+    temperature: f32,
+    anchors: std::ops::Range<usize>,
+) -> Tensor<1> {
     let [b, _] = z1.dims();
+    let (s, m) = (anchors.start, anchors.len());
+    assert!(
+        anchors.end <= b && m > 0,
+        "anchors must be a non-empty range of rows"
+    );
     let n = 2 * b;
     let device = z1.device();
     let z = l2_normalize(Tensor::cat(vec![z1, z2], 0));
-    let logits = z.clone().matmul(z.transpose()) / temperature;
-    let self_mask = Tensor::<2>::eye(n, &device).greater_elem(0.5);
-    let logits = logits.mask_fill(self_mask, -1.0e9);
-    let mut pos = vec![0.0f32; n * n];
-    for i in 0..n {
-        pos[i * n + (i + b) % n] = 1.0;
+    let q = Tensor::cat(
+        vec![z.clone().narrow(0, s, m), z.clone().narrow(0, b + s, m)],
+        0,
+    );
+    let logits = q.matmul(z.transpose()) / temperature; // [2m, 2B]
+    // Row r is view 1 of image s + r (r < m) or view 2 of image s + r - m.
+    let (mut own, mut pos) = (vec![0.0f32; 2 * m * n], vec![0.0f32; 2 * m * n]);
+    for r in 0..2 * m {
+        let (this, other) = if r < m {
+            (s + r, b + s + r)
+        } else {
+            (b + s + r - m, s + r - m)
+        };
+        own[r * n + this] = 1.0;
+        pos[r * n + other] = 1.0;
     }
-    let pos = Tensor::<2>::from_data(TensorData::new(pos, [n, n]), &device);
+    let own = Tensor::<2>::from_data(TensorData::new(own, [2 * m, n]), &device).greater_elem(0.5);
+    let logits = logits.mask_fill(own, -1.0e9);
+    let pos = Tensor::<2>::from_data(TensorData::new(pos, [2 * m, n]), &device);
     let log_prob = log_softmax(logits, 1);
-    (log_prob * pos).sum().neg() / n as f32
+    (log_prob * pos).sum().neg() / (2 * m) as f32
 }
 
 /// Cross-entropy of `logits` `[B, K]` against integer `targets` (mean over the batch).
@@ -65,6 +95,21 @@ pub fn info_nce_with_queue(
 /// overflows nor underflows for large `scores / epsilon` (the paper's code exponentiates
 /// directly and needs small scores).
 pub fn sinkhorn(scores: &[f32], n: usize, k: usize, epsilon: f64, iterations: usize) -> Vec<f32> {
+    sinkhorn_with(scores, n, k, epsilon, iterations, &|_| {})
+}
+
+/// [`sinkhorn`] on one shard of a batch: `scores` holds `n` of its rows, and `combine` turns
+/// log-sum-exps over this shard's rows (one per entry) into log-sum-exps over the rows of all
+/// shards, in place (nothing to do for a whole batch; `dist::sinkhorn_sharded` combines over
+/// the ranks). It is called for the row count, the total mass and each iteration's column sums.
+pub fn sinkhorn_with(
+    scores: &[f32],
+    n: usize,
+    k: usize,
+    epsilon: f64,
+    iterations: usize,
+    combine: &dyn Fn(&mut [f64]),
+) -> Vec<f32> {
     assert_eq!(scores.len(), n * k, "scores must be n x k");
     let mut log_q: Vec<f64> = scores.iter().map(|&s| s as f64 / epsilon).collect();
     let lse = |vals: &mut dyn Iterator<Item = f64>| -> f64 {
@@ -76,15 +121,23 @@ pub fn sinkhorn(scores: &[f32], n: usize, k: usize, epsilon: f64, iterations: us
             m + v.iter().map(|x| (x - m).exp()).sum::<f64>().ln()
         }
     };
+    // ln of the batch size: the log-sum-exp of the shards' ln(n).
+    let mut ln_n = [(n as f64).ln()];
+    combine(&mut ln_n);
+    let (ln_n, ln_k) = (ln_n[0], (k as f64).ln());
     // Total mass 1.
-    let total = lse(&mut log_q.iter().cloned());
-    log_q.iter_mut().for_each(|v| *v -= total);
-    let (ln_n, ln_k) = ((n as f64).ln(), (k as f64).ln());
+    let mut total = [lse(&mut log_q.iter().cloned())];
+    combine(&mut total);
+    log_q.iter_mut().for_each(|v| *v -= total[0]);
+    let mut columns = vec![0.0f64; k];
     for _ in 0..iterations {
         // Each prototype (column) gets mass 1/k.
-        for j in 0..k {
-            let c = lse(&mut (0..n).map(|i| log_q[i * k + j]));
-            for i in 0..n {
+        for (j, c) in columns.iter_mut().enumerate() {
+            *c = lse(&mut (0..n).map(|i| log_q[i * k + j]));
+        }
+        combine(&mut columns);
+        for i in 0..n {
+            for (j, c) in columns.iter().enumerate() {
                 log_q[i * k + j] -= c + ln_k;
             }
         }

@@ -366,15 +366,38 @@ struct EmbedArgs {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    let cli = Cli::parse();
+    // Joins the MPI world when a launcher started this process (`mpirun -np N selfsup ...`).
+    let session = match selfsup::dist::init() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    };
+    let (rank, world) = (selfsup::dist::rank(), selfsup::dist::world_size());
+    // Ranks other than 0 only report warnings and errors, prefixed with their rank.
+    let level = if rank == 0 {
+        tracing::Level::INFO
+    } else {
+        tracing::Level::WARN
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_max_level(level)
         .init();
-    let cli = Cli::parse();
     if let Err(e) = run(cli) {
+        if world > 1 {
+            eprintln!("error (rank {rank} of {world}): {e:#}");
+            // The other ranks may be waiting for this one in a collective: end them all.
+            selfsup::dist::world().abort(1);
+        }
         eprintln!("error: {e:#}");
+        drop(session);
         std::process::exit(1);
     }
+    drop(session);
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -537,6 +560,7 @@ fn pretrain(a: PretrainArgs) -> Result<()> {
     }
     cfg.fit_views_to(&splits.train);
     let n = splits.train.len();
+    let primary = selfsup::dist::is_primary();
     let out = train::pretrain(
         &cfg,
         Arc::new(splits.train),
@@ -546,6 +570,18 @@ fn pretrain(a: PretrainArgs) -> Result<()> {
             progress: !a.quiet,
         },
     )?;
+    if !primary {
+        return Ok(());
+    }
+    let world = selfsup::dist::world_size();
+    if world > 1 {
+        println!(
+            "{world} ranks ({}): {:.1} s of {:.1} s in collective operations on rank 0",
+            selfsup::dist::world().describe(),
+            out.comm_s,
+            out.wall_s
+        );
+    }
     println!(
         "pretrained {} on {n} images: {} steps in {:.1} s ({:.0} img/s), loss {:.4} -> {:.4}; checkpoint {}",
         cfg.method,

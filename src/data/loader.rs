@@ -124,6 +124,12 @@ pub struct LoaderConfig {
     pub prefetch: usize,
     /// Threads that make views.
     pub workers: usize,
+    /// `(rank, world_size)` of a data-parallel run (`(0, 1)` for one process): each global
+    /// batch of `batch_size` images is cut into `world_size` contiguous shards and this loader
+    /// yields shard `rank`, with the views one process would make for those images. The
+    /// order is seeded, so the ranks agree on it without talking; the union of their shards
+    /// is the epoch. `batch_size` must be a multiple of `world_size`.
+    pub shard: (usize, usize),
 }
 
 impl Loader {
@@ -160,9 +166,11 @@ fn run_worker(data: Arc<Dataset>, spec: ViewSpec, cfg: LoaderConfig, tx: SyncSen
     loop {
         let order = epoch_order(data.len(), cfg.seed, epoch);
         while b < per_epoch {
-            let idx = &order[b * cfg.batch_size..(b + 1) * cfg.batch_size];
-            let views =
-                pool.install(|| make_batch(&data, &spec, idx, cfg.seed, epoch, b * cfg.batch_size));
+            let (rank, world) = cfg.shard;
+            let local = cfg.batch_size / world.max(1);
+            let first = b * cfg.batch_size + rank * local;
+            let idx = &order[first..first + local];
+            let views = pool.install(|| make_batch(&data, &spec, idx, cfg.seed, epoch, first));
             let batch = HostBatch {
                 views,
                 indices: idx.to_vec(),

@@ -117,7 +117,13 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
         ));
     }
     let backbone = Backbone::new(&run.backbone, in_channels, device);
-    let projector = ProjectionHead::new(backbone.feature_dim(), c.proj_hidden, c.proj_dim, device);
+    let projector = ProjectionHead::with_norm(
+        backbone.feature_dim(),
+        c.proj_hidden,
+        c.proj_dim,
+        run.backbone.batch_norm(),
+        device,
+    );
     let query = MocoEncoder {
         backbone,
         projector,
@@ -125,10 +131,11 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
     // A separately built encoder (own BatchNorm state), then set equal to the query encoder.
     let fresh_backbone = Backbone::new(&run.backbone, in_channels, device);
     let fresh = MocoEncoder {
-        projector: ProjectionHead::new(
+        projector: ProjectionHead::with_norm(
             fresh_backbone.feature_dim(),
             c.proj_hidden,
             c.proj_dim,
+            run.backbone.batch_norm(),
             device,
         ),
         backbone: fresh_backbone,

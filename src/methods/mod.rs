@@ -162,9 +162,15 @@ impl HostTensor {
     }
 }
 
-/// Reads a scalar loss, failing on NaN or infinity (naming `what`).
+/// Reads a scalar loss, failing on NaN or infinity (naming `what`). In a data-parallel run it
+/// is the mean over the ranks, so they all see the same value and skip or stop together.
 pub fn finite_scalar(loss: &Tensor<1>, step: u64, what: &str) -> Result<f32> {
-    let v: f32 = loss.clone().into_scalar();
+    let local: f32 = loss.clone().into_scalar();
+    let v = if crate::dist::world_size() > 1 {
+        crate::dist::mean_f64(local as f64) as f32
+    } else {
+        local
+    };
     if v.is_finite() {
         Ok(v)
     } else {

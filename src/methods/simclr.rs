@@ -5,12 +5,17 @@
 //! pulls the two projections of an image together and pushes the other `2B - 2` away. Both
 //! views go through the network as one batch of `2B`, so BatchNorm statistics are shared
 //! across views, like SimCLR's global BN.
+//!
+//! Data-parallel: each rank gathers every rank's projections, so its images meet the
+//! negatives of the whole global batch, and gets back the exact gradient of its projections
+//! ([`crate::dist::GatheredRows`]).
 
 use super::{Method, MethodInfo, StepOutput, finite_scalar};
 use crate::config::RunConfig;
 use crate::data::loader::{HostBatch, ViewSpec};
+use crate::dist;
 use crate::error::Result;
-use crate::losses::nt_xent;
+use crate::losses::{nt_xent, nt_xent_anchors};
 use crate::nets::{Backbone, heads::ProjectionHead};
 use crate::train::checkpoint::{self, HostParam};
 use crate::train::optim::Optimizer;
@@ -70,10 +75,11 @@ pub struct SimClr {
 
 fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn Method>> {
     let backbone = Backbone::new(&run.backbone, in_channels, device);
-    let projector = ProjectionHead::new(
+    let projector = ProjectionHead::with_norm(
         backbone.feature_dim(),
         run.simclr.proj_hidden,
         run.simclr.proj_dim,
+        run.backbone.batch_norm(),
         device,
     );
     Ok(Box::new(SimClr {
@@ -107,6 +113,7 @@ impl Method for SimClr {
     ) -> Result<StepOutput> {
         self.step += 1;
         let b = batch.indices.len();
+        let value;
         let x = Tensor::cat(
             vec![
                 batch.views[0].to_tensor(&self.device),
@@ -117,9 +124,35 @@ impl Method for SimClr {
         let z = self.model.projector.forward(self.model.backbone.forward(x));
         let z1 = z.clone().narrow(0, 0, b);
         let z2 = z.narrow(0, b, b);
-        let loss = nt_xent(z1, z2, self.cfg.temperature);
-        let value = finite_scalar(&loss, self.step, "NT-Xent loss")?;
-        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        let grads = if dist::world_size() == 1 {
+            let loss = nt_xent(z1, z2, self.cfg.temperature);
+            value = finite_scalar(&loss, self.step, "NT-Xent loss")?;
+            loss.backward()
+        } else {
+            // Negatives from every rank: this rank scores its own images against the gathered
+            // batch; the gradient of the gathered rows comes back summed over the ranks.
+            let (g1, g2) = (
+                dist::gather_rows_with_grad(z1),
+                dist::gather_rows_with_grad(z2),
+            );
+            let mine = dist::rank() * b..(dist::rank() + 1) * b;
+            let share = nt_xent_anchors(
+                g1.gathered.clone(),
+                g2.gathered.clone(),
+                self.cfg.temperature,
+                mine,
+            );
+            value = finite_scalar(&share, self.step, "NT-Xent loss")?;
+            let grads = share.backward();
+            let grad_of = |g: &dist::GatheredRows| {
+                g.gathered
+                    .grad(&grads)
+                    .expect("the gathered rows are in the loss")
+            };
+            let (d1, d2) = (grad_of(&g1), grad_of(&g2));
+            (g1.surrogate(d1) + g2.surrogate(d2)).backward()
+        };
+        let grads = GradientsParams::from_grads(grads, &self.model);
         self.model = opt.step(lr, self.model.clone(), grads);
         Ok(StepOutput {
             loss: value,

@@ -125,7 +125,13 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
         ));
     }
     let backbone = Backbone::new(&run.backbone, in_channels, device);
-    let projector = ProjectionHead::new(backbone.feature_dim(), c.proj_hidden, c.proj_dim, device);
+    let projector = ProjectionHead::with_norm(
+        backbone.feature_dim(),
+        c.proj_hidden,
+        c.proj_dim,
+        run.backbone.batch_norm(),
+        device,
+    );
     let prototypes = normalize_prototypes(
         LinearConfig::new(c.proj_dim, c.prototypes)
             .with_bias(false)

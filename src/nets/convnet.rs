@@ -13,34 +13,40 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d, Relu};
 use burn::prelude::*;
 
-/// One conv-BN-ReLU block.
+/// One conv-BN-ReLU block (conv-ReLU with a bias when built without normalization).
 #[derive(Module, Debug)]
 pub struct ConvBlock {
-    /// 3x3 convolution, no bias (BatchNorm follows).
+    /// 3x3 convolution, without bias when BatchNorm follows.
     pub conv: Conv2d,
-    /// Batch normalization.
-    pub bn: BatchNorm,
+    /// Batch normalization (absent with `backbone.norm = "none"`).
+    pub bn: Option<BatchNorm>,
     /// ReLU.
     pub act: Relu,
 }
 
 impl ConvBlock {
-    /// A block from `cin` to `cout` channels; `stride` 2 halves the resolution.
-    pub fn new(cin: usize, cout: usize, stride: usize, device: &Device) -> Self {
+    /// A block from `cin` to `cout` channels; `stride` 2 halves the resolution; with
+    /// `batch_norm` false the convolution has a bias and no BatchNorm follows.
+    pub fn new(cin: usize, cout: usize, stride: usize, batch_norm: bool, device: &Device) -> Self {
         ConvBlock {
             conv: Conv2dConfig::new([cin, cout], [3, 3])
                 .with_stride([stride, stride])
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                .with_bias(false)
+                .with_bias(!batch_norm)
                 .init(device),
-            bn: BatchNormConfig::new(cout).init(device),
+            bn: batch_norm.then(|| BatchNormConfig::new(cout).init(device)),
             act: Relu::new(),
         }
     }
 
     /// Applies conv, BN and ReLU.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.act.forward(self.bn.forward(self.conv.forward(x)))
+        let y = self.conv.forward(x);
+        let y = match &self.bn {
+            Some(bn) => bn.forward(y),
+            None => y,
+        };
+        self.act.forward(y)
     }
 }
 
@@ -53,8 +59,9 @@ pub struct ConvNet {
 }
 
 impl ConvNet {
-    /// Builds the network for `in_channels` input channels and width multiplier `width`.
-    pub fn new(in_channels: usize, width: f32, device: &Device) -> Self {
+    /// Builds the network for `in_channels` input channels and width multiplier `width`, with
+    /// or without BatchNorm.
+    pub fn new(in_channels: usize, width: f32, batch_norm: bool, device: &Device) -> Self {
         let widths: Vec<usize> = [32.0, 64.0, 128.0, 256.0]
             .iter()
             .map(|w| ((w * width) as usize).max(1))
@@ -62,7 +69,13 @@ impl ConvNet {
         let mut blocks = Vec::new();
         let mut cin = in_channels;
         for (i, &w) in widths.iter().enumerate() {
-            blocks.push(ConvBlock::new(cin, w, if i == 0 { 2 } else { 1 }, device));
+            blocks.push(ConvBlock::new(
+                cin,
+                w,
+                if i == 0 { 2 } else { 1 },
+                batch_norm,
+                device,
+            ));
             cin = w;
         }
         ConvNet {
@@ -75,7 +88,7 @@ impl ConvNet {
     pub fn feature_dim(&self) -> usize {
         self.blocks
             .last()
-            .map_or(0, |b| b.bn.gamma.shape().dims::<1>()[0])
+            .map_or(0, |b| b.conv.weight.shape().dims::<4>()[0])
     }
 
     /// Output of each block (after pooling, for the first three).
@@ -83,7 +96,7 @@ impl ConvNet {
         let n = self.blocks.len();
         let mut out = Vec::with_capacity(n);
         for (i, b) in self.blocks.iter().enumerate() {
-            x = b.act.forward(b.bn.forward(b.conv.forward(x)));
+            x = b.forward(x);
             if i > 0 && i + 1 < n {
                 x = self.pool.forward(x);
             }

@@ -9,8 +9,8 @@ use burn::prelude::*;
 pub struct ProjectionHead {
     /// Hidden layer.
     pub fc1: Linear,
-    /// BN on the hidden layer (SimCLR v2, solo-learn).
-    pub bn1: BatchNorm,
+    /// BN on the hidden layer (SimCLR v2, solo-learn); absent with `backbone.norm = "none"`.
+    pub bn1: Option<BatchNorm>,
     /// Output layer.
     pub fc2: Linear,
     act: Relu,
@@ -19,11 +19,23 @@ pub struct ProjectionHead {
 impl ProjectionHead {
     /// A head from `d_in` through `hidden` to `d_out` dimensions.
     pub fn new(d_in: usize, hidden: usize, d_out: usize, device: &Device) -> Self {
+        Self::with_norm(d_in, hidden, d_out, true, device)
+    }
+
+    /// [`ProjectionHead::new`], with BN on the hidden layer only if `batch_norm` (else the
+    /// hidden layer has a bias).
+    pub fn with_norm(
+        d_in: usize,
+        hidden: usize,
+        d_out: usize,
+        batch_norm: bool,
+        device: &Device,
+    ) -> Self {
         ProjectionHead {
             fc1: LinearConfig::new(d_in, hidden)
-                .with_bias(false)
+                .with_bias(!batch_norm)
                 .init(device),
-            bn1: BatchNormConfig::new(hidden).init(device),
+            bn1: batch_norm.then(|| BatchNormConfig::new(hidden).init(device)),
             fc2: LinearConfig::new(hidden, d_out).init(device),
             act: Relu::new(),
         }
@@ -31,7 +43,11 @@ impl ProjectionHead {
 
     /// Projects features `[B, d_in]` to `[B, d_out]`.
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        self.fc2
-            .forward(self.act.forward(self.bn1.forward(self.fc1.forward(x))))
+        let h = self.fc1.forward(x);
+        let h = match &self.bn1 {
+            Some(bn) => bn.forward(h),
+            None => h,
+        };
+        self.fc2.forward(self.act.forward(h))
     }
 }

@@ -59,6 +59,18 @@ impl BackboneKind {
     ];
 }
 
+/// Normalization layers of the backbone and the projection heads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Norm {
+    /// BatchNorm (statistics of each rank's shard in a data-parallel run).
+    Batch,
+    /// None: the ConvNet's convolutions get biases instead, and SimCLR's, MoCo's and SwAV's
+    /// projection MLPs lose their BN. A data-parallel run is then exactly the one-process run
+    /// with the same global batch.
+    None,
+}
+
 /// Backbone settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -69,6 +81,15 @@ pub struct BackboneConfig {
     pub cifar_stem: bool,
     /// Width multiplier of the ConvNet (1.0 = 32-64-128-256).
     pub width: f32,
+    /// Normalization layers (`batch`, or `none` for the ConvNet).
+    pub norm: Norm,
+}
+
+impl BackboneConfig {
+    /// Whether BatchNorm layers are built.
+    pub fn batch_norm(&self) -> bool {
+        self.norm == Norm::Batch
+    }
 }
 
 impl Default for BackboneConfig {
@@ -77,6 +98,7 @@ impl Default for BackboneConfig {
             kind: BackboneKind::ConvNet,
             cifar_stem: true,
             width: 1.0,
+            norm: Norm::Batch,
         }
     }
 }
@@ -95,9 +117,12 @@ impl Backbone {
     /// Builds a backbone for images with `in_channels` channels.
     pub fn new(cfg: &BackboneConfig, in_channels: usize, device: &Device) -> Backbone {
         match cfg.kind {
-            BackboneKind::ConvNet => {
-                Backbone::ConvNet(convnet::ConvNet::new(in_channels, cfg.width, device))
-            }
+            BackboneKind::ConvNet => Backbone::ConvNet(convnet::ConvNet::new(
+                in_channels,
+                cfg.width,
+                cfg.batch_norm(),
+                device,
+            )),
             BackboneKind::ResNet18 => Backbone::ResNet(resnet::ResNet::resnet18(
                 in_channels,
                 cfg.cifar_stem,

@@ -4,6 +4,9 @@
 //! A run folder holds `config.toml` (the resolved config), `metrics.jsonl` (one JSON object
 //! per logged step), `last.safetensors` (the model, PyTorch-readable) and
 //! `last.ckpt.safetensors` (model + optimizer + step, what `--resume` reads).
+//!
+//! In a data-parallel run ([`crate::dist`]) every rank runs this loop on its shard of each
+//! batch; rank 0 alone writes the run folder and shows progress.
 
 pub mod checkpoint;
 pub mod optim;
@@ -48,6 +51,8 @@ pub struct TrainOutcome {
     pub images_per_s: f64,
     /// Batches skipped or rolled back over because their loss was not finite.
     pub skipped_batches: u64,
+    /// Seconds this process spent in collective operations (0 in a single process).
+    pub comm_s: f64,
 }
 
 /// Non-finite steps between two checkpoints that the `skip` and `rollback` policies tolerate.
@@ -61,6 +66,15 @@ pub const MODEL_CKPT: &str = "last.safetensors";
 /// Pretrains `cfg.method` on `data`, writing the run folder described in the module docs.
 pub fn pretrain(cfg: &RunConfig, data: Arc<Dataset>, opts: &TrainOptions) -> Result<TrainOutcome> {
     cfg.validate()?;
+    let (rank, world) = (crate::dist::rank(), crate::dist::world_size());
+    let primary = rank == 0;
+    if cfg.batch_size % world != 0 {
+        return Err(Error::Config(format!(
+            "batch_size = {} must be a multiple of the number of ranks ({world}): it is the \
+             global batch, cut into one equal shard per rank",
+            cfg.batch_size
+        )));
+    }
     if data.len() < cfg.batch_size {
         return Err(Error::Config(format!(
             "batch_size = {} is larger than the data set ({} images)",
@@ -84,8 +98,10 @@ pub fn pretrain(cfg: &RunConfig, data: Arc<Dataset>, opts: &TrainOptions) -> Res
         total_steps: total,
     };
 
-    std::fs::create_dir_all(&opts.out_dir).map_err(|e| Error::io(&opts.out_dir, e))?;
-    checkpoint::remove_stale_temporaries(&opts.out_dir);
+    if primary {
+        std::fs::create_dir_all(&opts.out_dir).map_err(|e| Error::io(&opts.out_dir, e))?;
+        checkpoint::remove_stale_temporaries(&opts.out_dir);
+    }
     let ckpt_path = opts.out_dir.join(TRAIN_CKPT);
     let mut step = 0u64;
     let resuming = opts.resume && ckpt_path.exists();
@@ -97,13 +113,29 @@ pub fn pretrain(cfg: &RunConfig, data: Arc<Dataset>, opts: &TrainOptions) -> Res
         step = restore(&ckpt_path, method.as_mut(), &mut opt, &base)?;
         tracing::info!("resumed from {} at step {step}", ckpt_path.display());
     }
-    checkpoint::write_atomic(&opts.out_dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+    if world > 1 {
+        // Every rank starts from rank 0's weights (and banks, queues).
+        let same = crate::dist::broadcast_tensors(method.tensors())?;
+        method.load_tensors(&same.into_iter().collect(), &opts.out_dir)?;
+        tracing::info!(
+            "data-parallel over {}: rank {rank}, {} images per rank and step",
+            crate::dist::world().describe(),
+            cfg.batch_size / world
+        );
+    }
     let metrics_path = opts.out_dir.join("metrics.jsonl");
-    let mut metrics = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&metrics_path)
-        .map_err(|e| Error::io(&metrics_path, e))?;
+    let mut metrics = if primary {
+        checkpoint::write_atomic(&opts.out_dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+        Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&metrics_path)
+                .map_err(|e| Error::io(&metrics_path, e))?,
+        )
+    } else {
+        None
+    };
 
     let end = if cfg.stop_after_steps > 0 {
         total.min(cfg.stop_after_steps)
@@ -120,10 +152,11 @@ pub fn pretrain(cfg: &RunConfig, data: Arc<Dataset>, opts: &TrainOptions) -> Res
             start_batch: (step % per_epoch) as usize,
             prefetch: 3,
             workers: cfg.loader_workers,
+            shard: (rank, world),
         },
     );
-    let bar = progress_bar(opts.progress, end.saturating_sub(step));
-    if cfg.keep_epoch_snapshots && step == 0 {
+    let bar = progress_bar(opts.progress && primary, end.saturating_sub(step));
+    if cfg.keep_epoch_snapshots && step == 0 && primary {
         // The untrained model, so curves start from the random-init score.
         save(&opts.out_dir, cfg, method.as_ref(), &opt, 0)?;
         snapshot(&opts.out_dir, 0, per_epoch, 0.0)?;
@@ -133,6 +166,8 @@ pub fn pretrain(cfg: &RunConfig, data: Arc<Dataset>, opts: &TrainOptions) -> Res
     let mut losses = Vec::new();
     let mut saved_at = step;
     let (mut bad_since_save, mut skipped) = (0usize, 0u64);
+    let mut comm_total = 0.0;
+    crate::dist::take_comm_seconds();
     for batch in loader {
         if step >= end {
             break;
@@ -173,17 +208,25 @@ pub fn pretrain(cfg: &RunConfig, data: Arc<Dataset>, opts: &TrainOptions) -> Res
             steps_per_epoch: per_epoch,
         });
         losses.push(out.loss);
+        let comm_s = crate::dist::take_comm_seconds();
+        comm_total += comm_s;
         let elapsed = start.elapsed().as_secs_f64();
         let rate = ((step - first_step) * cfg.batch_size as u64) as f64 / elapsed.max(1e-9);
         bar.set_message(format!("loss {:.4}  lr {lr:.4}  {rate:.0} img/s", out.loss));
         bar.inc(1);
         // Per-epoch summaries (`epoch_*` terms) are always written.
         let summary = out.terms.iter().any(|(k, _)| k.starts_with("epoch_"));
-        if step % cfg.log_every == 0 || step == end || summary {
+        if let Some(metrics) = metrics.as_mut()
+            && (step % cfg.log_every == 0 || step == end || summary)
+        {
             let mut line = serde_json::json!({
                 "step": step, "epoch": batch.epoch, "loss": out.loss, "lr": lr,
                 "images_per_s": rate, "elapsed_s": elapsed,
             });
+            if world > 1 {
+                line["ranks"] = serde_json::json!(world);
+                line["comm_s"] = serde_json::json!(comm_s);
+            }
             for (k, v) in &out.terms {
                 line[k] = serde_json::json!(v);
             }
@@ -192,10 +235,12 @@ pub fn pretrain(cfg: &RunConfig, data: Arc<Dataset>, opts: &TrainOptions) -> Res
         let epoch_done =
             step % per_epoch == 0 && (step / per_epoch) % cfg.checkpoint_every_epochs as u64 == 0;
         if epoch_done || step == end {
-            save(&opts.out_dir, cfg, method.as_ref(), &opt, step)?;
+            if primary {
+                save(&opts.out_dir, cfg, method.as_ref(), &opt, step)?;
+            }
             saved_at = step;
             bad_since_save = 0;
-            if cfg.keep_epoch_snapshots {
+            if cfg.keep_epoch_snapshots && primary {
                 snapshot(
                     &opts.out_dir,
                     step,
@@ -205,13 +250,15 @@ pub fn pretrain(cfg: &RunConfig, data: Arc<Dataset>, opts: &TrainOptions) -> Res
             }
         }
     }
-    if saved_at != step {
+    if saved_at != step && primary {
         save(&opts.out_dir, cfg, method.as_ref(), &opt, step)?;
     }
     bar.finish_and_clear();
     let wall_s = start.elapsed().as_secs_f64();
-    for p in method.write_previews(&data, &opts.out_dir)? {
-        tracing::info!("wrote {}", p.display());
+    if primary {
+        for p in method.write_previews(&data, &opts.out_dir)? {
+            tracing::info!("wrote {}", p.display());
+        }
     }
     let images_per_s = ((step - first_step) * cfg.batch_size as u64) as f64 / wall_s.max(1e-9);
     Ok(TrainOutcome {
@@ -221,6 +268,7 @@ pub fn pretrain(cfg: &RunConfig, data: Arc<Dataset>, opts: &TrainOptions) -> Res
         wall_s,
         images_per_s,
         skipped_batches: skipped,
+        comm_s: comm_total,
     })
 }
 

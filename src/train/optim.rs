@@ -116,9 +116,11 @@ impl Optimizer {
     }
 
     /// Applies one update with learning rate `lr` to every parameter of `module` that has a
-    /// gradient in `grads`, and returns the updated module.
+    /// gradient in `grads`, and returns the updated module. In a data-parallel run the
+    /// gradients are first averaged over the ranks ([`crate::dist::average_gradients`]).
     pub fn step<M: Module>(&mut self, lr: f64, module: M, grads: GradientsParams) -> M {
         self.steps += 1;
+        let grads = crate::dist::average_gradients(&module, grads);
         let mut mapper = UpdateMapper {
             opt: self,
             lr,
