@@ -183,7 +183,8 @@ pub fn npid_nce(
 /// shape) with a bank of `n` entries.
 pub fn estimate_log_z(scores: Tensor<2>, temperature: f32, n: usize) -> f64 {
     let mean: f32 = (scores.detach() / temperature).exp().mean().into_scalar();
-    (mean as f64 * n as f64).ln()
+    // In a data-parallel run, over every rank's batch, so that all ranks share one constant.
+    (crate::dist::mean_f64(mean as f64) * n as f64).ln()
 }
 
 /// NCE with a set of positives per row (AVID + CMA, Morgado et al. 2021): [`npid_nce`] with

@@ -26,6 +26,7 @@
 //! Every collective call is timed; [`take_comm_seconds`] reads and clears the total, which the
 //! trainer logs per step as `comm_s`.
 
+pub mod check;
 #[cfg(feature = "mpi")]
 mod mpi;
 

@@ -469,8 +469,8 @@ impl Method for AvidCma {
         let value = finite_scalar(&loss, self.step, "AVID + CMA loss")?;
         let grads = GradientsParams::from_grads(loss.backward(), &self.net);
         self.net = opt.step(lr, self.net.clone(), grads);
-        self.visual_bank.update_from(idx, v, mu);
-        self.audio_bank.update_from(idx, a, mu);
+        self.visual_bank.update_from_all_ranks(idx, v, mu);
+        self.audio_bank.update_from_all_ranks(idx, a, mu);
         Ok(StepOutput { loss: value, terms })
     }
 

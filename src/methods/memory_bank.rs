@@ -138,6 +138,16 @@ impl MemoryBank {
         self.update(idx, &fresh, momentum);
     }
 
+    /// [`MemoryBank::update_from`] with every rank's entries and embeddings (gathered in a
+    /// data-parallel run), so that all ranks keep the same bank.
+    pub fn update_from_all_ranks(&mut self, idx: &[usize], embeddings: Tensor<2>, momentum: f32) {
+        if crate::dist::world_size() == 1 {
+            return self.update_from(idx, embeddings, momentum);
+        }
+        let all_idx = crate::dist::all_gather_indices(idx);
+        self.update_from(&all_idx, crate::dist::gather_rows(embeddings), momentum);
+    }
+
     /// Adds the bank (`memory_bank`) and the NCE constant (`log_z`, once estimated) to a
     /// method's checkpoint tensors.
     pub fn save_into(&self, tensors: &mut BTreeMap<String, HostParam>, log_z: Option<f64>) {

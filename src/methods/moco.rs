@@ -7,11 +7,16 @@
 //! encoder is an exponential moving average of the query encoder, updated outside autograd.
 //! Shuffling BN (the paper's trick against BN leaking the positive) is emulated on one device
 //! by running the key encoder on shuffled sub-batches.
+//!
+//! Data-parallel: the key images of all ranks are shuffled together and each rank encodes a
+//! share, the keys are gathered, and every rank enqueues the keys of the whole global batch,
+//! so all ranks hold the same queue.
 
 use super::ema::{cosine_momentum, ema_update};
 use super::{Method, MethodInfo, StepInfo, StepOutput, finite_scalar};
 use crate::config::RunConfig;
 use crate::data::loader::{HostBatch, ViewSpec, mix_seed};
+use crate::dist;
 use crate::error::Result;
 use crate::losses::{info_nce_with_queue, l2_normalize};
 use crate::nets::{Backbone, heads::ProjectionHead};
@@ -161,18 +166,33 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
 }
 
 impl Moco {
-    /// Keys of `x` from the key encoder, on shuffled sub-batches, returned in the original order.
-    fn keys(&self, x: Tensor<4>) -> Tensor<2> {
-        let b = x.dims()[0];
-        let g = self.cfg.shuffle_groups.min(b).max(1);
-        if g == 1 {
-            return self.model.key.forward(x).detach().inner();
+    /// Keys of `x` from the key encoder, computed on shuffled sub-batches ("shuffling BN"):
+    /// this rank's keys in the original order, and the keys of the whole global batch (rank
+    /// order), which every rank enqueues. In a data-parallel run the images of all ranks are
+    /// gathered, shuffled by one permutation every rank draws from the shared seed, and each
+    /// rank encodes its share of the shuffled batch (in `shuffle_groups / ranks` groups), as
+    /// the paper's `batch_shuffle_ddp`; with `shuffle_groups` a multiple of the ranks, the keys
+    /// are those of a single process with the same global batch.
+    fn keys(&self, x: Tensor<4>) -> (Tensor<2>, Tensor<2>) {
+        let (rank, world) = (dist::rank(), dist::world_size());
+        let [b, c, h, w] = x.dims();
+        let n = b * world;
+        let x = if world == 1 {
+            x
+        } else {
+            let all = dist::all_gather(&host4(x));
+            Tensor::<4>::from_data(TensorData::new(all, [n, c, h, w]), &self.device)
+        };
+        let g = (self.cfg.shuffle_groups / world).min(b).max(1);
+        if g == 1 && world == 1 {
+            let k = self.model.key.forward(x).detach().inner();
+            return (k.clone(), k);
         }
-        let mut perm: Vec<usize> = (0..b).collect();
+        let mut perm: Vec<usize> = (0..n).collect();
         perm.shuffle(&mut ChaCha8Rng::seed_from_u64(mix_seed(&[
             self.seed, self.step, 0x5B,
         ])));
-        let mut inv = vec![0usize; b];
+        let mut inv = vec![0usize; n];
         for (i, &p) in perm.iter().enumerate() {
             inv[p] = i;
         }
@@ -182,7 +202,8 @@ impl Moco {
                 d,
             )
         };
-        let shuffled = x.select(0, idx(&perm, &self.device));
+        let mine = &perm[rank * b..(rank + 1) * b];
+        let shuffled = x.select(0, idx(mine, &self.device));
         let chunk = b.div_ceil(g);
         let parts: Vec<Tensor<2>> = (0..b)
             .step_by(chunk)
@@ -194,8 +215,9 @@ impl Moco {
                     .inner()
             })
             .collect();
-        let k = Tensor::cat(parts, 0);
-        k.clone().select(0, idx(&inv, &k.device()))
+        let k = dist::gather_rows(Tensor::from_inner(Tensor::cat(parts, 0))).inner();
+        let all = k.clone().select(0, idx(&inv, &k.device()));
+        (all.clone().narrow(0, rank * b, b), all)
     }
 
     fn enqueue(&mut self, keys: Tensor<2>) {
@@ -228,6 +250,14 @@ pub fn fifo_enqueue(mut queue: Tensor<2>, mut ptr: usize, keys: Tensor<2>) -> (T
     (queue, ptr)
 }
 
+/// The values of a `[b, c, h, w]` tensor, row-major.
+fn host4(x: Tensor<4>) -> Vec<f32> {
+    x.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 images")
+}
+
 impl Method for Moco {
     fn name(&self) -> &'static str {
         INFO.name
@@ -246,18 +276,18 @@ impl Method for Moco {
         self.step += 1;
         let x1 = batch.views[0].to_tensor(&self.device);
         let x2 = batch.views[1].to_tensor(&self.device);
-        let k2 = self.keys(x2.clone());
+        let (k2, all_k2) = self.keys(x2.clone());
         let queue = Tensor::from_inner(self.queue.clone());
         let q1 = self.model.query.forward(x1.clone());
         let mut loss = info_nce_with_queue(
             q1,
-            Tensor::from_inner(k2.clone()),
+            Tensor::from_inner(k2),
             queue.clone(),
             self.cfg.temperature,
         );
-        let mut new_keys = k2;
+        let mut new_keys = all_k2;
         if self.cfg.symmetric {
-            let k1 = self.keys(x1);
+            let (k1, all_k1) = self.keys(x1);
             let q2 = self.model.query.forward(x2);
             loss = (loss
                 + info_nce_with_queue(
@@ -267,7 +297,7 @@ impl Method for Moco {
                     self.cfg.temperature,
                 ))
                 / 2.0;
-            new_keys = Tensor::cat(vec![new_keys, k1], 0);
+            new_keys = Tensor::cat(vec![new_keys, all_k1], 0);
         }
         let value = finite_scalar(&loss, self.step, "MoCo InfoNCE loss")?;
         let grads = GradientsParams::from_grads(loss.backward(), &self.model.query);

@@ -221,7 +221,7 @@ impl Method for Npid {
         self.model = opt.step(lr, self.model.clone(), grads);
         // Memory update with the embeddings of this step's forward pass (as the paper).
         self.bank
-            .update_from(&batch.indices, v, self.cfg.bank_momentum);
+            .update_from_all_ranks(&batch.indices, v, self.cfg.bank_momentum);
         Ok(StepOutput {
             loss: value,
             terms: vec![],

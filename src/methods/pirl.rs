@@ -289,7 +289,7 @@ impl Method for Pirl {
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
         self.model = opt.step(lr, self.model.clone(), grads);
         self.bank
-            .update_from(&batch.indices, v, self.cfg.bank_momentum);
+            .update_from_all_ranks(&batch.indices, v, self.cfg.bank_momentum);
         Ok(StepOutput { loss: value, terms })
     }
 

@@ -7,13 +7,17 @@
 //! them from its own scores (swapped prediction). Multi-crop adds small local crops that are
 //! cheap to compute and only ever predict. A queue of past global embeddings enlarges the
 //! batch that Sinkhorn sees, and the prototypes are frozen for the first steps.
+//!
+//! Data-parallel: Sinkhorn's sums run over the rows of all ranks
+//! ([`crate::dist::sinkhorn_sharded`]), so each rank's codes are those of the global batch;
+//! each rank keeps its own queue, as in the paper's code.
 
 use super::{Method, MethodInfo, StepInfo, StepOutput, finite_scalar};
 use crate::augment::ViewConfig;
 use crate::config::RunConfig;
 use crate::data::loader::{HostBatch, ViewSpec};
 use crate::error::{Error, Result};
-use crate::losses::{l2_normalize, sinkhorn, swapped_prediction};
+use crate::losses::{l2_normalize, swapped_prediction};
 use crate::nets::{Backbone, heads::ProjectionHead};
 use crate::train::checkpoint::{self, HostParam};
 use crate::train::optim::Optimizer;
@@ -255,7 +259,8 @@ impl Method for Swav {
                 all.extend(Self::host(past.matmul(w_plain.clone())));
                 rows += ql;
             }
-            let q = sinkhorn(
+            // Over all ranks' rows in a data-parallel run (each rank's queue included).
+            let q = crate::dist::sinkhorn_sharded(
                 &all,
                 rows,
                 k,

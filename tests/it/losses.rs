@@ -2,7 +2,7 @@
 //! differences of that implementation.
 
 use burn::prelude::*;
-use selfsup::losses::{cross_entropy, nt_xent};
+use selfsup::losses::{cross_entropy, nt_xent, nt_xent_anchors};
 
 /// NT-Xent in f64 with plain loops, written from the paper's equation (1).
 fn reference(z1: &[Vec<f64>], z2: &[Vec<f64>], t: f64) -> f64 {
@@ -85,6 +85,29 @@ fn nt_xent_matches_reference_on_random_inputs() {
             "T={t}: got {got}, want {want}"
         );
     }
+}
+
+#[test]
+fn nt_xent_over_anchor_shards_averages_to_the_whole_batch() {
+    // What each rank of a data-parallel run computes: its images' terms against all 2B.
+    let device = Device::flex();
+    let z1 = pseudo_random(6, 5, 11);
+    let z2 = pseudo_random(6, 5, 12);
+    let t = 0.2f32;
+    let whole: f32 = nt_xent(tensor(&z1, &device), tensor(&z2, &device), t).into_scalar();
+    let part = |r: std::ops::Range<usize>| -> f32 {
+        nt_xent_anchors(tensor(&z1, &device), tensor(&z2, &device), t, r).into_scalar()
+    };
+    let (a, b, c) = (part(0..2), part(2..4), part(4..6));
+    assert!(
+        ((a + b + c) / 3.0 - whole).abs() < 1e-5,
+        "shards {a} {b} {c}, whole {whole}"
+    );
+    assert!(
+        (a - whole).abs() > 1e-3,
+        "a shard alone is not the whole loss"
+    );
+    assert!((part(0..6) - whole).abs() < 1e-6);
 }
 
 #[test]

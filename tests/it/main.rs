@@ -6,6 +6,8 @@ mod augment;
 mod cli;
 mod cpc;
 mod data;
+#[cfg(feature = "mpi")]
+mod dist;
 mod eval;
 mod generative;
 mod losses;

@@ -1,0 +1,182 @@
+//! Data-parallel training over MPI (`--features mpi`, Open MPI's `mpirun` on the PATH): two
+//! ranks with half the batch each end with the parameters (and banks, queues) of one process
+//! with the whole batch, for every method that exchanges data across ranks.
+
+use selfsup::train::checkpoint;
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// A tiny run: 6 steps of a quarter-width ConvNet without BatchNorm on 256 embedded images.
+const RUN: &[&str] = &[
+    "pretrain",
+    "--train-limit",
+    "256",
+    "--epochs",
+    "1",
+    "--stop-after-steps",
+    "6",
+    "--set",
+    "backbone.width=0.25",
+    "--set",
+    "backbone.norm=none",
+    "--set",
+    "log_every=1",
+    "--quiet",
+];
+
+/// `selfsup args` on `ranks` MPI ranks (one compute thread each), or as a plain process.
+fn selfsup(ranks: usize, args: &[&str]) -> Output {
+    let bin = env!("CARGO_BIN_EXE_selfsup");
+    let mut cmd = if ranks == 0 {
+        Command::new(bin)
+    } else {
+        let mut c = Command::new("mpirun");
+        c.args(["--oversubscribe", "-np", &ranks.to_string()])
+            .args(["-x", "RAYON_NUM_THREADS=1", bin]);
+        c
+    };
+    // Open MPI refuses root without these (CI containers run as root).
+    cmd.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("RAYON_NUM_THREADS", "1")
+        .args(args)
+        .output()
+        .expect("mpirun (Open MPI) and the binary run")
+}
+
+fn train(ranks: usize, method: &str, batch: usize, extra: &[&str], out: &Path) {
+    let batch = batch.to_string();
+    let mut args: Vec<&str> = RUN.to_vec();
+    args.extend(["--method", method, "--batch-size", &batch]);
+    args.extend(extra);
+    args.extend(["--out", out.to_str().unwrap()]);
+    let o = selfsup(ranks, &args);
+    assert!(
+        o.status.success(),
+        "{method} on {ranks} ranks failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn tensors(dir: &Path) -> HashMap<String, Vec<f32>> {
+    let (t, _) = checkpoint::load(&dir.join("last.safetensors")).unwrap();
+    t.into_iter().map(|(k, v)| (k, v.data)).collect()
+}
+
+fn max_diff(a: &HashMap<String, Vec<f32>>, b: &HashMap<String, Vec<f32>>) -> f32 {
+    assert_eq!(a.len(), b.len(), "same tensors");
+    a.iter()
+        .map(|(k, x)| {
+            x.iter()
+                .zip(&b[k])
+                .map(|(p, q)| (p - q).abs())
+                .fold(0.0, f32::max)
+        })
+        .fold(0.0, f32::max)
+}
+
+fn losses(dir: &Path) -> Vec<f64> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// 1 process with batch 32 vs 2 ranks with 16 each: the same tensors within 1e-4 and the same
+/// losses; and 1 process with batch 16 ends elsewhere (the comparison can fail).
+fn two_ranks_equal_one_process(method: &str, extra: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let (one, two, half) = (
+        dir.path().join("one"),
+        dir.path().join("two"),
+        dir.path().join("half"),
+    );
+    train(0, method, 32, extra, &one);
+    train(2, method, 32, extra, &two);
+    train(0, method, 16, extra, &half);
+    let (t1, t2, th) = (tensors(&one), tensors(&two), tensors(&half));
+    let same = max_diff(&t1, &t2);
+    let other = max_diff(&t1, &th);
+    println!("{method}: 2 ranks vs 1 process max |diff| {same:.2e}; batch 16 vs 32 {other:.2e}");
+    assert!(
+        same < 1e-4,
+        "{method}: 2 ranks differ from 1 process by {same}"
+    );
+    assert!(other > 1e-3, "{method}: the batch should matter ({other})");
+    let (l1, l2) = (losses(&one), losses(&two));
+    // Rank 0 alone writes: 6 lines, not 12.
+    assert_eq!(l2.len(), 6, "{method}: one metrics line per step");
+    for (a, b) in l1.iter().zip(&l2) {
+        assert!((a - b).abs() < 1e-4, "{method}: losses {l1:?} vs {l2:?}");
+    }
+}
+
+#[test]
+fn simclr_on_two_ranks_equals_one_process() {
+    two_ranks_equal_one_process("simclr", &[]);
+}
+
+#[test]
+fn swav_codes_on_two_ranks_equal_one_process() {
+    // No queue, no frozen prototypes: every step's codes come from the batch's Sinkhorn.
+    two_ranks_equal_one_process(
+        "swav",
+        &[
+            "--set",
+            "swav.freeze_prototypes_steps=0",
+            "--set",
+            "swav.queue_length=0",
+        ],
+    );
+}
+
+#[test]
+fn moco_on_two_ranks_equals_one_process() {
+    // Includes the queue: every rank enqueued the keys of the whole batch.
+    two_ranks_equal_one_process("moco", &["--set", "moco.queue_size=128"]);
+}
+
+#[test]
+fn npid_on_two_ranks_equals_one_process() {
+    // Includes the memory bank: every rank applied every rank's updates.
+    two_ranks_equal_one_process("npid", &["--set", "npid.negatives=64"]);
+}
+
+#[test]
+fn dist_check_passes_and_errors_end_every_rank() {
+    let o = selfsup(
+        2,
+        &["dist-check", "--sizes", "1024,65536", "--repeats", "3"],
+    );
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(text.contains("2 ranks"), "{text}");
+    assert_eq!(text.matches("  ok ").count(), 4, "{text}");
+    // A batch that cannot be cut into equal shards: a clear error, every rank ends.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut args: Vec<&str> = RUN.to_vec();
+    args.extend([
+        "--method",
+        "simclr",
+        "--batch-size",
+        "33",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let o = selfsup(2, &args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("multiple of the number of ranks"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
