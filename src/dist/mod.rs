@@ -6,8 +6,12 @@
 //! - `MpiWorld` (cargo feature `mpi`): MPI through rsmpi, chosen automatically when the process
 //!   was started by `mpirun`/`mpiexec` or `srun` (their environment variables say so).
 //!
-//! The planned GPU backend (NCCL, through burn's CUDA data-parallel path or cudarc) implements
-//! the same [`Collective`] trait over device buffers; nothing above this module changes.
+//! The planned GPU backend (NCCL, through burn's CUDA data-parallel path or cudarc) plugs in
+//! under the tensor-level functions of this module ([`average_gradients`], [`gather_rows`],
+//! [`GatheredRows::surrogate`], [`broadcast_tensors`]), which then work on device buffers
+//! instead of copying through the host; the methods and the trainer call only those and do
+//! not change. (burn 0.22's own data-parallel path is NCCL within one process, without an
+//! all-gather, and panics on the CPU backend.)
 //!
 //! How a run uses it (like PyTorch's DistributedDataParallel):
 //! - every rank builds the model from the same seed and then takes rank 0's weights

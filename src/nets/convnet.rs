@@ -84,11 +84,12 @@ impl ConvNet {
         }
     }
 
-    /// Channels of the last block.
+    /// Channels of the last block. (Read from the lazy shape: materializing a weight here
+    /// would draw it out of turn and change every seeded initialization.)
     pub fn feature_dim(&self) -> usize {
         self.blocks
             .last()
-            .map_or(0, |b| b.conv.weight.shape().dims::<4>()[0])
+            .map_or(0, |b| b.conv.weight.lazy_shape().dims::<4>()[0])
     }
 
     /// Output of each block (after pooling, for the first three).
