@@ -122,13 +122,8 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
         ));
     }
     let backbone = Backbone::new(&run.backbone, in_channels, device);
-    let projector = ProjectionHead::with_norm(
-        backbone.feature_dim(),
-        c.proj_hidden,
-        c.proj_dim,
-        run.backbone.batch_norm(),
-        device,
-    );
+    let projector =
+        ProjectionHead::on_backbone(&backbone, &run.backbone, c.proj_hidden, c.proj_dim, device);
     let query = MocoEncoder {
         backbone,
         projector,
@@ -136,11 +131,11 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
     // A separately built encoder (own BatchNorm state), then set equal to the query encoder.
     let fresh_backbone = Backbone::new(&run.backbone, in_channels, device);
     let fresh = MocoEncoder {
-        projector: ProjectionHead::with_norm(
-            fresh_backbone.feature_dim(),
+        projector: ProjectionHead::on_backbone(
+            &fresh_backbone,
+            &run.backbone,
             c.proj_hidden,
             c.proj_dim,
-            run.backbone.batch_norm(),
             device,
         ),
         backbone: fresh_backbone,

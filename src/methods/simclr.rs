@@ -75,11 +75,11 @@ pub struct SimClr {
 
 fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn Method>> {
     let backbone = Backbone::new(&run.backbone, in_channels, device);
-    let projector = ProjectionHead::with_norm(
-        backbone.feature_dim(),
+    let projector = ProjectionHead::on_backbone(
+        &backbone,
+        &run.backbone,
         run.simclr.proj_hidden,
         run.simclr.proj_dim,
-        run.backbone.batch_norm(),
         device,
     );
     Ok(Box::new(SimClr {

@@ -129,13 +129,8 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
         ));
     }
     let backbone = Backbone::new(&run.backbone, in_channels, device);
-    let projector = ProjectionHead::with_norm(
-        backbone.feature_dim(),
-        c.proj_hidden,
-        c.proj_dim,
-        run.backbone.batch_norm(),
-        device,
-    );
+    let projector =
+        ProjectionHead::on_backbone(&backbone, &run.backbone, c.proj_hidden, c.proj_dim, device);
     let prototypes = normalize_prototypes(
         LinearConfig::new(c.proj_dim, c.prototypes)
             .with_bias(false)

@@ -41,6 +41,24 @@ impl ProjectionHead {
         }
     }
 
+    /// A head on `backbone`'s features (`cfg` its settings: BN in the head if the backbone
+    /// has BN), through `hidden` to `d_out` dimensions.
+    pub fn on_backbone(
+        backbone: &crate::nets::Backbone,
+        cfg: &crate::nets::BackboneConfig,
+        hidden: usize,
+        d_out: usize,
+        device: &Device,
+    ) -> Self {
+        Self::with_norm(
+            backbone.feature_dim(),
+            hidden,
+            d_out,
+            cfg.batch_norm(),
+            device,
+        )
+    }
+
     /// Projects features `[B, d_in]` to `[B, d_out]`.
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         let h = self.fc1.forward(x);

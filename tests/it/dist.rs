@@ -76,18 +76,6 @@ fn max_diff(a: &HashMap<String, Vec<f32>>, b: &HashMap<String, Vec<f32>>) -> f32
         .fold(0.0, f32::max)
 }
 
-fn losses(dir: &Path) -> Vec<f64> {
-    std::fs::read_to_string(dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
-                .as_f64()
-                .unwrap()
-        })
-        .collect()
-}
-
 /// 1 process with batch 32 vs 2 ranks with 16 each: the same tensors within 1e-4 and the same
 /// losses; and 1 process with batch 16 ends elsewhere (the comparison can fail).
 fn two_ranks_equal_one_process(method: &str, extra: &[&str]) {
@@ -109,7 +97,7 @@ fn two_ranks_equal_one_process(method: &str, extra: &[&str]) {
         "{method}: 2 ranks differ from 1 process by {same}"
     );
     assert!(other > 1e-3, "{method}: the batch should matter ({other})");
-    let (l1, l2) = (losses(&one), losses(&two));
+    let (l1, l2) = (crate::logged_losses(&one), crate::logged_losses(&two));
     // Rank 0 alone writes: 6 lines, not 12.
     assert_eq!(l2.len(), 6, "{method}: one metrics line per step");
     for (a, b) in l1.iter().zip(&l2) {

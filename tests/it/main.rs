@@ -57,6 +57,19 @@ pub fn knn_pretrained_vs_random(
     (score(pretrained), score(&random))
 }
 
+/// The `loss` of every line of `dir/metrics.jsonl`.
+pub fn logged_losses(dir: &std::path::Path) -> Vec<f64> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect()
+}
+
 /// `cfg`'s method at random init (seeded like the run), prepared on `train`: the baseline of
 /// held-out pretext metrics.
 pub fn untrained_method(

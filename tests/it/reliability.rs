@@ -224,15 +224,7 @@ fn loss_curves_agree_across_thread_counts() {
             "{}",
             String::from_utf8_lossy(&status.stderr)
         );
-        std::fs::read_to_string(out.join("metrics.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
-                    .as_f64()
-                    .unwrap()
-            })
-            .collect()
+        crate::logged_losses(&out)
     };
     let one = losses("1", "a");
     assert_eq!(one.len(), 5);
