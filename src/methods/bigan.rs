@@ -21,7 +21,7 @@ use crate::nets::heads::ProjectionHead;
 use crate::train::checkpoint::{self, HostParam};
 use crate::train::optim::Optimizer;
 use burn::module::list_param_ids;
-use burn::nn::{Linear, LinearConfig};
+use burn::nn::{DropoutConfig, Linear, LinearConfig};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::activation::{sigmoid, softplus};
@@ -51,6 +51,10 @@ pub struct BiganConfig {
     pub discriminator_width: f32,
     /// Hidden width of the discriminator's joint MLP.
     pub discriminator_hidden: usize,
+    /// Dropout on the discriminator's joint input (image features and code) while training:
+    /// it keeps the discriminator from winning outright early on (the BiGAN and ALI papers
+    /// use dropout in the discriminator). 0 = off.
+    pub discriminator_dropout: f64,
 }
 
 impl Default for BiganConfig {
@@ -60,6 +64,7 @@ impl Default for BiganConfig {
             generator_widths: vec![64, 32, 16],
             discriminator_width: 0.5,
             discriminator_hidden: 256,
+            discriminator_dropout: 0.0,
         }
     }
 }
@@ -91,10 +96,14 @@ pub struct Bigan {
 
 fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn Method>> {
     let cfg = run.bigan.clone();
-    if cfg.latent_dim == 0 || cfg.generator_widths.is_empty() || !(cfg.discriminator_width > 0.0) {
+    if cfg.latent_dim == 0
+        || cfg.generator_widths.is_empty()
+        || !(cfg.discriminator_width > 0.0)
+        || !(0.0..1.0).contains(&cfg.discriminator_dropout)
+    {
         return Err(Error::Config(format!(
-            "bigan: latent_dim ({}) must be positive, generator_widths non-empty, discriminator_width ({}) positive",
-            cfg.latent_dim, cfg.discriminator_width
+            "bigan: latent_dim ({}) must be positive, generator_widths non-empty, discriminator_width ({}) positive, discriminator_dropout ({}) in [0, 1)",
+            cfg.latent_dim, cfg.discriminator_width, cfg.discriminator_dropout
         )));
     }
     let backbone = Backbone::new(&run.backbone, in_channels, device);
@@ -160,6 +169,7 @@ impl Bigan {
     /// scored in one batch: with separate batches, BatchNorm would normalize away what tells
     /// them apart (a generator's grey background against real black ones).
     fn discriminate_pairs(
+        &self,
         model: &BiganModel,
         x: Tensor<4>,
         ex: Tensor<2>,
@@ -168,9 +178,13 @@ impl Bigan {
     ) -> (Tensor<2>, Tensor<2>) {
         let b = x.dims()[0];
         let f = flat_map(&model.disc_image, Tensor::cat(vec![x, gx], 0));
-        let logits = model
-            .disc_joint
-            .forward(Tensor::cat(vec![f, Tensor::cat(vec![ex, z], 0)], 1));
+        let mut joint = Tensor::cat(vec![f, Tensor::cat(vec![ex, z], 0)], 1);
+        if self.cfg.discriminator_dropout > 0.0 {
+            joint = DropoutConfig::new(self.cfg.discriminator_dropout)
+                .init()
+                .forward(joint);
+        }
+        let logits = model.disc_joint.forward(joint);
         (logits.clone().narrow(0, 0, b), logits.narrow(0, b, b))
     }
 }
@@ -220,7 +234,7 @@ impl Method for Bigan {
             .forward(m.backbone.forward(x.clone()))
             .detach();
         let gz = self.generate(m, z.clone(), side, &self.device).detach();
-        let (real, fake) = Self::discriminate_pairs(m, x.clone(), ex, gz, z.clone());
+        let (real, fake) = self.discriminate_pairs(m, x.clone(), ex, gz, z.clone());
         let d_loss = bce(real, true) + bce(fake, false);
         let d_value = finite_scalar(&d_loss, self.step, "BiGAN discriminator loss")?;
         let mut grads = d_loss.backward();
@@ -233,7 +247,7 @@ impl Method for Bigan {
         let m = &self.model;
         let ex = m.encoder_head.forward(m.backbone.forward(x.clone()));
         let gz = self.generate(m, z.clone(), side, &self.device);
-        let (real, fake) = Self::discriminate_pairs(m, x, ex, gz, z);
+        let (real, fake) = self.discriminate_pairs(m, x, ex, gz, z);
         let eg_loss = bce(real, false) + bce(fake, true);
         let eg_value = finite_scalar(&eg_loss, self.step, "BiGAN encoder-generator loss")?;
         let mut grads = eg_loss.backward();
