@@ -3,6 +3,12 @@
 //!
 //! Adding a method: write `methods/NAME.rs` with a struct implementing [`Method`] and a
 //! `pub const INFO: MethodInfo`, then add that `INFO` to [`METHODS`].
+//!
+//! Data-parallel runs need nothing more from a method whose loss is a mean over its own
+//! batch: [`Optimizer::step`] averages the gradients over the ranks. A method that compares
+//! samples across the batch gathers them through [`crate::dist`] (SimCLR's negatives, MoCo's
+//! keys, SwAV's Sinkhorn, the memory banks), and every rank must make the same collective
+//! calls in the same order.
 
 pub mod autoencoder;
 pub mod avc;
