@@ -55,6 +55,15 @@ pub fn of<M: burn::module::Module>(module: &M) -> Device {
         .unwrap_or_else(Device::flex)
 }
 
+/// The values of a float tensor of any rank, row-major, in host memory (a gradient-free copy).
+pub fn host_values<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
+    t.detach()
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 tensor data")
+}
+
 /// The training device: `base` with gradients enabled.
 pub fn training(base: &Device) -> Device {
     base.clone().autodiff()

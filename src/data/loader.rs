@@ -161,13 +161,13 @@ fn run_worker(data: Arc<Dataset>, spec: ViewSpec, cfg: LoaderConfig, tx: SyncSen
     if per_epoch == 0 {
         return;
     }
+    let (rank, world) = cfg.shard;
+    let local = cfg.batch_size / world.max(1);
     let mut epoch = cfg.start_epoch;
     let mut b = cfg.start_batch;
     loop {
         let order = epoch_order(data.len(), cfg.seed, epoch);
         while b < per_epoch {
-            let (rank, world) = cfg.shard;
-            let local = cfg.batch_size / world.max(1);
             let first = b * cfg.batch_size + rank * local;
             let idx = &order[first..first + local];
             let views = pool.install(|| make_batch(&data, &spec, idx, cfg.seed, epoch, first));

@@ -34,6 +34,7 @@ pub mod check;
 #[cfg(feature = "mpi")]
 mod mpi;
 
+use crate::device::host_values;
 use crate::error::{Error, Result};
 use crate::train::checkpoint::HostParam;
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
@@ -238,13 +239,6 @@ pub fn all_gather_indices(local: &[usize]) -> Vec<usize> {
         .collect()
 }
 
-fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("f32 tensor data")
-}
-
 /// The rows of every rank's `local` (`[b, d]`, the same `b` everywhere), stacked in rank order
 /// as `[world_size * b, d]`, without gradient.
 pub fn gather_rows(local: Tensor<2>) -> Tensor<2> {
@@ -253,7 +247,7 @@ pub fn gather_rows(local: Tensor<2>) -> Tensor<2> {
     }
     let [b, d] = local.dims();
     let device = local.device();
-    let all = all_gather(&host(local.detach()));
+    let all = all_gather(&host_values(local));
     Tensor::from_data(TensorData::new(all, [world_size() * b, d]), &device)
 }
 
@@ -287,7 +281,7 @@ impl GatheredRows {
         let [n, d] = grad.dims();
         let b = n / world_size();
         let device = self.local.device();
-        let mut summed = host(grad);
+        let mut summed = host_values(grad);
         all_reduce_sum(&mut summed);
         let mine = summed[rank() * b * d..(rank() + 1) * b * d].to_vec();
         let g = Tensor::<2>::from_data(TensorData::new(mine, [b, d]), &device);
@@ -305,7 +299,7 @@ impl ModuleVisitor for GradCollector<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         if let Some(g) = self.grads.remove::<D>(param.id) {
             let dims = g.dims().to_vec();
-            self.taken.push((param.id, dims, host(g)));
+            self.taken.push((param.id, dims, host_values(g)));
         }
     }
 }
@@ -368,13 +362,12 @@ pub fn broadcast_tensors(
     if world_size() == 1 {
         return Ok(tensors);
     }
-    // Same names and sizes everywhere, or the flat buffers would not line up.
-    let signature: f64 = tensors
-        .iter()
-        .map(|(k, v)| (k.len() * 31 + v.data.len()) as f64)
-        .sum();
-    let all = all_gather_f64(&[signature]);
-    if all.iter().any(|&s| s != signature) {
+    // The same tensors everywhere, or the flat buffers would not line up.
+    let shape = [
+        tensors.len() as f64,
+        tensors.values().map(|t| t.data.len()).sum::<usize>() as f64,
+    ];
+    if all_gather_f64(&shape).chunks(2).any(|s| s != shape) {
         return Err(Error::Config(
             "the ranks built different models (different configs or data?)".into(),
         ));
@@ -404,9 +397,7 @@ pub fn sinkhorn_sharded(
     epsilon: f64,
     iterations: usize,
 ) -> Vec<f32> {
-    crate::losses::sinkhorn_with(scores, n_local, k, epsilon, iterations, &|partial| {
-        combine_log_sums(partial)
-    })
+    crate::losses::sinkhorn_with(scores, n_local, k, epsilon, iterations, &combine_log_sums)
 }
 
 /// Combines per-rank log-sum-exps (`partial[j]` over this rank's rows) into log-sum-exps over

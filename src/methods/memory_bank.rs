@@ -129,23 +129,14 @@ impl MemoryBank {
 
     /// [`MemoryBank::update`] with the rows of the (autodiff) tensor `embeddings`.
     pub fn update_from(&mut self, idx: &[usize], embeddings: Tensor<2>, momentum: f32) {
-        let fresh: Vec<f32> = embeddings
-            .detach()
-            .into_data()
-            .convert::<f32>()
-            .try_to_vec()
-            .expect("f32 embeddings");
-        self.update(idx, &fresh, momentum);
+        self.update(idx, &crate::device::host_values(embeddings), momentum);
     }
 
     /// [`MemoryBank::update_from`] with every rank's entries and embeddings (gathered in a
     /// data-parallel run), so that all ranks keep the same bank.
     pub fn update_from_all_ranks(&mut self, idx: &[usize], embeddings: Tensor<2>, momentum: f32) {
-        if crate::dist::world_size() == 1 {
-            return self.update_from(idx, embeddings, momentum);
-        }
-        let all_idx = crate::dist::all_gather_indices(idx);
-        self.update_from(&all_idx, crate::dist::gather_rows(embeddings), momentum);
+        let fresh = crate::dist::all_gather(&crate::device::host_values(embeddings));
+        self.update(&crate::dist::all_gather_indices(idx), &fresh, momentum);
     }
 
     /// Adds the bank (`memory_bank`) and the NCE constant (`log_z`, once estimated) to a

@@ -175,7 +175,7 @@ impl Moco {
         let x = if world == 1 {
             x
         } else {
-            let all = dist::all_gather(&host4(x));
+            let all = dist::all_gather(&crate::device::host_values(x));
             Tensor::<4>::from_data(TensorData::new(all, [n, c, h, w]), &self.device)
         };
         let g = (self.cfg.shuffle_groups / world).min(b).max(1);
@@ -210,7 +210,7 @@ impl Moco {
                     .inner()
             })
             .collect();
-        let k = dist::gather_rows(Tensor::from_inner(Tensor::cat(parts, 0))).inner();
+        let k = dist::gather_rows(Tensor::cat(parts, 0));
         let all = k.clone().select(0, idx(&inv, &k.device()));
         (all.clone().narrow(0, rank * b, b), all)
     }
@@ -243,14 +243,6 @@ pub fn fifo_enqueue(mut queue: Tensor<2>, mut ptr: usize, keys: Tensor<2>) -> (T
         n -= take;
     }
     (queue, ptr)
-}
-
-/// The values of a `[b, c, h, w]` tensor, row-major.
-fn host4(x: Tensor<4>) -> Vec<f32> {
-    x.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("f32 images")
 }
 
 impl Method for Moco {

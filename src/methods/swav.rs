@@ -16,6 +16,7 @@ use super::{Method, MethodInfo, StepInfo, StepOutput, finite_scalar};
 use crate::augment::ViewConfig;
 use crate::config::RunConfig;
 use crate::data::loader::{HostBatch, ViewSpec};
+use crate::device::host_values;
 use crate::error::{Error, Result};
 use crate::losses::{l2_normalize, swapped_prediction};
 use crate::nets::{Backbone, heads::ProjectionHead};
@@ -185,15 +186,6 @@ fn normalize_prototypes(p: Linear) -> Linear {
     }
 }
 
-impl Swav {
-    fn host(t: Tensor<2>) -> Vec<f32> {
-        t.into_data()
-            .convert::<f32>()
-            .try_to_vec()
-            .expect("f32 tensor")
-    }
-}
-
 impl Method for Swav {
     fn name(&self) -> &'static str {
         INFO.name
@@ -242,7 +234,7 @@ impl Method for Swav {
         let mut used = std::collections::HashSet::new();
         let mut terms = 0;
         for g in 0..2 {
-            let s = Self::host(scores.clone().narrow(0, g * b, b).detach().inner());
+            let s = host_values(scores.clone().narrow(0, g * b, b));
             let (mut all, mut rows) = (s, b);
             if use_queue {
                 let ql = self.cfg.queue_length;
@@ -251,7 +243,7 @@ impl Method for Swav {
                     TensorData::new(self.queue[g].clone(), [ql, d]),
                     &w_plain.device(),
                 );
-                all.extend(Self::host(past.matmul(w_plain.clone())));
+                all.extend(host_values(past.matmul(w_plain.clone())));
                 rows += ql;
             }
             // Over all ranks' rows in a data-parallel run (each rank's queue included).
@@ -294,7 +286,7 @@ impl Method for Swav {
         if self.cfg.queue_length > 0 {
             let ql = self.cfg.queue_length;
             for g in 0..2 {
-                let fresh = Self::host(z.clone().narrow(0, g * b, b).detach().inner());
+                let fresh = host_values(z.clone().narrow(0, g * b, b));
                 let keep = ql.saturating_sub(b);
                 let mut next = fresh[..b.min(ql) * d].to_vec();
                 next.extend_from_slice(&self.queue[g][..keep * d]);

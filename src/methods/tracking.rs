@@ -203,8 +203,8 @@ impl HeldOutDistances {
     /// row of `near` and of `other`.
     pub fn add_features(&mut self, anchor: Tensor<2>, near: Tensor<2>, other: Tensor<2>) {
         self.add(
-            &host(paired_cosine_distances(anchor.clone(), near)),
-            &host(paired_cosine_distances(anchor, other)),
+            &crate::device::host_values(paired_cosine_distances(anchor.clone(), near)),
+            &crate::device::host_values(paired_cosine_distances(anchor, other)),
         );
     }
 
@@ -223,11 +223,6 @@ impl HeldOutDistances {
             (format!("{what}_pairs"), self.n as f64),
         ]
     }
-}
-
-/// The values of a 1-D tensor.
-fn host(t: Tensor<1>) -> Vec<f32> {
-    t.into_data().try_to_vec::<f32>().expect("f32 values")
 }
 
 /// `place` moved by up to `jitter` pixels each way, kept inside an `h` x `w` frame.
