@@ -113,6 +113,21 @@ pub fn reconstruction_loss(
     }
 }
 
+/// Pixels in `[0, 1]` of views `x` normalized with `view`'s mean and std (the reconstruction
+/// target).
+pub fn pixel_target(x: &HostTensor, view: &ViewConfig) -> HostTensor {
+    let mut t = x.clone();
+    let [b, c, h, w] = x.shape;
+    for i in 0..b {
+        let img = crate::preview::denormalize(x, i, &view.mean, &view.std);
+        t.data[i * c * h * w..(i + 1) * c * h * w]
+            .iter_mut()
+            .zip(img.data)
+            .for_each(|(d, v)| *d = v.clamp(0.0, 1.0));
+    }
+    t
+}
+
 /// Encoder (backbone), the VAE's posterior maps, and the decoder.
 #[derive(Module, Debug)]
 pub struct AutoencoderModel {
@@ -206,20 +221,6 @@ impl Autoencoder {
         self.model.mu.is_some()
     }
 
-    /// Pixels in `[0, 1]` of normalized views (the reconstruction target).
-    fn target(&self, x: &HostTensor) -> HostTensor {
-        let mut t = x.clone();
-        let [b, c, h, w] = x.shape;
-        for i in 0..b {
-            let img = crate::preview::denormalize(x, i, &self.view.mean, &self.view.std);
-            t.data[i * c * h * w..(i + 1) * c * h * w]
-                .iter_mut()
-                .zip(img.data)
-                .for_each(|(d, v)| *d = v.clamp(0.0, 1.0));
-        }
-        t
-    }
-
     fn pass<R: Rng>(
         &self,
         model: &AutoencoderModel,
@@ -292,7 +293,7 @@ impl Method for Autoencoder {
         self.step += 1;
         let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[self.seed, 0xAE, self.step]));
         let x = &batch.views[0];
-        let target = self.target(x).to_tensor(&self.device);
+        let target = pixel_target(x, &self.view).to_tensor(&self.device);
         let pass = self.pass(&self.model, x, &mut rng, true, &self.device);
         let rec = reconstruction_loss(self.cfg.reconstruction, pass.logits, target);
         let mut terms = vec![(
@@ -358,7 +359,7 @@ impl Method for Autoencoder {
         for start in (0..end).step_by(256) {
             let range = start..(start + 256).min(end);
             let x = crate::eval::plain_batch(data, &view, range.clone());
-            let target = self.target(&x);
+            let target = pixel_target(&x, &self.view);
             let per = target.data.len() / range.len().max(1);
             if sum.is_empty() {
                 (sum, sum_sq) = (vec![0.0; per], vec![0.0; per]);
@@ -409,7 +410,7 @@ impl Method for Autoencoder {
         let view = self.view.eval_only();
         let n = data.len().min(8);
         let x = crate::eval::plain_batch(data, &view, 0..n);
-        let target = self.target(&x);
+        let target = pixel_target(&x, &self.view);
         let mut rng = ChaCha8Rng::seed_from_u64(0x9E1);
         let pass = self.pass(&model, &x, &mut rng, false, &device);
         let to_images = |logits: Tensor<4>| crate::preview::images_of(sigmoid(logits));

@@ -8,6 +8,7 @@
 //! non-saturating form) with `D` held fixed. At the optimum `E` inverts `G`, and the encoder's
 //! features are the representation.
 
+use super::autoencoder::{Reconstruction, pixel_target, reconstruction_loss};
 use super::multi_task::pretext_view;
 use super::{Method, MethodInfo, StepOutput, finite_scalar};
 use crate::augment::{Image, ViewConfig, standard_normal};
@@ -55,6 +56,18 @@ pub struct BiganConfig {
     /// it keeps the discriminator from winning outright early on (the BiGAN and ALI papers
     /// use dropout in the discriminator). 0 = off.
     pub discriminator_dropout: f64,
+    /// The discriminator's learning rate as a multiple of the schedule's (the encoder and
+    /// generator take the schedule's): below 1 slows a discriminator that wins outright.
+    pub discriminator_lr_scale: f64,
+    /// BigBiGAN's unary scores (Donahue & Simonyan 2019): next to the joint score of `(x, z)`,
+    /// the discriminator scores the image alone and the code alone, and the loss sums the three
+    /// cross-entropies. The code's own score pushes the encoder's codes towards N(0, I) even
+    /// while the joint score tells the pairs apart by the image.
+    pub unary_scores: bool,
+    /// ALICE's cycle term (Li et al. 2017): the encoder and generator also descend
+    /// `cycle_weight` times the per-pixel Bernoulli cross-entropy of `G(E(x))` against `x`.
+    /// 0 = plain BiGAN.
+    pub cycle_weight: f32,
 }
 
 impl Default for BiganConfig {
@@ -65,6 +78,9 @@ impl Default for BiganConfig {
             discriminator_width: 0.5,
             discriminator_hidden: 256,
             discriminator_dropout: 0.0,
+            discriminator_lr_scale: 1.0,
+            unary_scores: false,
+            cycle_weight: 0.0,
         }
     }
 }
@@ -82,6 +98,10 @@ pub struct BiganModel {
     pub disc_image: Backbone,
     /// Discriminator's joint MLP on (image features, code).
     pub disc_joint: ProjectionHead,
+    /// With `unary_scores`: the discriminator's score of the image features alone.
+    pub disc_image_score: Option<Linear>,
+    /// With `unary_scores`: the discriminator's MLP scoring the code alone.
+    pub disc_code: Option<ProjectionHead>,
 }
 
 /// The BiGAN method.
@@ -100,10 +120,16 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
         || cfg.generator_widths.is_empty()
         || !(cfg.discriminator_width > 0.0)
         || !(0.0..1.0).contains(&cfg.discriminator_dropout)
+        || !(cfg.discriminator_lr_scale > 0.0 && cfg.discriminator_lr_scale.is_finite())
+        || !(cfg.cycle_weight >= 0.0 && cfg.cycle_weight.is_finite())
     {
         return Err(Error::Config(format!(
-            "bigan: latent_dim ({}) must be positive, generator_widths non-empty, discriminator_width ({}) positive, discriminator_dropout ({}) in [0, 1)",
-            cfg.latent_dim, cfg.discriminator_width, cfg.discriminator_dropout
+            "bigan: latent_dim ({}) must be positive, generator_widths non-empty, discriminator_width ({}) positive, discriminator_dropout ({}) in [0, 1), discriminator_lr_scale ({}) positive, cycle_weight ({}) at least 0",
+            cfg.latent_dim,
+            cfg.discriminator_width,
+            cfg.discriminator_dropout,
+            cfg.discriminator_lr_scale,
+            cfg.cycle_weight
         )));
     }
     let backbone = Backbone::new(&run.backbone, in_channels, device);
@@ -134,6 +160,12 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
             1,
             device,
         ),
+        disc_image_score: cfg
+            .unary_scores
+            .then(|| LinearConfig::new(disc_features, 1).init(device)),
+        disc_code: cfg
+            .unary_scores
+            .then(|| ProjectionHead::new(cfg.latent_dim, cfg.discriminator_hidden, 1, device)),
         disc_image,
         backbone,
     };
@@ -165,9 +197,11 @@ impl Bigan {
         (px - stat(&self.view.mean)) / stat(&self.view.std)
     }
 
-    /// Discriminator logits of the real pairs `(x, ex)` and the generated pairs `(gx, z)`,
-    /// scored in one batch: with separate batches, BatchNorm would normalize away what tells
-    /// them apart (a generator's grey background against real black ones).
+    /// Discriminator logits `(real, fake)` of the real pairs `(x, ex)` and the generated pairs
+    /// `(gx, z)`: the joint score, then with `unary_scores` the image's and the code's. Real
+    /// and generated pairs are scored in one batch: with separate batches, BatchNorm would
+    /// normalize away what tells them apart (a generator's grey background against real black
+    /// ones).
     fn discriminate_pairs(
         &self,
         model: &BiganModel,
@@ -175,18 +209,40 @@ impl Bigan {
         ex: Tensor<2>,
         gx: Tensor<4>,
         z: Tensor<2>,
-    ) -> (Tensor<2>, Tensor<2>) {
+    ) -> Vec<(Tensor<2>, Tensor<2>)> {
         let b = x.dims()[0];
         let f = flat_map(&model.disc_image, Tensor::cat(vec![x, gx], 0));
-        let mut joint = Tensor::cat(vec![f, Tensor::cat(vec![ex, z], 0)], 1);
+        let codes = Tensor::cat(vec![ex, z], 0);
+        let mut joint = Tensor::cat(vec![f.clone(), codes.clone()], 1);
+        let dropout = DropoutConfig::new(self.cfg.discriminator_dropout).init();
         if self.cfg.discriminator_dropout > 0.0 {
-            joint = DropoutConfig::new(self.cfg.discriminator_dropout)
-                .init()
-                .forward(joint);
+            joint = dropout.forward(joint);
         }
-        let logits = model.disc_joint.forward(joint);
-        (logits.clone().narrow(0, 0, b), logits.narrow(0, b, b))
+        let mut logits = vec![model.disc_joint.forward(joint)];
+        if let (Some(image_score), Some(code_score)) = (&model.disc_image_score, &model.disc_code) {
+            let (f, codes) = if self.cfg.discriminator_dropout > 0.0 {
+                (dropout.forward(f), dropout.forward(codes))
+            } else {
+                (f, codes)
+            };
+            logits.push(image_score.forward(f));
+            logits.push(code_score.forward(codes));
+        }
+        logits
+            .into_iter()
+            .map(|l| (l.clone().narrow(0, 0, b), l.narrow(0, b, b)))
+            .collect()
     }
+}
+
+/// The discriminator's loss over its scores (`real_is_real`), or the encoder-generator's
+/// (labels flipped): the sum of the mean cross-entropies.
+fn pair_loss(scores: Vec<(Tensor<2>, Tensor<2>)>, real_is_real: bool) -> Tensor<1> {
+    scores
+        .into_iter()
+        .map(|(real, fake)| bce(real, real_is_real) + bce(fake, !real_is_real))
+        .reduce(|a, b| a + b)
+        .expect("at least the joint score")
 }
 
 /// The last feature map of `net` on `x`, flattened to `[B, C * h * w]`.
@@ -234,22 +290,45 @@ impl Method for Bigan {
             .forward(m.backbone.forward(x.clone()))
             .detach();
         let gz = self.generate(m, z.clone(), side, &self.device).detach();
-        let (real, fake) = self.discriminate_pairs(m, x.clone(), ex, gz, z.clone());
-        let d_loss = bce(real, true) + bce(fake, false);
+        let scores = self.discriminate_pairs(m, x.clone(), ex, gz, z.clone());
+        let d_loss = pair_loss(scores, true);
         let d_value = finite_scalar(&d_loss, self.step, "BiGAN discriminator loss")?;
         let mut grads = d_loss.backward();
         let mut ids = list_param_ids(&m.disc_image);
         ids.extend(list_param_ids(&m.disc_joint));
+        ids.extend(list_param_ids(&m.disc_image_score));
+        ids.extend(list_param_ids(&m.disc_code));
         let d_grads = GradientsParams::from_params(&mut grads, &self.model, &ids);
-        self.model = opt.step(lr, self.model.clone(), d_grads);
+        let d_lr = lr * self.cfg.discriminator_lr_scale;
+        self.model = opt.step(d_lr, self.model.clone(), d_grads);
 
         // Encoder and generator step against the updated discriminator, labels flipped.
         let m = &self.model;
         let ex = m.encoder_head.forward(m.backbone.forward(x.clone()));
         let gz = self.generate(m, z.clone(), side, &self.device);
-        let (real, fake) = self.discriminate_pairs(m, x, ex, gz, z);
-        let eg_loss = bce(real, false) + bce(fake, true);
-        let eg_value = finite_scalar(&eg_loss, self.step, "BiGAN encoder-generator loss")?;
+        let scores = self.discriminate_pairs(m, x.clone(), ex.clone(), gz, z);
+        let adversarial = pair_loss(scores, false);
+        let adversarial_value =
+            finite_scalar(&adversarial, self.step, "BiGAN encoder-generator loss")?;
+        let mut eg_loss = adversarial;
+        let mut eg_value = adversarial_value;
+        let mut terms = vec![
+            ("discriminator_loss".into(), d_value),
+            ("encoder_generator_loss".into(), adversarial_value),
+        ];
+        if self.cfg.cycle_weight > 0.0 {
+            let target = pixel_target(&batch.views[0], &self.view).to_tensor(&self.device);
+            let [_, c, h, w] = x.dims();
+            let cycle = reconstruction_loss(
+                Reconstruction::Bce,
+                m.generator.forward_vector(ex, side),
+                target,
+            ) / (c * h * w) as f32;
+            let cycle_value = finite_scalar(&cycle, self.step, "BiGAN cycle loss")?;
+            terms.push(("cycle_loss".into(), cycle_value));
+            eg_value += self.cfg.cycle_weight * cycle_value;
+            eg_loss = eg_loss + cycle.mul_scalar(self.cfg.cycle_weight);
+        }
         let mut grads = eg_loss.backward();
         let mut ids = list_param_ids(&m.backbone);
         ids.extend(list_param_ids(&m.encoder_head));
@@ -258,10 +337,7 @@ impl Method for Bigan {
         self.model = opt.step(lr, self.model.clone(), eg_grads);
         Ok(StepOutput {
             loss: eg_value,
-            terms: vec![
-                ("discriminator_loss".into(), d_value),
-                ("encoder_generator_loss".into(), eg_value),
-            ],
+            terms,
         })
     }
 

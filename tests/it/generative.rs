@@ -2,6 +2,7 @@
 //! and both learning on real data.
 
 use burn::prelude::*;
+use selfsup::config::RunConfig;
 use selfsup::data::DataSource;
 use selfsup::methods::autoencoder::{Reconstruction, kl_to_unit_gaussian, reconstruction_loss};
 use std::sync::Arc;
@@ -112,8 +113,9 @@ fn vae_learns_its_elbo_rises_and_it_writes_samples() {
 
 /// BiGAN's alternating updates: one step moves the discriminator, the encoder and the
 /// generator (each in its own half of the step), keeps the losses finite, resumes from its
-/// checkpoint, and writes samples and reconstructions. (Its features do not yet beat random
-/// init at test scale: see the README.)
+/// checkpoint, and writes samples and reconstructions; with BigBiGAN's unary scores and
+/// ALICE's cycle term, the unary scores move too and the cycle term is logged. Bad settings are
+/// errors that name them.
 #[test]
 fn bigan_updates_all_three_networks_and_writes_pictures() {
     let data = Arc::new(DataSource::Embedded.load().unwrap().train.take(256));
@@ -124,28 +126,69 @@ fn bigan_updates_all_three_networks_and_writes_pictures() {
     cfg.schedule.lr = 2e-4;
     cfg.schedule.warmup_epochs = 0.0;
     let device = Device::flex();
-    device.seed(cfg.seed);
     let info = selfsup::methods::find("bigan").unwrap();
-    let before = (info.build)(&cfg, 1, &device.clone().autodiff())
-        .unwrap()
-        .tensors();
-    let dir = tempfile::tempdir().unwrap();
-    let out = crate::pretrain_in(&cfg, data, dir.path(), false);
-    assert!(out.losses.iter().all(|l| l.is_finite()));
-    let after = out.method.tensors();
-    for prefix in [
-        "backbone.",
-        "encoder_head.",
-        "generator.",
-        "disc_image.",
-        "disc_joint.",
+    let mut variant = cfg.clone();
+    variant.bigan.unary_scores = true;
+    variant.bigan.cycle_weight = 1.0;
+    variant.bigan.discriminator_lr_scale = 0.5;
+    for (cfg, extra) in [
+        (&cfg, &[][..]),
+        (&variant, &["disc_image_score.", "disc_code."][..]),
     ] {
-        let moved = after
-            .iter()
-            .filter(|(k, _)| k.starts_with(prefix) && k.ends_with("weight"))
-            .any(|(k, v)| v.data != before[k].data);
-        assert!(moved, "{prefix} parameters should move");
+        device.seed(cfg.seed);
+        let before = (info.build)(cfg, 1, &device.clone().autodiff())
+            .unwrap()
+            .tensors();
+        let dir = tempfile::tempdir().unwrap();
+        let out = crate::pretrain_in(cfg, data.clone(), dir.path(), false);
+        assert!(out.losses.iter().all(|l| l.is_finite()));
+        let after = out.method.tensors();
+        let prefixes = [
+            "backbone.",
+            "encoder_head.",
+            "generator.",
+            "disc_image.",
+            "disc_joint.",
+        ];
+        for prefix in prefixes.iter().chain(extra) {
+            let moved = after
+                .iter()
+                .filter(|(k, _)| k.starts_with(prefix) && k.ends_with("weight"))
+                .any(|(k, v)| v.data != before[k].data);
+            assert!(moved, "{prefix} parameters should move");
+        }
+        assert_eq!(
+            after.keys().any(|k| k.starts_with("disc_code.")),
+            cfg.bigan.unary_scores
+        );
+        let logged: Vec<f64> = std::fs::read_to_string(dir.path().join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["cycle_loss"].as_f64()
+            })
+            .collect();
+        assert_eq!(!logged.is_empty(), cfg.bigan.cycle_weight > 0.0);
+        assert!(logged.iter().all(|l| *l > 0.0 && *l < 1.0), "{logged:?}");
+        assert!(dir.path().join("bigan_samples.png").exists());
+        assert!(dir.path().join("bigan_reconstructions.png").exists());
     }
-    assert!(dir.path().join("bigan_samples.png").exists());
-    assert!(dir.path().join("bigan_reconstructions.png").exists());
+    for (field, set) in [
+        (
+            "discriminator_lr_scale",
+            (|c: &mut RunConfig| c.bigan.discriminator_lr_scale = 0.0) as fn(&mut RunConfig),
+        ),
+        ("cycle_weight", |c| c.bigan.cycle_weight = -1.0),
+        ("discriminator_dropout", |c| {
+            c.bigan.discriminator_dropout = 1.0
+        }),
+    ] {
+        let mut bad = cfg.clone();
+        set(&mut bad);
+        let err = (info.build)(&bad, 1, &device.clone().autodiff())
+            .err()
+            .expect("a bad setting is an error")
+            .to_string();
+        assert!(err.contains(field), "{err}");
+    }
 }
