@@ -128,6 +128,51 @@ pub fn pixel_target(x: &HostTensor, view: &ViewConfig) -> HostTensor {
     t
 }
 
+/// Held-out reconstruction error: the mean squared error per image of `reconstruct(x,
+/// target)`'s pixel logits against the pixels of the first `limit` images of `data` (plain
+/// views), and that of the mean image over those images (the baseline). `reconstruct` gets
+/// the normalized views and their pixels in `[0, 1]`, in batches of 256.
+pub fn reconstruction_errors(
+    data: &Dataset,
+    view: &ViewConfig,
+    limit: usize,
+    mut reconstruct: impl FnMut(&HostTensor, &HostTensor) -> Tensor<4>,
+) -> (f64, f64) {
+    let plain = view.eval_only();
+    let end = limit.min(data.len());
+    let (mut rec, mut n) = (0.0f64, 0usize);
+    // The baseline predicts every pixel as its mean over the evaluated images; its error is
+    // sum(t^2) - (sum t)^2 / n per pixel, gathered in the same pass.
+    let (mut sum, mut sum_sq): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
+    for start in (0..end).step_by(256) {
+        let range = start..(start + 256).min(end);
+        let x = crate::eval::plain_batch(data, &plain, range.clone());
+        let target = pixel_target(&x, view);
+        let per = target.data.len() / range.len().max(1);
+        if sum.is_empty() {
+            (sum, sum_sq) = (vec![0.0; per], vec![0.0; per]);
+        }
+        // Squared error per image, to compare with the mean image whatever the loss.
+        let pixels = crate::device::host_values(sigmoid(reconstruct(&x, &target)));
+        for (i, img) in target.data.chunks(per).enumerate() {
+            let p = &pixels[i * per..(i + 1) * per];
+            rec += img
+                .iter()
+                .zip(p)
+                .map(|(t, y)| ((t - y) as f64).powi(2))
+                .sum::<f64>();
+            for (k, &t) in img.iter().enumerate() {
+                sum[k] += t as f64;
+                sum_sq[k] += (t as f64).powi(2);
+            }
+        }
+        n += range.len();
+    }
+    let n = n.max(1) as f64;
+    let mean_img: f64 = sum.iter().zip(&sum_sq).map(|(s, q)| q - s * s / n).sum();
+    (rec / n, mean_img / n)
+}
+
 /// Encoder (backbone), the VAE's posterior maps, and the decoder.
 #[derive(Module, Debug)]
 pub struct AutoencoderModel {
@@ -349,58 +394,27 @@ impl Method for Autoencoder {
 
     fn pretext_metrics(&self, data: &Dataset, limit: usize) -> Vec<(String, f64)> {
         let (model, device) = self.inference();
-        let view = self.view.eval_only();
         let mut rng = ChaCha8Rng::seed_from_u64(0xE1B0);
-        let end = limit.min(data.len());
-        let (mut rec, mut kl, mut n) = (0.0f64, 0.0f64, 0usize);
-        // The baseline predicts every pixel as its mean over the evaluated images; its error
-        // is sum(t^2) - (sum t)^2 / n per pixel, gathered in the same pass.
-        let (mut sum, mut sum_sq): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
-        for start in (0..end).step_by(256) {
-            let range = start..(start + 256).min(end);
-            let x = crate::eval::plain_batch(data, &view, range.clone());
-            let target = pixel_target(&x, &self.view);
-            let per = target.data.len() / range.len().max(1);
-            if sum.is_empty() {
-                (sum, sum_sq) = (vec![0.0; per], vec![0.0; per]);
-            }
-            let pass = self.pass(&model, &x, &mut rng, self.variational(), &device);
-            let b = range.len() as f64;
-            // Squared error per image, to compare with the mean image whatever the loss.
-            let pixels: Vec<f32> = sigmoid(pass.logits.clone())
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .unwrap();
-            for (i, img) in target.data.chunks(per).enumerate() {
-                let p = &pixels[i * per..(i + 1) * per];
-                rec += img
-                    .iter()
-                    .zip(p)
-                    .map(|(t, y)| ((t - y) as f64).powi(2))
-                    .sum::<f64>();
-                for (k, &t) in img.iter().enumerate() {
-                    sum[k] += t as f64;
-                    sum_sq[k] += (t as f64).powi(2);
-                }
-            }
-            if let Some((mu, logvar)) = pass.posterior {
+        let (mut elbo, mut n) = (0.0f64, 0usize);
+        let (rec, mean_img) = reconstruction_errors(data, &self.view, limit, |x, target| {
+            let pass = self.pass(&model, x, &mut rng, self.variational(), &device);
+            if let Some((mu, logvar)) = &pass.posterior {
                 let t = target.to_tensor(&device);
                 let bce: f32 =
-                    reconstruction_loss(Reconstruction::Bce, pass.logits, t).into_scalar();
-                let k: f32 = kl_to_unit_gaussian(mu, logvar).into_scalar();
-                kl += (bce + k) as f64 * b;
+                    reconstruction_loss(Reconstruction::Bce, pass.logits.clone(), t).into_scalar();
+                let k: f32 = kl_to_unit_gaussian(mu.clone(), logvar.clone()).into_scalar();
+                let b = x.shape[0];
+                elbo += (bce + k) as f64 * b as f64;
+                n += b;
             }
-            n += range.len();
-        }
-        let n = n.max(1) as f64;
-        let mean_img: f64 = sum.iter().zip(&sum_sq).map(|(s, q)| q - s * s / n).sum();
+            pass.logits
+        });
         let mut out = vec![
-            ("reconstruction_sse".to_string(), rec / n),
-            ("mean_image_sse".to_string(), mean_img / n),
+            ("reconstruction_sse".to_string(), rec),
+            ("mean_image_sse".to_string(), mean_img),
         ];
         if self.variational() {
-            out.push(("negative_elbo_nats".to_string(), kl / n));
+            out.push(("negative_elbo_nats".to_string(), elbo / n.max(1) as f64));
         }
         out
     }

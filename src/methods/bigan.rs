@@ -7,8 +7,16 @@
 //! and `G` held fixed, then `E` and `G` descend the cross-entropy with the labels flipped (the
 //! non-saturating form) with `D` held fixed. At the optimum `E` inverts `G`, and the encoder's
 //! features are the representation.
+//!
+//! Options beyond the papers' recipe (all off by default): a slower discriminator
+//! (`discriminator_lr_scale`), BigBiGAN's unary scores of the image and the code alone
+//! (Donahue & Simonyan, NeurIPS 2019), and ALICE's cycle term on `G(E(x))` (Li et al.,
+//! NeurIPS 2017), which gives the encoder a gradient about the image while the
+//! discriminator still tells the pairs apart by the image alone.
 
-use super::autoencoder::{Reconstruction, pixel_target, reconstruction_loss};
+use super::autoencoder::{
+    Reconstruction, pixel_target, reconstruction_errors, reconstruction_loss,
+};
 use super::multi_task::pretext_view;
 use super::{Method, MethodInfo, StepOutput, finite_scalar};
 use crate::augment::{Image, ViewConfig, standard_normal};
@@ -180,15 +188,9 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
 }
 
 impl Bigan {
-    /// Generated images in the views' normalized units: `(sigmoid(logits) - mean) / std`.
-    fn generate(
-        &self,
-        model: &BiganModel,
-        z: Tensor<2>,
-        side: usize,
-        device: &Device,
-    ) -> Tensor<4> {
-        let px = sigmoid(model.generator.forward_vector(z, side));
+    /// Generator logits in the views' normalized units: `(sigmoid(logits) - mean) / std`.
+    fn to_views(&self, logits: Tensor<4>, device: &Device) -> Tensor<4> {
+        let px = sigmoid(logits);
         let c = px.dims()[1];
         let stat = |v: &[f32]| {
             let vals: Vec<f32> = (0..c).map(|i| v[i.min(v.len() - 1)]).collect();
@@ -289,7 +291,9 @@ impl Method for Bigan {
             .encoder_head
             .forward(m.backbone.forward(x.clone()))
             .detach();
-        let gz = self.generate(m, z.clone(), side, &self.device).detach();
+        let gz = self
+            .to_views(m.generator.forward_vector(z.clone(), side), &self.device)
+            .detach();
         let scores = self.discriminate_pairs(m, x.clone(), ex, gz, z.clone());
         let d_loss = pair_loss(scores, true);
         let d_value = finite_scalar(&d_loss, self.step, "BiGAN discriminator loss")?;
@@ -305,8 +309,21 @@ impl Method for Bigan {
         // Encoder and generator step against the updated discriminator, labels flipped.
         let m = &self.model;
         let ex = m.encoder_head.forward(m.backbone.forward(x.clone()));
-        let gz = self.generate(m, z.clone(), side, &self.device);
-        let scores = self.discriminate_pairs(m, x.clone(), ex.clone(), gz, z);
+        // With the cycle term, the codes and the encoder's codes go through the generator in
+        // one batch, so that its BatchNorm statistics (and so its running statistics, used
+        // in evaluation) cover both.
+        let (gz, cycle_logits) = if self.cfg.cycle_weight > 0.0 {
+            let codes = Tensor::cat(vec![z.clone(), ex.clone()], 0);
+            let logits = m.generator.forward_vector(codes, side);
+            (
+                self.to_views(logits.clone().narrow(0, 0, b), &self.device),
+                Some(logits.narrow(0, b, b)),
+            )
+        } else {
+            let logits = m.generator.forward_vector(z.clone(), side);
+            (self.to_views(logits, &self.device), None)
+        };
+        let scores = self.discriminate_pairs(m, x.clone(), ex, gz, z);
         let adversarial = pair_loss(scores, false);
         let adversarial_value =
             finite_scalar(&adversarial, self.step, "BiGAN encoder-generator loss")?;
@@ -316,14 +333,11 @@ impl Method for Bigan {
             ("discriminator_loss".into(), d_value),
             ("encoder_generator_loss".into(), adversarial_value),
         ];
-        if self.cfg.cycle_weight > 0.0 {
+        if let Some(logits) = cycle_logits {
             let target = pixel_target(&batch.views[0], &self.view).to_tensor(&self.device);
             let [_, c, h, w] = x.dims();
-            let cycle = reconstruction_loss(
-                Reconstruction::Bce,
-                m.generator.forward_vector(ex, side),
-                target,
-            ) / (c * h * w) as f32;
+            let cycle =
+                reconstruction_loss(Reconstruction::Bce, logits, target) / (c * h * w) as f32;
             let cycle_value = finite_scalar(&cycle, self.step, "BiGAN cycle loss")?;
             terms.push(("cycle_loss".into(), cycle_value));
             eg_value += self.cfg.cycle_weight * cycle_value;
@@ -339,6 +353,22 @@ impl Method for Bigan {
             loss: eg_value,
             terms,
         })
+    }
+
+    /// The held-out cycle `G(E(x))`: its squared error per image against the mean image's.
+    fn pretext_metrics(&self, data: &Dataset, limit: usize) -> Vec<(String, f64)> {
+        let model = self.model.valid();
+        let device = crate::device::of(&model);
+        let (rec, mean_img) = reconstruction_errors(data, &self.view, limit, |x, _| {
+            let code = model
+                .encoder_head
+                .forward(model.backbone.forward(x.to_tensor(&device)));
+            model.generator.forward_vector(code, x.shape[2])
+        });
+        vec![
+            ("reconstruction_sse".to_string(), rec),
+            ("mean_image_sse".to_string(), mean_img),
+        ]
     }
 
     fn write_previews(&self, data: &Dataset, dir: &Path) -> Result<Vec<PathBuf>> {

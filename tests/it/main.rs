@@ -59,14 +59,17 @@ pub fn knn_pretrained_vs_random(
 
 /// The `loss` of every line of `dir/metrics.jsonl`.
 pub fn logged_losses(dir: &std::path::Path) -> Vec<f64> {
+    let losses = logged_values(dir, "loss");
+    assert!(!losses.is_empty(), "no losses in {}", dir.display());
+    losses
+}
+
+/// The `key` values of `dir/metrics.jsonl`, from the lines that have one.
+pub fn logged_values(dir: &std::path::Path, key: &str) -> Vec<f64> {
     std::fs::read_to_string(dir.join("metrics.jsonl"))
         .unwrap()
         .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
-                .as_f64()
-                .unwrap()
-        })
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()[key].as_f64())
         .collect()
 }
 
