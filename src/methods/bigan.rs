@@ -140,6 +140,12 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
             cfg.cycle_weight
         )));
     }
+    if run.optim.kind != crate::train::optim::OptimizerKind::AdamW {
+        tracing::warn!(
+            "bigan with {:?}: the papers train GANs with Adam (--optimizer adamw --set schedule.lr=0.0002 --set optim.beta1=0.5 --set optim.weight_decay=0)",
+            run.optim.kind
+        );
+    }
     let backbone = Backbone::new(&run.backbone, in_channels, device);
     let f = backbone.feature_dim();
     let mut disc_cfg = run.backbone.clone();
@@ -188,6 +194,35 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
 }
 
 impl Bigan {
+    /// Generated images `G(z)` in the views' normalized units and, with the cycle term, the
+    /// pixel logits of the cycles `G(ex)`. The codes and the encoder's codes then go through
+    /// the generator in one batch, in both halves of the step, so that its BatchNorm
+    /// statistics cover both and the discriminator trains on the same fakes the generator
+    /// makes (with the cycles in their own batch, the running statistics came from the codes
+    /// alone and held-out cycles were worse than the mean image; with the shared batch in the
+    /// generator's half only, the discriminator saw other fakes and the generator collapsed).
+    fn generate(
+        &self,
+        m: &BiganModel,
+        z: Tensor<2>,
+        ex: &Tensor<2>,
+        side: usize,
+    ) -> (Tensor<4>, Option<Tensor<4>>) {
+        if self.cfg.cycle_weight > 0.0 {
+            let b = z.dims()[0];
+            let logits = m
+                .generator
+                .forward_vector(Tensor::cat(vec![z, ex.clone()], 0), side);
+            (
+                self.to_views(logits.clone().narrow(0, 0, b), &self.device),
+                Some(logits.narrow(0, b, b)),
+            )
+        } else {
+            let logits = m.generator.forward_vector(z, side);
+            (self.to_views(logits, &self.device), None)
+        }
+    }
+
     /// Generator logits in the views' normalized units: `(sigmoid(logits) - mean) / std`.
     fn to_views(&self, logits: Tensor<4>, device: &Device) -> Tensor<4> {
         let px = sigmoid(logits);
@@ -291,10 +326,8 @@ impl Method for Bigan {
             .encoder_head
             .forward(m.backbone.forward(x.clone()))
             .detach();
-        let gz = self
-            .to_views(m.generator.forward_vector(z.clone(), side), &self.device)
-            .detach();
-        let scores = self.discriminate_pairs(m, x.clone(), ex, gz, z.clone());
+        let (gz, _) = self.generate(m, z.clone(), &ex, side);
+        let scores = self.discriminate_pairs(m, x.clone(), ex, gz.detach(), z.clone());
         let d_loss = pair_loss(scores, true);
         let d_value = finite_scalar(&d_loss, self.step, "BiGAN discriminator loss")?;
         let mut grads = d_loss.backward();
@@ -309,20 +342,7 @@ impl Method for Bigan {
         // Encoder and generator step against the updated discriminator, labels flipped.
         let m = &self.model;
         let ex = m.encoder_head.forward(m.backbone.forward(x.clone()));
-        // With the cycle term, the codes and the encoder's codes go through the generator in
-        // one batch, so that its BatchNorm statistics (and so its running statistics, used
-        // in evaluation) cover both.
-        let (gz, cycle_logits) = if self.cfg.cycle_weight > 0.0 {
-            let codes = Tensor::cat(vec![z.clone(), ex.clone()], 0);
-            let logits = m.generator.forward_vector(codes, side);
-            (
-                self.to_views(logits.clone().narrow(0, 0, b), &self.device),
-                Some(logits.narrow(0, b, b)),
-            )
-        } else {
-            let logits = m.generator.forward_vector(z.clone(), side);
-            (self.to_views(logits, &self.device), None)
-        };
+        let (gz, cycle_logits) = self.generate(m, z.clone(), &ex, side);
         let scores = self.discriminate_pairs(m, x.clone(), ex, gz, z);
         let adversarial = pair_loss(scores, false);
         let adversarial_value =
