@@ -112,6 +112,19 @@ pub struct BiganModel {
     pub disc_code: Option<ProjectionHead>,
 }
 
+impl BiganModel {
+    /// The encoder's codes `E(x)` of images `x`.
+    pub fn encode(&self, x: Tensor<4>) -> Tensor<2> {
+        self.encoder_head.forward(self.backbone.forward(x))
+    }
+
+    /// The pixel logits of the cycles `G(E(x))`.
+    pub fn cycle(&self, x: Tensor<4>) -> Tensor<4> {
+        let side = x.dims()[2];
+        self.generator.forward_vector(self.encode(x), side)
+    }
+}
+
 /// The BiGAN method.
 pub struct Bigan {
     model: BiganModel,
@@ -214,22 +227,22 @@ impl Bigan {
                 .generator
                 .forward_vector(Tensor::cat(vec![z, ex.clone()], 0), side);
             (
-                self.to_views(logits.clone().narrow(0, 0, b), &self.device),
+                self.to_views(logits.clone().narrow(0, 0, b)),
                 Some(logits.narrow(0, b, b)),
             )
         } else {
             let logits = m.generator.forward_vector(z, side);
-            (self.to_views(logits, &self.device), None)
+            (self.to_views(logits), None)
         }
     }
 
     /// Generator logits in the views' normalized units: `(sigmoid(logits) - mean) / std`.
-    fn to_views(&self, logits: Tensor<4>, device: &Device) -> Tensor<4> {
+    fn to_views(&self, logits: Tensor<4>) -> Tensor<4> {
         let px = sigmoid(logits);
         let c = px.dims()[1];
         let stat = |v: &[f32]| {
             let vals: Vec<f32> = (0..c).map(|i| v[i.min(v.len() - 1)]).collect();
-            Tensor::<4>::from_data(TensorData::new(vals, [1, c, 1, 1]), device)
+            Tensor::<4>::from_data(TensorData::new(vals, [1, c, 1, 1]), &self.device)
         };
         (px - stat(&self.view.mean)) / stat(&self.view.std)
     }
@@ -248,22 +261,15 @@ impl Bigan {
         z: Tensor<2>,
     ) -> Vec<(Tensor<2>, Tensor<2>)> {
         let b = x.dims()[0];
-        let f = flat_map(&model.disc_image, Tensor::cat(vec![x, gx], 0));
+        let f = model.disc_image.forward_flat(Tensor::cat(vec![x, gx], 0));
         let codes = Tensor::cat(vec![ex, z], 0);
-        let mut joint = Tensor::cat(vec![f.clone(), codes.clone()], 1);
+        // Dropout at rate 0 passes its input through.
         let dropout = DropoutConfig::new(self.cfg.discriminator_dropout).init();
-        if self.cfg.discriminator_dropout > 0.0 {
-            joint = dropout.forward(joint);
-        }
+        let joint = dropout.forward(Tensor::cat(vec![f.clone(), codes.clone()], 1));
         let mut logits = vec![model.disc_joint.forward(joint)];
         if let (Some(image_score), Some(code_score)) = (&model.disc_image_score, &model.disc_code) {
-            let (f, codes) = if self.cfg.discriminator_dropout > 0.0 {
-                (dropout.forward(f), dropout.forward(codes))
-            } else {
-                (f, codes)
-            };
-            logits.push(image_score.forward(f));
-            logits.push(code_score.forward(codes));
+            logits.push(image_score.forward(dropout.forward(f)));
+            logits.push(code_score.forward(dropout.forward(codes)));
         }
         logits
             .into_iter()
@@ -280,11 +286,6 @@ fn pair_loss(scores: Vec<(Tensor<2>, Tensor<2>)>, real_is_real: bool) -> Tensor<
         .map(|(real, fake)| bce(real, real_is_real) + bce(fake, !real_is_real))
         .reduce(|a, b| a + b)
         .expect("at least the joint score")
-}
-
-/// The last feature map of `net` on `x`, flattened to `[B, C * h * w]`.
-fn flat_map(net: &Backbone, x: Tensor<4>) -> Tensor<2> {
-    net.forward_flat(x)
 }
 
 /// Mean binary cross-entropy of logits `l` against label 1 (`real`) or 0.
@@ -322,10 +323,7 @@ impl Method for Bigan {
 
         // Discriminator step, encoder and generator held fixed.
         let m = &self.model;
-        let ex = m
-            .encoder_head
-            .forward(m.backbone.forward(x.clone()))
-            .detach();
+        let ex = m.encode(x.clone()).detach();
         let (gz, _) = self.generate(m, z.clone(), &ex, side);
         let scores = self.discriminate_pairs(m, x.clone(), ex, gz.detach(), z.clone());
         let d_loss = pair_loss(scores, true);
@@ -341,7 +339,7 @@ impl Method for Bigan {
 
         // Encoder and generator step against the updated discriminator, labels flipped.
         let m = &self.model;
-        let ex = m.encoder_head.forward(m.backbone.forward(x.clone()));
+        let ex = m.encode(x.clone());
         let (gz, cycle_logits) = self.generate(m, z.clone(), &ex, side);
         let scores = self.discriminate_pairs(m, x.clone(), ex, gz, z);
         let adversarial = pair_loss(scores, false);
@@ -380,10 +378,7 @@ impl Method for Bigan {
         let model = self.model.valid();
         let device = crate::device::of(&model);
         let (rec, mean_img) = reconstruction_errors(data, &self.view, limit, |x, _| {
-            let code = model
-                .encoder_head
-                .forward(model.backbone.forward(x.to_tensor(&device)));
-            model.generator.forward_vector(code, x.shape[2])
+            model.cycle(x.to_tensor(&device))
         });
         vec![
             ("reconstruction_sse".to_string(), rec),
@@ -401,10 +396,7 @@ impl Method for Bigan {
         let d = self.cfg.latent_dim;
         let to_images = crate::preview::images_of;
         // Reconstructions G(E(x)) next to x.
-        let code = model
-            .encoder_head
-            .forward(model.backbone.forward(x.to_tensor(&device)));
-        let recon = to_images(sigmoid(model.generator.forward_vector(code, side)));
+        let recon = to_images(sigmoid(model.cycle(x.to_tensor(&device))));
         let rows: Vec<Vec<Image>> = (0..n)
             .map(|i| {
                 vec![

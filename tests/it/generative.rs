@@ -125,8 +125,8 @@ fn bigan_config(epochs: usize) -> RunConfig {
 }
 
 /// BiGAN's alternating updates: one step moves the discriminator, the encoder and the
-/// generator (each in its own half of the step), keeps the losses finite, resumes from its
-/// checkpoint, and writes samples and reconstructions; with BigBiGAN's unary scores and
+/// generator (each in its own half of the step), keeps the losses finite, and writes samples
+/// and reconstructions; with BigBiGAN's unary scores and
 /// ALICE's cycle term, the unary scores move too and the cycle term is logged. Bad settings are
 /// errors that name them.
 #[test]
