@@ -139,6 +139,8 @@ fn train_steps(
         views: vec![view(), view()],
         indices: (0..size.batch).collect(),
         epoch: 0,
+        step: 0,
+        steps_per_epoch: 1,
     };
     method.train_step(&batch, &mut opt, cfg.schedule.lr)?;
     let t = Instant::now();

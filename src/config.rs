@@ -102,6 +102,11 @@ pub struct RunConfig {
     pub log_every: u64,
     /// Write a checkpoint every this many epochs (and always at the end).
     pub checkpoint_every_epochs: usize,
+    /// Also write one every this many steps, inside epochs too (0 = off).
+    pub checkpoint_every_steps: u64,
+    /// Also write one when this many minutes passed since the last (0 = off): a kill loses
+    /// at most this much training, however long the epochs.
+    pub checkpoint_every_minutes: f64,
     /// Also keep the model of every checkpointed epoch as `step-N.safetensors`, listed with
     /// its training time in `snapshots.jsonl` (for accuracy-against-time curves).
     pub keep_epoch_snapshots: bool,
@@ -186,6 +191,8 @@ impl Default for RunConfig {
             loader_workers: 1,
             log_every: 10,
             checkpoint_every_epochs: 1,
+            checkpoint_every_steps: 0,
+            checkpoint_every_minutes: 5.0,
             keep_epoch_snapshots: false,
             init_from: None,
             on_nonfinite: NonFinitePolicy::Stop,
@@ -367,6 +374,12 @@ impl RunConfig {
         }
         if self.log_every == 0 || self.checkpoint_every_epochs == 0 {
             return bad("log_every and checkpoint_every_epochs must be at least 1".into());
+        }
+        if !(self.checkpoint_every_minutes >= 0.0 && self.checkpoint_every_minutes.is_finite()) {
+            return bad(format!(
+                "checkpoint_every_minutes = {} must be a non-negative number (0 = off)",
+                self.checkpoint_every_minutes
+            ));
         }
         if self.folder_side == 0 || (self.random_crops > 0 && self.random_crop_side == 0) {
             return bad("folder_side and random_crop_side must be at least 1".into());

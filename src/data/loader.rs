@@ -29,6 +29,12 @@ pub struct HostBatch {
     pub indices: Vec<usize>,
     /// The epoch this batch belongs to (0-based).
     pub epoch: usize,
+    /// The batch's place in the run: `epoch * steps_per_epoch` + its place in the epoch
+    /// (0-based). Methods key their own random draws and schedules to it, never to a counter
+    /// of their own, so a resumed run draws what an uninterrupted one would.
+    pub step: u64,
+    /// Batches in one epoch.
+    pub steps_per_epoch: u64,
 }
 
 /// A dense `f32` array in host memory with a 4-D shape.
@@ -175,6 +181,8 @@ fn run_worker(data: Arc<Dataset>, spec: ViewSpec, cfg: LoaderConfig, tx: SyncSen
                 views,
                 indices: idx.to_vec(),
                 epoch,
+                step: (epoch * per_epoch + b) as u64,
+                steps_per_epoch: per_epoch as u64,
             };
             if tx.send(batch).is_err() {
                 return;

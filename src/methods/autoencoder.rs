@@ -12,7 +12,7 @@
 //! optimizer sees them divided by the number of pixels. The denoising option corrupts the encoder's input with Gaussian noise.
 
 use super::multi_task::pretext_view;
-use super::{Method, MethodInfo, StepInfo, StepOutput, finite_scalar};
+use super::{Method, MethodInfo, StepOutput, finite_scalar};
 use crate::augment::{Image, ViewConfig, standard_normal};
 use crate::config::RunConfig;
 use crate::data::Dataset;
@@ -193,13 +193,9 @@ pub struct Autoencoder {
     view: ViewConfig,
     device: Device,
     seed: u64,
-    step: u64,
-    /// Current KL weight (VAE).
-    beta_now: f32,
-    /// VAE: `(epoch, sum of per-image ELBOs, images)` of the epoch in progress.
+    /// VAE: `(epoch, sum of per-image ELBOs, images)` of the epoch in progress (a log
+    /// summary only: after a resume inside an epoch it covers the steps since the resume).
     elbo_epoch: (usize, f64, usize),
-    /// Steps per epoch (from the first [`Method::after_step`]'s [`StepInfo`]).
-    steps_per_epoch: u64,
 }
 
 fn build(
@@ -243,14 +239,7 @@ fn build(
         },
         device: device.clone(),
         seed: run.seed,
-        step: 0,
-        beta_now: if cfg.kl_warmup_epochs > 0.0 {
-            0.0
-        } else {
-            cfg.beta
-        },
         elbo_epoch: (0, 0.0, 0),
-        steps_per_epoch: 0,
         cfg,
     }))
 }
@@ -314,6 +303,19 @@ impl Autoencoder {
     }
 }
 
+impl Autoencoder {
+    /// The KL weight (VAE) after `done` steps: `beta`, ramped linearly from 0 over the first
+    /// `kl_warmup_epochs` epochs of `steps_per_epoch` steps.
+    fn beta_at(&self, done: u64, steps_per_epoch: u64) -> f32 {
+        let warm = self.cfg.kl_warmup_epochs * steps_per_epoch as f64;
+        if warm <= 0.0 {
+            self.cfg.beta
+        } else {
+            self.cfg.beta * (done as f64 / warm).min(1.0) as f32
+        }
+    }
+}
+
 impl Method for Autoencoder {
     fn name(&self) -> &'static str {
         if self.variational() {
@@ -335,22 +337,24 @@ impl Method for Autoencoder {
         opt: &mut Optimizer,
         lr: f64,
     ) -> Result<StepOutput> {
-        self.step += 1;
-        let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[self.seed, 0xAE, self.step]));
+        // Steps done, this one included: keyed to the batch, so a resume draws the same.
+        let step = batch.step + 1;
+        let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[self.seed, 0xAE, step]));
+        let beta = self.beta_at(batch.step, batch.steps_per_epoch);
         let x = &batch.views[0];
         let target = pixel_target(x, &self.view).to_tensor(&self.device);
         let pass = self.pass(&self.model, x, &mut rng, true, &self.device);
         let rec = reconstruction_loss(self.cfg.reconstruction, pass.logits, target);
         let mut terms = vec![(
             "reconstruction".to_string(),
-            finite_scalar(&rec, self.step, "reconstruction")?,
+            finite_scalar(&rec, step, "reconstruction")?,
         )];
         let loss = match pass.posterior {
             Some((mu, logvar)) => {
                 let kl = kl_to_unit_gaussian(mu, logvar);
-                let kl_v = finite_scalar(&kl, self.step, "KL")?;
+                let kl_v = finite_scalar(&kl, step, "KL")?;
                 terms.push(("kl".into(), kl_v));
-                terms.push(("beta".into(), self.beta_now));
+                terms.push(("beta".into(), beta));
                 if self.cfg.reconstruction == Reconstruction::Bce {
                     let elbo = -(terms[0].1 + kl_v);
                     terms.push(("elbo".into(), elbo));
@@ -358,7 +362,7 @@ impl Method for Autoencoder {
                     self.elbo_epoch.0 = batch.epoch;
                     self.elbo_epoch.1 += elbo as f64 * b as f64;
                     self.elbo_epoch.2 += b;
-                    if self.steps_per_epoch > 0 && self.step % self.steps_per_epoch == 0 {
+                    if step % batch.steps_per_epoch.max(1) == 0 {
                         let (epoch, sum, n) = self.elbo_epoch;
                         let mean = sum / n.max(1) as f64;
                         tracing::info!(
@@ -368,28 +372,18 @@ impl Method for Autoencoder {
                         self.elbo_epoch = (epoch + 1, 0.0, 0);
                     }
                 }
-                rec + kl * self.beta_now
+                rec + kl * beta
             }
             None => rec,
         };
         // Optimized per pixel (the same optimum as the per-image sum, with gradients of the
         // size the optimizers' learning rates expect); reported per image, in nats for BCE.
         let pixels = (x.shape[1] * x.shape[2] * x.shape[3]) as f32;
-        let value = finite_scalar(&loss, self.step, "autoencoder loss")?;
+        let value = finite_scalar(&loss, step, "autoencoder loss")?;
         let loss = loss / pixels;
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
         self.model = opt.step(lr, self.model.clone(), grads);
         Ok(StepOutput { loss: value, terms })
-    }
-
-    fn after_step(&mut self, info: &StepInfo) {
-        self.steps_per_epoch = info.steps_per_epoch.max(1);
-        let warm = self.cfg.kl_warmup_epochs * info.steps_per_epoch as f64;
-        self.beta_now = if warm <= 0.0 {
-            self.cfg.beta
-        } else {
-            self.cfg.beta * (info.step as f64 / warm).min(1.0) as f32
-        };
     }
 
     fn pretext_metrics(&self, data: &Dataset, limit: usize) -> Vec<(String, f64)> {

@@ -83,7 +83,6 @@ pub struct Avc {
     sounds: Option<Arc<Vec<Spectrogram>>>,
     seed: u64,
     device: Device,
-    step: u64,
 }
 
 fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn Method>> {
@@ -109,7 +108,6 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
         sounds: None,
         seed: run.seed,
         device: device.clone(),
-        step: 0,
     }))
 }
 
@@ -170,7 +168,7 @@ impl Avc {
     /// Held-out scores on `data`: balanced correspondence accuracy over all image-sound pairs
     /// (own pairs "yes", all others "no"); recall@5 of sound-to-image and image-to-sound
     /// retrieval among all its items, ranked by the classifier's margin, with the chance
-    /// level `5 / n`.
+    /// level `5 / n`; retrieval AUCs with their standard errors ([`auc_metrics`]).
     pub fn held_out(&self, data: &Dataset) -> Result<Vec<(String, f64)>> {
         let n = data.len();
         if n < 2 {
@@ -220,7 +218,10 @@ impl Avc {
                 recall_at_k(&d, n, false, 5),
             ),
             ("recall_at_5_chance".into(), (5.0 / n as f64).min(1.0)),
-        ])
+        ]
+        .into_iter()
+        .chain(auc_metrics(&d, n))
+        .collect())
     }
 }
 
@@ -352,6 +353,52 @@ pub fn recall_at_k(scores: &[f32], n: usize, by_row: bool, k: usize) -> f64 {
     hits as f64 / n.max(1) as f64
 }
 
+/// Retrieval AUC of each query's own item against the `n - 1` others: the fraction of others
+/// that score below it (ties count half), averaged over the `n` queries (chance 1/2), and the
+/// standard error of that mean (`sd / sqrt(n)` over the queries). `scores` and `by_row` as in
+/// [`recall_at_k`]. Unlike recall@5 on a few items, it uses every pair, so it separates a
+/// trained model from chance on 20 held-out pairs.
+pub fn retrieval_auc(scores: &[f32], n: usize, by_row: bool) -> (f64, f64) {
+    let per_query: Vec<f64> = (0..n)
+        .map(|q| {
+            let sim = |j: usize| {
+                if by_row {
+                    scores[q * n + j]
+                } else {
+                    scores[j * n + q]
+                }
+            };
+            let own = sim(q);
+            let below: f64 = (0..n)
+                .filter(|&j| j != q)
+                .map(|j| match sim(j).partial_cmp(&own) {
+                    Some(std::cmp::Ordering::Less) => 1.0,
+                    Some(std::cmp::Ordering::Equal) => 0.5,
+                    _ => 0.0,
+                })
+                .sum();
+            below / (n - 1).max(1) as f64
+        })
+        .collect();
+    let m = n.max(1) as f64;
+    let mean = per_query.iter().sum::<f64>() / m;
+    let var = per_query.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / (m - 1.0).max(1.0);
+    (mean, (var / m).sqrt())
+}
+
+/// The held-out retrieval AUCs in both directions, with their standard errors and chance.
+pub fn auc_metrics(scores: &[f32], n: usize) -> Vec<(String, f64)> {
+    let (s2i, s2i_se) = retrieval_auc(scores, n, true);
+    let (i2s, i2s_se) = retrieval_auc(scores, n, false);
+    vec![
+        ("sound_to_image_auc".into(), s2i),
+        ("sound_to_image_auc_se".into(), s2i_se),
+        ("image_to_sound_auc".into(), i2s),
+        ("image_to_sound_auc_se".into(), i2s_se),
+        ("auc_chance".into(), 0.5),
+    ]
+}
+
 impl Method for Avc {
     fn name(&self) -> &'static str {
         INFO.name
@@ -375,7 +422,8 @@ impl Method for Avc {
         opt: &mut Optimizer,
         lr: f64,
     ) -> Result<StepOutput> {
-        self.step += 1;
+        // Steps done, this one included: keyed to the batch, so a resume draws the same.
+        let step = batch.step + 1;
         let sounds = prepared(&self.sounds, INFO.name)?.clone();
         let b = batch.indices.len();
         let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[
@@ -415,7 +463,7 @@ impl Method for Avc {
             &labels,
             opt,
             lr,
-            self.step,
+            step,
             "correspondence loss",
             "correspondence_accuracy",
         )?;
@@ -455,5 +503,22 @@ impl Method for Avc {
     fn load_tensors(&mut self, tensors: &HashMap<String, HostParam>, path: &Path) -> Result<()> {
         self.model = checkpoint::apply(self.model.clone(), tensors, path)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{recall_at_k, retrieval_auc};
+
+    #[test]
+    fn retrieval_auc_counts_the_others_ranked_below_by_hand() {
+        // Rows are queries. Query 0: own 0.9 beats 0.1 and 0.5 (AUC 1). Query 1: own 0.2 is
+        // below 0.3 and above 0.1 (1/2). Query 2: own 0.4 ties 0.4, beats 0.0 (3/4).
+        let s = [0.9, 0.1, 0.5, 0.3, 0.2, 0.1, 0.4, 0.0, 0.4];
+        let (auc, se) = retrieval_auc(&s, 3, true);
+        assert!((auc - 0.75).abs() < 1e-12, "{auc}");
+        // sd of {1, 0.5, 0.75} is 0.25; SE 0.25 / sqrt(3).
+        assert!((se - 0.25 / 3f64.sqrt()).abs() < 1e-12, "{se}");
+        assert!((recall_at_k(&s, 3, true, 1) - 2.0 / 3.0).abs() < 1e-12);
     }
 }

@@ -18,7 +18,9 @@
 //! The image tower is the backbone that evaluation freezes; the audio tower is a ConvNet over
 //! log-mel windows (see [`crate::nets::audio_visual`]).
 
-use super::avc::{embed_pairs, paired_sounds, recall_at_k, save_localization, sounds_of};
+use super::avc::{
+    auc_metrics, embed_pairs, paired_sounds, recall_at_k, save_localization, sounds_of,
+};
 use super::memory_bank::{MemoryBank, save_scalar, take_scalar};
 use super::multi_task::pretext_view;
 use super::{Method, MethodInfo, StepOutput, finite_scalar, metrics_or_warn, prepared};
@@ -184,6 +186,51 @@ struct PositiveSets {
     same_label: Option<f64>,
 }
 
+impl PositiveSets {
+    /// Saves the sets as `cma_positives` (every set's indices, in order),
+    /// `cma_positive_counts` (the size of each set), `cma_positives_epoch` and, with labels,
+    /// `cma_positives_same_label`.
+    fn save_into(&self, t: &mut BTreeMap<String, HostParam>) {
+        let flat: Vec<f32> = self.sets.iter().flatten().map(|&j| j as f32).collect();
+        let counts: Vec<f32> = self.sets.iter().map(|s| s.len() as f32).collect();
+        t.insert(
+            "cma_positives".into(),
+            HostParam {
+                shape: vec![flat.len()],
+                data: flat,
+            },
+        );
+        t.insert(
+            "cma_positive_counts".into(),
+            HostParam {
+                shape: vec![counts.len()],
+                data: counts,
+            },
+        );
+        save_scalar(t, "cma_positives_epoch", Some(self.epoch as f64));
+        save_scalar(t, "cma_positives_same_label", self.same_label);
+    }
+
+    /// Takes the sets saved by [`PositiveSets::save_into`] out of `t` (`None` when the
+    /// checkpoint has none: CMA had not started).
+    fn take_from(t: &mut HashMap<String, HostParam>) -> Option<PositiveSets> {
+        let flat = t.remove("cma_positives")?;
+        let counts = t.remove("cma_positive_counts")?;
+        let epoch = take_scalar(t, "cma_positives_epoch")? as usize;
+        let mut rest = flat.data.iter().map(|&j| j as usize);
+        let sets = counts
+            .data
+            .iter()
+            .map(|&c| rest.by_ref().take(c as usize).collect())
+            .collect();
+        Some(PositiveSets {
+            epoch,
+            sets,
+            same_label: take_scalar(t, "cma_positives_same_label"),
+        })
+    }
+}
+
 /// The AVID + CMA method.
 pub struct AvidCma {
     net: AudioVisualNet,
@@ -203,7 +250,6 @@ pub struct AvidCma {
     cma_epoch: usize,
     seed: u64,
     device: Device,
-    step: u64,
 }
 
 fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn Method>> {
@@ -237,7 +283,6 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
         cma_epoch,
         seed: run.seed,
         device: device.clone(),
-        step: 0,
         cfg,
     }))
 }
@@ -299,7 +344,8 @@ impl AvidCma {
     }
 
     /// Held-out cross-modal retrieval on `data` by cosine similarity of the embeddings:
-    /// recall@1 and recall@5 in both directions, with chance levels.
+    /// recall@1 and recall@5 in both directions, with chance levels; retrieval AUCs with their
+    /// standard errors ([`auc_metrics`]).
     pub fn held_out(&self, data: &Dataset) -> Result<Vec<(String, f64)>> {
         let n = data.len();
         if n < 2 {
@@ -332,7 +378,10 @@ impl AvidCma {
             ),
             ("recall_at_1_chance".into(), 1.0 / n as f64),
             ("recall_at_5_chance".into(), (5.0 / n as f64).min(1.0)),
-        ])
+        ]
+        .into_iter()
+        .chain(auc_metrics(&sim, n))
+        .collect())
     }
 }
 
@@ -386,7 +435,8 @@ impl Method for AvidCma {
         opt: &mut Optimizer,
         lr: f64,
     ) -> Result<StepOutput> {
-        self.step += 1;
+        // Steps done, this one included: keyed to the batch, so a resume draws the same.
+        let step = batch.step + 1;
         let mut terms = Vec::new();
         self.refresh_positives(batch.epoch);
         if let Some(same) = self.positives.as_ref().and_then(|p| p.same_label) {
@@ -395,7 +445,7 @@ impl Method for AvidCma {
         let sounds = prepared(&self.sounds, INFO.name)?.clone();
         let idx = &batch.indices;
         let b = idx.len();
-        let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[self.seed, 0xA71D, self.step]));
+        let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[self.seed, 0xA71D, step]));
         let a = self.net.embed_sounds(sound_windows(
             &sounds,
             idx,
@@ -466,7 +516,7 @@ impl Method for AvidCma {
             terms.push(("within_modal_positives".into(), w.clone().into_scalar()));
             loss = (loss + w) / 2.0;
         }
-        let value = finite_scalar(&loss, self.step, "AVID + CMA loss")?;
+        let value = finite_scalar(&loss, step, "AVID + CMA loss")?;
         let grads = GradientsParams::from_grads(loss.backward(), &self.net);
         self.net = opt.step(lr, self.net.clone(), grads);
         self.visual_bank.update_from_all_ranks(idx, v, mu);
@@ -501,6 +551,9 @@ impl Method for AvidCma {
         self.audio_bank.save_as(&mut t, "audio_bank");
         save_scalar(&mut t, "log_z", self.log_z);
         save_scalar(&mut t, "log_z_within", self.log_z_within);
+        if let Some(p) = &self.positives {
+            p.save_into(&mut t);
+        }
         t
     }
 
@@ -510,8 +563,8 @@ impl Method for AvidCma {
         self.log_z_within = take_scalar(&mut rest, "log_z_within");
         self.visual_bank.take_from(&mut rest, "visual_bank", path)?;
         self.audio_bank.take_from(&mut rest, "audio_bank", path)?;
-        // Positive sets are recomputed from the restored banks at the next step.
-        self.positives = None;
+        // The positive sets in use (chosen at their epoch from the banks of that time).
+        self.positives = PositiveSets::take_from(&mut rest);
         self.net = checkpoint::apply(self.net.clone(), &rest, path)?;
         Ok(())
     }

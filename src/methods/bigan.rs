@@ -132,7 +132,6 @@ pub struct Bigan {
     view: ViewConfig,
     device: Device,
     seed: u64,
-    step: u64,
 }
 
 fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn Method>> {
@@ -201,7 +200,6 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
         view: pretext_view(run),
         device: device.clone(),
         seed: run.seed,
-        step: 0,
         cfg,
     }))
 }
@@ -311,8 +309,14 @@ impl Method for Bigan {
         opt: &mut Optimizer,
         lr: f64,
     ) -> Result<StepOutput> {
-        self.step += 1;
-        let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[self.seed, 0xB16A, self.step]));
+        // Steps done, this one included: keyed to the batch, so a resume draws the same.
+        let step = batch.step + 1;
+        let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[self.seed, 0xB16A, step]));
+        if self.cfg.discriminator_dropout > 0.0 {
+            // Dropout masks come from the backend's generator, which a checkpoint cannot hold:
+            // reseeding it from the step draws the same masks after a resume.
+            self.device.seed(mix_seed(&[self.seed, 0xD80F, step]));
+        }
         let x = batch.views[0].to_tensor(&self.device);
         let [b, _, side, _] = x.dims();
         let d = self.cfg.latent_dim;
@@ -327,7 +331,7 @@ impl Method for Bigan {
         let (gz, _) = self.generate(m, z.clone(), &ex, side);
         let scores = self.discriminate_pairs(m, x.clone(), ex, gz.detach(), z.clone());
         let d_loss = pair_loss(scores, true);
-        let d_value = finite_scalar(&d_loss, self.step, "BiGAN discriminator loss")?;
+        let d_value = finite_scalar(&d_loss, step, "BiGAN discriminator loss")?;
         let mut grads = d_loss.backward();
         let mut ids = list_param_ids(&m.disc_image);
         ids.extend(list_param_ids(&m.disc_joint));
@@ -343,8 +347,7 @@ impl Method for Bigan {
         let (gz, cycle_logits) = self.generate(m, z.clone(), &ex, side);
         let scores = self.discriminate_pairs(m, x.clone(), ex, gz, z);
         let adversarial = pair_loss(scores, false);
-        let adversarial_value =
-            finite_scalar(&adversarial, self.step, "BiGAN encoder-generator loss")?;
+        let adversarial_value = finite_scalar(&adversarial, step, "BiGAN encoder-generator loss")?;
         let mut eg_loss = adversarial;
         let mut eg_value = adversarial_value;
         let mut terms = vec![
@@ -356,7 +359,7 @@ impl Method for Bigan {
             let [_, c, h, w] = x.dims();
             let cycle =
                 reconstruction_loss(Reconstruction::Bce, logits, target) / (c * h * w) as f32;
-            let cycle_value = finite_scalar(&cycle, self.step, "BiGAN cycle loss")?;
+            let cycle_value = finite_scalar(&cycle, step, "BiGAN cycle loss")?;
             terms.push(("cycle_loss".into(), cycle_value));
             eg_value += self.cfg.cycle_weight * cycle_value;
             eg_loss = eg_loss + cycle.mul_scalar(self.cfg.cycle_weight);

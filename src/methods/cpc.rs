@@ -136,7 +136,6 @@ pub struct Cpc {
     grid: PatchGrid,
     views: ViewConfig,
     device: Device,
-    step: u64,
 }
 
 fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn Method>> {
@@ -155,7 +154,6 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
         grid,
         views: run.views.clone(),
         device: device.clone(),
-        step: 0,
         cfg: c,
     }))
 }
@@ -206,7 +204,8 @@ impl Method for Cpc {
         opt: &mut Optimizer,
         lr: f64,
     ) -> Result<StepOutput> {
-        self.step += 1;
+        // Steps done, this one included: keyed to the batch, so a resume draws the same.
+        let step = batch.step + 1;
         let b = batch.indices.len();
         let g = self.grid.side(batch.views[0].shape[2]);
         let patches = self.grid.cut(&batch.views[0]).to_tensor(&self.device);
@@ -226,7 +225,7 @@ impl Method for Cpc {
             });
         }
         let loss = total.expect("max_offset >= 1") / self.cfg.max_offset as f32;
-        let value = finite_scalar(&loss, self.step, "CPC loss")?;
+        let value = finite_scalar(&loss, step, "CPC loss")?;
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
         self.model = opt.step(lr, self.model.clone(), grads);
         Ok(StepOutput { loss: value, terms })

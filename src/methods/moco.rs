@@ -110,7 +110,6 @@ pub struct Moco {
     views: ViewSpec,
     device: Device,
     seed: u64,
-    step: u64,
 }
 
 fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn Method>> {
@@ -156,7 +155,6 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
         },
         device: device.clone(),
         seed: run.seed,
-        step: 0,
     }))
 }
 
@@ -167,8 +165,9 @@ impl Moco {
     /// gathered, shuffled by one permutation every rank draws from the shared seed, and each
     /// rank encodes its share of the shuffled batch (in `shuffle_groups / ranks` groups), as
     /// the paper's `batch_shuffle_ddp`; with `shuffle_groups` a multiple of the ranks, the keys
-    /// are those of a single process with the same global batch.
-    fn keys(&self, x: Tensor<4>) -> (Tensor<2>, Tensor<2>) {
+    /// are those of a single process with the same global batch. The permutation is drawn
+    /// from the seed and `step` (steps done, this one included).
+    fn keys(&self, x: Tensor<4>, step: u64) -> (Tensor<2>, Tensor<2>) {
         let (rank, world) = (dist::rank(), dist::world_size());
         let [b, c, h, w] = x.dims();
         let n = b * world;
@@ -185,7 +184,7 @@ impl Moco {
         }
         let mut perm: Vec<usize> = (0..n).collect();
         perm.shuffle(&mut ChaCha8Rng::seed_from_u64(mix_seed(&[
-            self.seed, self.step, 0x5B,
+            self.seed, step, 0x5B,
         ])));
         let mut inv = vec![0usize; n];
         for (i, &p) in perm.iter().enumerate() {
@@ -260,10 +259,11 @@ impl Method for Moco {
         opt: &mut Optimizer,
         lr: f64,
     ) -> Result<StepOutput> {
-        self.step += 1;
+        // Steps done, this one included: keyed to the batch, so a resume draws the same.
+        let step = batch.step + 1;
         let x1 = batch.views[0].to_tensor(&self.device);
         let x2 = batch.views[1].to_tensor(&self.device);
-        let (k2, all_k2) = self.keys(x2.clone());
+        let (k2, all_k2) = self.keys(x2.clone(), step);
         let queue = Tensor::from_inner(self.queue.clone());
         let q1 = self.model.query.forward(x1.clone());
         let mut loss = info_nce_with_queue(
@@ -274,7 +274,7 @@ impl Method for Moco {
         );
         let mut new_keys = all_k2;
         if self.cfg.symmetric {
-            let (k1, all_k1) = self.keys(x1);
+            let (k1, all_k1) = self.keys(x1, step);
             let q2 = self.model.query.forward(x2);
             loss = (loss
                 + info_nce_with_queue(
@@ -286,7 +286,7 @@ impl Method for Moco {
                 / 2.0;
             new_keys = Tensor::cat(vec![new_keys, all_k1], 0);
         }
-        let value = finite_scalar(&loss, self.step, "MoCo InfoNCE loss")?;
+        let value = finite_scalar(&loss, step, "MoCo InfoNCE loss")?;
         let grads = GradientsParams::from_grads(loss.backward(), &self.model.query);
         self.model.query = opt.step(lr, self.model.query.clone(), grads);
         self.enqueue(new_keys);

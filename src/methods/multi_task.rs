@@ -243,7 +243,6 @@ pub struct PretextMethod {
     weights: Vec<f32>,
     device: Device,
     seed: u64,
-    step: u64,
 }
 
 /// The backbone's input channels for data with `data_channels` channels: colorization sees
@@ -312,7 +311,6 @@ fn build_tasks(
         weights,
         device: device.clone(),
         seed: run.seed,
-        step: 0,
     }))
 }
 
@@ -367,8 +365,9 @@ impl Method for PretextMethod {
         opt: &mut Optimizer,
         lr: f64,
     ) -> Result<StepOutput> {
-        self.step += 1;
-        let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[self.seed, 0x7A5C, self.step]));
+        // Steps done, this one included: keyed to the batch, so a resume draws the same.
+        let step = batch.step + 1;
+        let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[self.seed, 0x7A5C, step]));
         let mut at = 0;
         let mut total: Option<Tensor<1>> = None;
         let mut terms = Vec::new();
@@ -385,7 +384,7 @@ impl Method for PretextMethod {
             let name = task.kind().name();
             terms.push((
                 format!("{name}_loss"),
-                finite_scalar(&out.loss, self.step, name)?,
+                finite_scalar(&out.loss, step, name)?,
             ));
             if let Some(a) = out.accuracy {
                 terms.push((format!("{name}_accuracy"), a));
@@ -397,7 +396,7 @@ impl Method for PretextMethod {
             });
         }
         let loss = total.expect("at least one task");
-        let value = finite_scalar(&loss, self.step, "pretext loss")?;
+        let value = finite_scalar(&loss, step, "pretext loss")?;
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
         self.model = opt.step(lr, self.model.clone(), grads);
         Ok(StepOutput { loss: value, terms })

@@ -146,7 +146,6 @@ pub struct Npid {
     /// log Z, fixed after the first batch (NCE only).
     log_z: Option<f64>,
     seed: u64,
-    step: u64,
 }
 
 fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn Method>> {
@@ -164,7 +163,6 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
         },
         log_z: None,
         seed: run.seed,
-        step: 0,
         cfg: c,
     }))
 }
@@ -200,11 +198,12 @@ impl Method for Npid {
         opt: &mut Optimizer,
         lr: f64,
     ) -> Result<StepOutput> {
-        self.step += 1;
+        // Steps done, this one included: keyed to the batch, so a resume draws the same.
+        let step = batch.step + 1;
         let v = self.model.embed(batch.views[0].to_tensor(&self.device));
         let own = self.bank.gather(&batch.indices, &self.device);
         // Noise drawn from the step number, so a resumed run draws what a straight one would.
-        let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[self.seed, 0x401E, self.step]));
+        let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[self.seed, 0x401E, step]));
         let noise_idx = self.bank.sample(self.cfg.negatives, &mut rng);
         let noise = self.bank.gather(&noise_idx, &self.device);
         let (pos, neg) = similarities(v.clone(), own, noise);
@@ -216,7 +215,7 @@ impl Method for Npid {
             &mut self.log_z,
             self.bank.len(),
         );
-        let value = finite_scalar(&loss, self.step, "NPID loss")?;
+        let value = finite_scalar(&loss, step, "NPID loss")?;
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
         self.model = opt.step(lr, self.model.clone(), grads);
         // Memory update with the embeddings of this step's forward pass (as the paper).

@@ -144,7 +144,6 @@ pub struct OddOneOut {
     windows: Vec<Vec<usize>>,
     seed: u64,
     device: Device,
-    step: u64,
 }
 
 fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn Method>> {
@@ -166,7 +165,6 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
         windows: Vec::new(),
         seed: run.seed,
         device: device.clone(),
-        step: 0,
     }))
 }
 
@@ -263,7 +261,8 @@ impl Method for OddOneOut {
         opt: &mut Optimizer,
         lr: f64,
     ) -> Result<StepOutput> {
-        self.step += 1;
+        // Steps done, this one included: keyed to the batch, so a resume draws the same.
+        let step = batch.step + 1;
         let data = prepared(&self.frames, INFO.name)?;
         let b = batch.indices.len();
         let seeds = item_seeds(self.seed, batch, 0x0DD1);
@@ -277,7 +276,7 @@ impl Method for OddOneOut {
             &answers,
             opt,
             lr,
-            self.step,
+            step,
             "odd-one-out loss",
             "odd_accuracy",
         )?;

@@ -155,7 +155,6 @@ pub struct Pirl {
     bank: MemoryBank,
     log_z: Option<f64>,
     seed: u64,
-    step: u64,
 }
 
 fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn Method>> {
@@ -187,7 +186,6 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
         },
         log_z: None,
         seed: run.seed,
-        step: 0,
         cfg: c,
     }))
 }
@@ -268,8 +266,9 @@ impl Method for Pirl {
         opt: &mut Optimizer,
         lr: f64,
     ) -> Result<StepOutput> {
-        self.step += 1;
-        let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[self.seed, 0x9121, self.step]));
+        // Steps done, this one included: keyed to the batch, so a resume draws the same.
+        let step = batch.step + 1;
+        let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[self.seed, 0x9121, step]));
         let (v, g) = self.embed_pair(batch, &mut rng);
         let own = self.bank.gather(&batch.indices, &self.device);
         let noise_idx = self.bank.sample(self.cfg.negatives, &mut rng);
@@ -281,7 +280,7 @@ impl Method for Pirl {
         let transform_term = bank_loss(kind, pos_t, neg_t, t, &mut self.log_z, n);
         let lambda = self.cfg.lambda;
         let loss = transform_term.clone() * lambda + image_term.clone() * (1.0 - lambda);
-        let value = finite_scalar(&loss, self.step, "PIRL loss")?;
+        let value = finite_scalar(&loss, step, "PIRL loss")?;
         let terms = vec![
             ("image_term".to_string(), image_term.into_scalar()),
             ("transform_term".to_string(), transform_term.into_scalar()),

@@ -119,7 +119,6 @@ pub struct ShuffleLearn {
     windows: Vec<usize>,
     seed: u64,
     device: Device,
-    step: u64,
 }
 
 /// The crop of frames that video methods use: the run's view size and normalization.
@@ -148,7 +147,6 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
         windows: Vec::new(),
         seed: run.seed,
         device: device.clone(),
-        step: 0,
     }))
 }
 
@@ -238,7 +236,8 @@ impl Method for ShuffleLearn {
         opt: &mut Optimizer,
         lr: f64,
     ) -> Result<StepOutput> {
-        self.step += 1;
+        // Steps done, this one included: keyed to the batch, so a resume draws the same.
+        let step = batch.step + 1;
         let data = prepared(&self.frames, INFO.name)?;
         let b = batch.indices.len();
         let seeds = item_seeds(self.seed, batch, 0x5EF1);
@@ -251,7 +250,7 @@ impl Method for ShuffleLearn {
             &labels,
             opt,
             lr,
-            self.step,
+            step,
             "order-verification loss",
             "order_accuracy",
         )?;

@@ -70,7 +70,6 @@ pub struct SimClr {
     cfg: SimClrConfig,
     views: ViewSpec,
     device: Device,
-    step: u64,
 }
 
 fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn Method>> {
@@ -92,7 +91,6 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
             views: vec![run.views.clone(), run.views.clone()],
         },
         device: device.clone(),
-        step: 0,
     }))
 }
 
@@ -111,7 +109,8 @@ impl Method for SimClr {
         opt: &mut Optimizer,
         lr: f64,
     ) -> Result<StepOutput> {
-        self.step += 1;
+        // Steps done, this one included: keyed to the batch, so a resume draws the same.
+        let step = batch.step + 1;
         let b = batch.indices.len();
         let value;
         let x = Tensor::cat(
@@ -126,7 +125,7 @@ impl Method for SimClr {
         let z2 = z.narrow(0, b, b);
         let grads = if dist::world_size() == 1 {
             let loss = nt_xent(z1, z2, self.cfg.temperature);
-            value = finite_scalar(&loss, self.step, "NT-Xent loss")?;
+            value = finite_scalar(&loss, step, "NT-Xent loss")?;
             loss.backward()
         } else {
             // Negatives from every rank: this rank scores its own images against the gathered
@@ -142,7 +141,7 @@ impl Method for SimClr {
                 self.cfg.temperature,
                 mine,
             );
-            value = finite_scalar(&share, self.step, "NT-Xent loss")?;
+            value = finite_scalar(&share, step, "NT-Xent loss")?;
             let grads = share.backward();
             let grad_of = |g: &dist::GatheredRows| {
                 g.gathered

@@ -42,7 +42,6 @@ pub struct Supervised {
     device: Device,
     labels: Vec<u32>,
     in_features: usize,
-    step: u64,
 }
 
 fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn Method>> {
@@ -60,7 +59,6 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
         device: device.clone(),
         labels: Vec::new(),
         in_features: f,
-        step: 0,
     }))
 }
 
@@ -89,7 +87,8 @@ impl Method for Supervised {
         opt: &mut Optimizer,
         lr: f64,
     ) -> Result<StepOutput> {
-        self.step += 1;
+        // Steps done, this one included: keyed to the batch, so a resume draws the same.
+        let step = batch.step + 1;
         let targets: Vec<u32> = batch.indices.iter().map(|&i| self.labels[i]).collect();
         let x = batch.views[0].to_tensor(&self.device);
         let logits = self
@@ -108,7 +107,7 @@ impl Method for Supervised {
             .filter(|(p, t)| **p == **t as i64)
             .count();
         let loss = cross_entropy(logits, &targets);
-        let value = finite_scalar(&loss, self.step, "cross-entropy")?;
+        let value = finite_scalar(&loss, step, "cross-entropy")?;
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
         self.model = opt.step(lr, self.model.clone(), grads);
         Ok(StepOutput {

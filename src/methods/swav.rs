@@ -12,7 +12,7 @@
 //! ([`crate::dist::sinkhorn_sharded`]), so each rank's codes are those of the global batch;
 //! each rank keeps its own queue, as in the paper's code.
 
-use super::{Method, MethodInfo, StepInfo, StepOutput, finite_scalar};
+use super::{Method, MethodInfo, StepOutput, finite_scalar};
 use crate::augment::ViewConfig;
 use crate::config::RunConfig;
 use crate::data::loader::{HostBatch, ViewSpec};
@@ -107,8 +107,6 @@ pub struct Swav {
     cfg: SwavConfig,
     views: ViewSpec,
     device: Device,
-    step: u64,
-    epoch: usize,
     /// Past global embeddings, one `[queue_length, proj_dim]` host buffer per global crop, newest first.
     queue: Vec<Vec<f32>>,
     queue_filled: usize,
@@ -157,8 +155,6 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
         cfg: c.clone(),
         views: ViewSpec { views },
         device: device.clone(),
-        step: 0,
-        epoch: 0,
         queue: vec![vec![0.0; c.queue_length * c.proj_dim]; 2],
         queue_filled: 0,
         prototypes_used: 0,
@@ -201,7 +197,8 @@ impl Method for Swav {
         opt: &mut Optimizer,
         lr: f64,
     ) -> Result<StepOutput> {
-        self.step += 1;
+        // Steps done, this one included: keyed to the batch, so a resume draws the same.
+        let step = batch.step + 1;
         let b = batch.indices.len();
         let (k, d) = (self.cfg.prototypes, self.cfg.proj_dim);
         // Crops of one size go through the network together (global crops, then local crops).
@@ -228,7 +225,7 @@ impl Method for Swav {
         let scores = self.model.prototypes.forward(z.clone()); // [V * B, K]
         let n_views = batch.views.len();
         let use_queue = self.cfg.queue_length > 0
-            && self.epoch >= self.cfg.queue_start_epoch
+            && batch.epoch >= self.cfg.queue_start_epoch
             && self.queue_filled >= self.cfg.queue_length;
         let mut loss = Tensor::<1>::zeros([1], &self.device);
         let mut used = std::collections::HashSet::new();
@@ -275,10 +272,10 @@ impl Method for Swav {
             }
         }
         let loss = loss / terms as f32;
-        let value = finite_scalar(&loss, self.step, "SwAV swapped-prediction loss")?;
+        let value = finite_scalar(&loss, step, "SwAV swapped-prediction loss")?;
         self.prototypes_used = used.len();
         let mut grads = GradientsParams::from_grads(loss.backward(), &self.model);
-        if self.step <= self.cfg.freeze_prototypes_steps {
+        if step <= self.cfg.freeze_prototypes_steps {
             let _ = grads.remove::<2>(self.model.prototypes.weight.id);
         }
         self.model = opt.step(lr, self.model.clone(), grads);
@@ -298,10 +295,6 @@ impl Method for Swav {
             loss: value,
             terms: vec![("prototypes_used".into(), self.prototypes_used as f32)],
         })
-    }
-
-    fn after_step(&mut self, info: &StepInfo) {
-        self.epoch = info.epoch;
     }
 
     fn backbone(&self) -> Backbone {

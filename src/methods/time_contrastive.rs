@@ -93,7 +93,6 @@ pub struct TimeContrastive {
     frames: Option<Dataset>,
     seed: u64,
     device: Device,
-    step: u64,
 }
 
 fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn Method>> {
@@ -116,7 +115,6 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
         frames: None,
         seed: run.seed,
         device: device.clone(),
-        step: 0,
     }))
 }
 
@@ -220,7 +218,8 @@ impl Method for TimeContrastive {
         opt: &mut Optimizer,
         lr: f64,
     ) -> Result<StepOutput> {
-        self.step += 1;
+        // Steps done, this one included: keyed to the batch, so a resume draws the same.
+        let step = batch.step + 1;
         let data = prepared(&self.frames, INFO.name)?;
         let b = batch.indices.len();
         let seeds = item_seeds(self.seed, batch, 0x71C0);
@@ -255,7 +254,7 @@ impl Method for TimeContrastive {
             z.narrow(0, b, b),
             self.cfg.temperature,
         );
-        let value = finite_scalar(&loss, self.step, "time-contrastive NT-Xent loss")?;
+        let value = finite_scalar(&loss, step, "time-contrastive NT-Xent loss")?;
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
         self.model = opt.step(lr, self.model.clone(), grads);
         Ok(StepOutput {

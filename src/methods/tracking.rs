@@ -134,7 +134,6 @@ pub struct Tracking {
     pairs: Vec<TrackedPair>,
     seed: u64,
     device: Device,
-    step: u64,
 }
 
 fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn Method>> {
@@ -152,7 +151,6 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
         pairs: Vec::new(),
         seed: run.seed,
         device: device.clone(),
-        step: 0,
     }))
 }
 
@@ -186,6 +184,9 @@ pub struct HeldOutDistances {
     pub near: f64,
     /// Sum of other distances.
     pub other: f64,
+    /// Sums of squared near distances, squared other distances and their products (for the
+    /// standard error of the distance ratio).
+    pub squares: [f64; 3],
 }
 
 impl HeldOutDistances {
@@ -196,7 +197,21 @@ impl HeldOutDistances {
             self.n += 1;
             self.near += a as f64;
             self.other += b as f64;
+            let (a, b) = (a as f64, b as f64);
+            self.squares[0] += a * a;
+            self.squares[1] += b * b;
+            self.squares[2] += a * b;
         }
+    }
+
+    /// The standard error of the distance ratio `R = mean(near) / mean(other)` by the delta
+    /// method: `sqrt(mean((near - R other)^2) / n) / mean(other)`.
+    pub fn ratio_se(&self) -> f64 {
+        let n = self.n.max(1) as f64;
+        let r = self.near / self.other.max(1e-12);
+        let [aa, bb, ab] = self.squares;
+        let spread = ((aa - 2.0 * r * ab + r * r * bb) / n).max(0.0);
+        (spread / n).sqrt() / (self.other / n).max(1e-12)
     }
 
     /// Adds anchors from features: the cosine distances of each row of `anchor` to the same
@@ -209,7 +224,8 @@ impl HeldOutDistances {
     }
 
     /// `{what}_closer_fraction`, `{what}_distance_ratio` (mean near over mean other
-    /// distance: lower is better) and `{what}_pairs`.
+    /// distance: lower is better), its standard error `{what}_distance_ratio_se` and
+    /// `{what}_pairs`.
     pub fn metrics(&self, what: &str) -> Vec<(String, f64)> {
         vec![
             (
@@ -220,6 +236,7 @@ impl HeldOutDistances {
                 format!("{what}_distance_ratio"),
                 self.near / self.other.max(1e-12),
             ),
+            (format!("{what}_distance_ratio_se"), self.ratio_se()),
             (format!("{what}_pairs"), self.n as f64),
         ]
     }
@@ -343,7 +360,8 @@ impl Method for Tracking {
         opt: &mut Optimizer,
         lr: f64,
     ) -> Result<StepOutput> {
-        self.step += 1;
+        // Steps done, this one included: keyed to the batch, so a resume draws the same.
+        let step = batch.step + 1;
         let data = prepared(&self.frames, INFO.name)?;
         let b = batch.indices.len();
         let (mut a, mut p, mut n) = (Vec::new(), Vec::new(), Vec::new());
@@ -393,7 +411,7 @@ impl Method for Tracking {
         let ap_mean = d_ap.clone().mean().into_scalar();
         let loss = ranking_loss(d_ap, d_an.clone(), &chosen, self.cfg.margin);
         let an_mean = d_an.mean().into_scalar();
-        let value = finite_scalar(&loss, self.step, "ranking loss")?;
+        let value = finite_scalar(&loss, step, "ranking loss")?;
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
         self.model = opt.step(lr, self.model.clone(), grads);
         Ok(StepOutput {
@@ -486,4 +504,19 @@ pub fn save_tracks(
         })
         .collect();
     crate::preview::save_rows(path, &grid, 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HeldOutDistances;
+
+    #[test]
+    fn distance_ratio_se_matches_the_delta_method_by_hand() {
+        let mut d = HeldOutDistances::default();
+        d.add(&[1.0, 2.0, 3.0], &[2.0, 2.0, 2.0]);
+        // R = 2 / 2 = 1; residuals near - R other = -1, 0, 1, mean square 2/3;
+        // SE = sqrt(2/3 / 3) / mean(other) = sqrt(2/9) / 2.
+        assert!((d.ratio_se() - (2.0f64 / 9.0).sqrt() / 2.0).abs() < 1e-12);
+        assert_eq!((d.closer, d.n), (1, 3));
+    }
 }

@@ -131,6 +131,12 @@ pub fn apply<M: Module>(module: M, tensors: &HashMap<String, HostParam>, path: &
         problems: vec![],
         used: vec![],
     };
+    // A BatchNorm running statistic keeps its last update pending (per thread) until it is
+    // synchronized, and the next training forward commits a pending one over whatever value
+    // is loaded here. A network that ran a forward pass before loading (a shape probe at
+    // build time) would have its loaded statistics overwritten at the first step after a
+    // resume; synchronizing first leaves nothing pending, so the loaded values stand.
+    let _ = module.valid();
     let module = module.map(&mut l);
     let mut problems = l.problems;
     let used: std::collections::HashSet<&String> = l.used.iter().collect();

@@ -165,6 +165,7 @@ pub fn pretrain(cfg: &RunConfig, data: Arc<Dataset>, opts: &TrainOptions) -> Res
     let first_step = step;
     let mut losses = Vec::new();
     let mut saved_at = step;
+    let mut last_save = Instant::now();
     let (mut bad_since_save, mut skipped) = (0usize, 0u64);
     let mut comm_total = 0.0;
     crate::dist::take_comm_seconds();
@@ -234,13 +235,23 @@ pub fn pretrain(cfg: &RunConfig, data: Arc<Dataset>, opts: &TrainOptions) -> Res
         }
         let epoch_done =
             step % per_epoch == 0 && (step / per_epoch) % cfg.checkpoint_every_epochs as u64 == 0;
-        if epoch_done || step == end {
+        let steps_due = cfg.checkpoint_every_steps > 0 && step % cfg.checkpoint_every_steps == 0;
+        let mut minutes_due = cfg.checkpoint_every_minutes > 0.0
+            && last_save.elapsed().as_secs_f64() >= 60.0 * cfg.checkpoint_every_minutes;
+        if world > 1 && cfg.checkpoint_every_minutes > 0.0 {
+            // The ranks decide alike: due when any rank's clock says so.
+            let mut flag = [minutes_due as u8 as f32];
+            crate::dist::all_reduce_sum(&mut flag);
+            minutes_due = flag[0] > 0.0;
+        }
+        if epoch_done || step == end || steps_due || minutes_due {
             if primary {
                 save(&opts.out_dir, cfg, method.as_ref(), &opt, step)?;
             }
             saved_at = step;
+            last_save = Instant::now();
             bad_since_save = 0;
-            if cfg.keep_epoch_snapshots && primary {
+            if cfg.keep_epoch_snapshots && primary && (epoch_done || step == end) {
                 snapshot(
                     &opts.out_dir,
                     step,

@@ -186,11 +186,11 @@ fn avc_matches_held_out_sounds_to_their_images() {
         100.0 * r0
     );
     super::assert_loss_falls("avc", &out.losses, 0, 0.02);
-    assert!(acc > 0.55, "balanced correspondence accuracy {acc}");
-    assert!(
-        r > 0.25,
-        "sound-to-image recall@5 {r} should beat chance (0.25)"
-    );
+    // On 20 held-out pairs, recall@5 (SE about 11 points) and the balanced accuracy (SE up to
+    // 5.7 points) cannot show 3 SE; the claims are the retrieval AUCs, which rank each sound's
+    // own image against all 19 others, over chance (1/2), with the SE of the mean over the
+    // 20 queries.
+    super::audiovisual::assert_retrieval_beats_chance("avc", &run);
 }
 
 const AVC_EPOCHS: usize = 40;

@@ -145,6 +145,33 @@ impl TuxpaintRun {
     }
 }
 
+/// Asserts that held-out retrieval AUCs in both directions beat chance (1/2) by at least
+/// 3 SE: each AUC is a mean over the held-out queries, its SE `sd / sqrt(n)` over them
+/// (`*_auc_se`). The untrained model's AUCs are printed, not compared: on 20 queries each
+/// side's SE is 5-9 points, so a comparison of the two is within noise, and the untrained
+/// model sits at chance (0.46-0.54 in these runs).
+pub fn assert_retrieval_beats_chance(method: &str, run: &TuxpaintRun) {
+    for what in ["sound_to_image", "image_to_sound"] {
+        let (auc, auc0) = run.metric(&format!("{what}_auc"));
+        let (se, se0) = run.metric(&format!("{what}_auc_se"));
+        println!(
+            "{method} held-out {what} AUC {auc:.3} +- {se:.3} (untrained {auc0:.3} +- {se0:.3})"
+        );
+        crate::margin::assert_above(
+            &format!("{method} {what} AUC over chance"),
+            auc,
+            0.5,
+            se,
+            0.0,
+        );
+    }
+}
+
+/// The CMA positives per instance in these runs (the default).
+fn cfg_positives() -> usize {
+    RunConfig::default().avid_cma.positives
+}
+
 /// Trains `method` for `epochs` on the tuxpaint pairs (see [`TuxpaintRun`]).
 pub fn tuxpaint_run(method: &str, epochs: usize) -> TuxpaintRun {
     let mut cfg = RunConfig {
@@ -186,7 +213,7 @@ pub fn tuxpaint_run(method: &str, epochs: usize) -> TuxpaintRun {
 
 #[test]
 fn avid_cma_aligns_held_out_sounds_and_images_and_finds_same_category_positives() {
-    let run = tuxpaint_run("avid_cma", 30);
+    let run = tuxpaint_run("avid_cma", 45);
     let (out, splits, secs) = (&run.out, &run.splits, run.secs);
     let (r, r0) = run.metric("sound_to_image_recall_at_5");
     let (q, q0) = run.metric("image_to_sound_recall_at_5");
@@ -217,17 +244,18 @@ fn avid_cma_aligns_held_out_sounds_and_images_and_finds_same_category_positives(
     // The AVID phase (the first half) lowers the cross-modal loss.
     let cma_step = out.steps as usize / 2;
     super::assert_loss_falls("avid", &out.losses[..cma_step - 3], 0, 0.2);
-    assert!(
-        r > 0.25 && r > r0,
-        "sound-to-image recall@5 {r} (untrained {r0})"
-    );
-    assert!(
-        q > 0.25 && q > q0,
-        "image-to-sound recall@5 {q} (untrained {q0})"
-    );
+    // Retrieval AUCs over chance (see the AVC test).
+    assert_retrieval_beats_chance("avid", &run);
     assert!(!same.is_empty(), "CMA never started");
-    assert!(
-        same.iter().all(|&s| s > 1.5 * chance),
-        "CMA positives share the category {same:?}, random {chance}"
+    // The fraction of the n x positives CMA positives that share their instance's category,
+    // at its lowest over the CMA epochs, against 1.5 x the random rate: binomial SE.
+    let lowest = same.iter().copied().fold(f64::INFINITY, f64::min);
+    let se = crate::margin::se_vs_chance(lowest, 1.5 * chance, n * cfg_positives());
+    crate::margin::assert_above(
+        "CMA positives of the same category over 1.5 x random",
+        lowest,
+        1.5 * chance,
+        se,
+        0.0,
     );
 }

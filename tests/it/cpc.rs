@@ -62,6 +62,11 @@ fn cpc_learns() {
     let dir = tempfile::tempdir().unwrap();
     let out = crate::pretrain_in(&cfg, data.clone(), dir.path(), false);
     crate::assert_loss_falls("CPC", &out.losses, 0, 0.3);
-    let test = splits.test.unwrap().take(1000);
-    crate::assert_beats_random_init("CPC", &out.method.backbone(), &cfg, &data, &test);
+    crate::assert_beats_random_init(
+        "CPC",
+        &out.method.backbone(),
+        &cfg,
+        &data,
+        crate::fashion_test(),
+    );
 }

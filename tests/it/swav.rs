@@ -108,7 +108,7 @@ fn swav_learns_without_collapse() {
     let data = Arc::new(splits.train.take(2048));
     let mut cfg = RunConfig {
         method: "swav".into(),
-        epochs: 8,
+        epochs: 16,
         batch_size: 128,
         log_every: 1,
         ..RunConfig::default()
@@ -146,8 +146,13 @@ fn swav_learns_without_collapse() {
         "SwAV prototypes used in the last step: {used} of {}",
         cfg.swav.prototypes
     );
-    let test = splits.test.unwrap().take(1000);
-    crate::assert_beats_random_init("SwAV", &out.method.backbone(), &cfg, &data, &test);
+    crate::assert_beats_random_init(
+        "SwAV",
+        &out.method.backbone(),
+        &cfg,
+        &data,
+        crate::fashion_test(),
+    );
 }
 
 #[test]

@@ -240,7 +240,7 @@ fn resume_continues_exactly() {
 fn simclr_learns_features_that_beat_random_init() {
     let splits = DataSource::Embedded.load().unwrap();
     let data = Arc::new(splits.train.take(2048));
-    let mut cfg = crate::tiny_config(4);
+    let mut cfg = crate::tiny_config(6);
     cfg.batch_size = 128;
     cfg.backbone.width = 0.5;
     cfg.schedule.lr = 1.0;
@@ -248,8 +248,13 @@ fn simclr_learns_features_that_beat_random_init() {
     let out = crate::pretrain_in(&cfg, data.clone(), dir.path(), false);
     crate::assert_loss_falls("SimCLR", &out.losses, 0, 0.3);
 
-    let test = splits.test.unwrap().take(1000);
-    crate::assert_beats_random_init("SimCLR", &out.method.backbone(), &cfg, &data, &test);
+    crate::assert_beats_random_init(
+        "SimCLR",
+        &out.method.backbone(),
+        &cfg,
+        &data,
+        crate::fashion_test(),
+    );
 }
 
 #[test]
@@ -281,7 +286,7 @@ fn ema_blends_and_cosine_momentum_ramps() {
 fn moco_learns_and_resumes_with_its_queue() {
     let splits = DataSource::Embedded.load().unwrap();
     let data = Arc::new(splits.train.take(2048));
-    let mut cfg = crate::tiny_config(6);
+    let mut cfg = crate::tiny_config(12);
     cfg.method = "moco".into();
     cfg.batch_size = 128;
     cfg.backbone.width = 0.5;
@@ -295,8 +300,13 @@ fn moco_learns_and_resumes_with_its_queue() {
     let out = crate::pretrain_in(&cfg, data.clone(), dir.path(), false);
     // The queue starts as random vectors (easy negatives) and holds only real keys from step 3.
     crate::assert_loss_falls("MoCo", &out.losses, 2, 0.3);
-    let test = splits.test.unwrap().take(1000);
-    crate::assert_beats_random_init("MoCo", &out.method.backbone(), &cfg, &data, &test);
+    crate::assert_beats_random_init(
+        "MoCo",
+        &out.method.backbone(),
+        &cfg,
+        &data,
+        crate::fashion_test(),
+    );
     // The checkpoint holds both encoders and the queue; resuming past the end is a no-op
     // that loads them all.
     let (t, _) = checkpoint::load(&dir.path().join(train::MODEL_CKPT)).unwrap();

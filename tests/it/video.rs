@@ -318,14 +318,23 @@ fn shuffle_learn_verifies_order_on_a_held_out_clip() {
         100.0 * acc,
         100.0 * untrained
     );
-    assert!(
-        acc > untrained + 0.08,
-        "trained {acc:.3}, untrained {untrained:.3}"
+    // Binomial SEs on the held-out tuples (1,000: chance gives 50 % +- 1.6 points).
+    let n = cfg.shuffle_learn.eval_tuples;
+    let se = crate::margin::se_two_accuracies(acc, untrained, n);
+    crate::margin::assert_above(
+        "shuffle_learn order accuracy over untrained",
+        acc,
+        untrained,
+        se,
+        0.08,
     );
-    // 1,000 held-out tuples: chance gives 50 % +- 1.6 points.
-    assert!(
-        acc > 0.58,
-        "held-out order accuracy {acc:.3} should be clearly above 0.5"
+    let se = crate::margin::se_vs_chance(acc, 0.5, n);
+    crate::margin::assert_above(
+        "shuffle_learn order accuracy over chance",
+        acc,
+        0.5,
+        se,
+        0.08,
     );
 }
 
@@ -347,15 +356,18 @@ fn odd_one_out_finds_the_shuffled_sub_sequence_on_a_held_out_clip() {
         100.0 * acc,
         100.0 * untrained
     );
-    assert!(
-        acc > untrained + 0.08,
-        "trained {acc:.3}, untrained {untrained:.3}"
+    // Binomial SEs on the held-out questions (600: chance gives 25 % +- 1.8 points).
+    let n = cfg.odd_one_out.eval_questions;
+    let se = crate::margin::se_two_accuracies(acc, untrained, n);
+    crate::margin::assert_above(
+        "odd_one_out accuracy over untrained",
+        acc,
+        untrained,
+        se,
+        0.08,
     );
-    // 600 held-out questions: chance gives 25 % +- 1.8 points.
-    assert!(
-        acc > 0.33,
-        "held-out odd-one accuracy {acc:.3} should be clearly above 0.25"
-    );
+    let se = crate::margin::se_vs_chance(acc, 0.25, n);
+    crate::margin::assert_above("odd_one_out accuracy over chance", acc, 0.25, se, 0.08);
 }
 
 const SL_STEPS: u64 = 150;

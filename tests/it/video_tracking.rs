@@ -235,13 +235,13 @@ fn video_config(method: &str, steps: u64) -> (selfsup::config::RunConfig, selfsu
     (cfg, splits)
 }
 
-/// Held-out `[{what}_closer_fraction, {what}_distance_ratio]` of the trained method and of
-/// the same method untrained.
+/// Held-out `[{what}_closer_fraction, {what}_distance_ratio, {what}_distance_ratio_se,
+/// {what}_pairs]` of the trained method and of the same method untrained.
 fn trained_and_untrained(
     cfg: &selfsup::config::RunConfig,
     splits: &selfsup::data::Splits,
     what: &str,
-) -> (selfsup::train::TrainOutcome, [f64; 2], [f64; 2]) {
+) -> (selfsup::train::TrainOutcome, [f64; 4], [f64; 4]) {
     let dir = tempfile::tempdir().unwrap();
     let out = super::pretrain_in(
         cfg,
@@ -261,11 +261,25 @@ fn trained_and_untrained(
         [
             get(format!("{what}_closer_fraction")),
             get(format!("{what}_distance_ratio")),
+            get(format!("{what}_distance_ratio_se")),
+            get(format!("{what}_pairs")),
         ]
     };
     let fresh = super::untrained_method(cfg, &splits.train);
     let (trained, untrained) = (metric(out.method.as_ref()), metric(fresh.as_ref()));
     (out, trained, untrained)
+}
+
+/// The held-out claim of a distance-learning method: the distance ratio (near over other
+/// pairs) falls below 0.8 of the untrained network's, by at least 3 SE (delta-method SEs of
+/// both ratios, combined as if independent). Near pairs are closer than the other pair for
+/// most anchors, but the untrained network already gets that (99 % on this clip), so it is
+/// checked as a sanity bound, not claimed as learning.
+fn assert_brings_closer(method: &str, trained: [f64; 4], untrained: [f64; 4]) {
+    assert!(trained[0] > 0.5, "{method}: closer fraction {trained:?}");
+    let se = (trained[2].powi(2) + (0.8 * untrained[2]).powi(2)).sqrt();
+    let claim = format!("{method} distance ratio below 0.8 x untrained");
+    crate::margin::assert_below(&claim, trained[1], 0.8 * untrained[1], se, 0.0);
 }
 
 #[test]
@@ -281,12 +295,11 @@ fn tracking_brings_tracked_patches_closer_on_a_held_out_clip() {
         trained[1],
         untrained[1]
     );
-    super::assert_loss_falls("tracking", &out.losses, 0, 0.01);
-    assert!(trained[0] > 0.5, "{trained:?}");
-    assert!(
-        trained[1] < 0.8 * untrained[1],
-        "{trained:?} vs {untrained:?}"
-    );
+    // No claim on the loss curve: from epoch 1 the negatives are the hardest in the batch,
+    // a harder loss than the first epoch's, so the curve rises at the switch whatever the
+    // network learns (0.144 in the first steps, 0.189 at the end on an AVX2 EPYC).
+    assert!(out.losses.iter().all(|l| l.is_finite()));
+    assert_brings_closer("tracking", trained, untrained);
 }
 
 #[test]
@@ -302,13 +315,13 @@ fn time_contrastive_brings_near_frames_closer_on_a_held_out_clip() {
         trained[1],
         untrained[1]
     );
-    super::assert_loss_falls("time_contrastive", &out.losses, 0, 0.1);
-    assert!(trained[0] > 0.5, "{trained:?}");
-    assert!(
-        trained[1] < 0.8 * untrained[1],
-        "{trained:?} vs {untrained:?}"
-    );
+    // No claim on the loss curve: most frames of a batch have near-duplicates among the
+    // negatives (other frames of the same clip), so the NT-Xent loss moves by less than its
+    // step-to-step noise (3.43 to 3.36 in 120 steps, 0.8 SE, on an AVX2 EPYC); the held-out
+    // distance ratio is the claim.
+    assert!(out.losses.iter().all(|l| l.is_finite()));
+    assert_brings_closer("time_contrastive", trained, untrained);
 }
 
-const TRACK_STEPS: u64 = 60;
-const TC_STEPS: u64 = 60;
+const TRACK_STEPS: u64 = 120;
+const TC_STEPS: u64 = 120;

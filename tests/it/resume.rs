@@ -1,0 +1,184 @@
+//! Exact resume for every registered method: 8 steps straight give the same losses and the
+//! same checkpoint tensors (model, banks, queues, positive sets, optimizer state) to 1e-5 as
+//! 4 steps, a stop inside an epoch, `--resume`, and 4 more steps.
+
+use selfsup::config::RunConfig;
+use selfsup::data::{DataSource, Dataset};
+use selfsup::train::{self, TrainOptions, checkpoint};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Steps of the straight run; the split run stops at half of them.
+const STEPS: u64 = 8;
+
+/// The run of `method` in this test, on a slice small enough for seconds, with the options
+/// that give its trajectory state to carry over a resume (queues in use, a prototype freeze
+/// that ends before the stop, a KL warm-up, discriminator dropout, CMA positives).
+fn resume_case(method: &str) -> (RunConfig, Arc<Dataset>) {
+    let mut cfg = crate::tiny_config(2);
+    cfg.method = method.into();
+    cfg.batch_size = 32;
+    let embedded = |n: usize| Arc::new(DataSource::Embedded.load().unwrap().train.take(n));
+    // 192 images in batches of 32: 6 steps an epoch, so the stop at step 4 is inside epoch 0
+    // and the run crosses into epoch 1.
+    let mut data = embedded(192);
+    match method {
+        "moco" => {
+            cfg.moco.queue_size = 64;
+            cfg.moco.proj_hidden = 32;
+            cfg.moco.proj_dim = 16;
+        }
+        "swav" => {
+            cfg.swav.prototypes = 16;
+            cfg.swav.proj_hidden = 32;
+            cfg.swav.proj_dim = 16;
+            cfg.swav.local_crops = 1;
+            cfg.swav.queue_length = 32;
+            cfg.swav.queue_start_epoch = 1;
+            cfg.swav.freeze_prototypes_steps = 2;
+        }
+        "npid" => cfg.npid.negatives = 64,
+        "pirl" => cfg.pirl.negatives = 64,
+        "jigsaw" | "relative_position" => cfg.views.size = 56,
+        "multi" => {
+            use selfsup::methods::multi_task::TaskKind;
+            cfg.multi.tasks = vec![TaskKind::RelativePosition, TaskKind::Rotation];
+        }
+        "colorization" => {
+            let photos = selfsup::data::folder::load_folder(
+                &crate::shared_data().join("photos"),
+                160,
+                false,
+            )
+            .unwrap();
+            data = Arc::new(photos.random_crops(192, 40, 1).unwrap());
+            cfg.views.size = 32;
+            cfg.views.mean = vec![0.5];
+            cfg.views.std = vec![0.25];
+        }
+        "vae" => cfg.autoencoder.kl_warmup_epochs = 1.0,
+        "bigan" => {
+            cfg.optim.kind = selfsup::train::optim::OptimizerKind::AdamW;
+            cfg.schedule.lr = 2e-4;
+            cfg.bigan.discriminator_dropout = 0.3;
+            cfg.bigan.cycle_weight = 1.0;
+        }
+        "shuffle_learn" | "odd_one_out" | "tracking" | "time_contrastive" => {
+            cfg.data = DataSource::Video(crate::shared_data().join("video"));
+            cfg.video.holdout = vec!["carphone_pristine".into()];
+            cfg.optim.kind = selfsup::train::optim::OptimizerKind::AdamW;
+            cfg.schedule.lr = 1e-3;
+            if method == "odd_one_out" {
+                cfg.odd_one_out.elements = 4;
+                cfg.batch_size = 16;
+            }
+            if method == "tracking" {
+                cfg.video.side = 96;
+                cfg.tracking.hard_after_epochs = 0;
+            }
+            let splits = cfg.data.load_with(&cfg.load_options()).unwrap();
+            cfg.fit_views_to(&splits.train);
+            data = Arc::new(splits.train);
+        }
+        "avc" | "avid_cma" => {
+            // 101 training pairs in batches of 32: 3 steps an epoch; of 3 epochs, CMA starts
+            // at epoch 1 (step 3), so the stop at step 4 holds positive sets in use.
+            cfg.data = DataSource::AudioVisual(crate::shared_data().join("audiovisual/tuxpaint"));
+            cfg.epochs = 3;
+            cfg.optim.kind = selfsup::train::optim::OptimizerKind::AdamW;
+            cfg.schedule.lr = 1e-3;
+            let splits = cfg.data.load_with(&cfg.load_options()).unwrap();
+            cfg.fit_views_to(&splits.train);
+            data = Arc::new(splits.train);
+        }
+        _ => {}
+    }
+    (cfg, data)
+}
+
+fn run(cfg: &RunConfig, data: &Arc<Dataset>, dir: &Path, stop: u64, resume: bool) -> Vec<f32> {
+    let opts = TrainOptions {
+        out_dir: dir.into(),
+        resume,
+        progress: false,
+    };
+    let cfg = RunConfig {
+        stop_after_steps: stop,
+        ..cfg.clone()
+    };
+    let out = train::pretrain(&cfg, data.clone(), &opts).unwrap();
+    assert_eq!(
+        out.steps, stop,
+        "{}: stopped at step {}",
+        cfg.method, out.steps
+    );
+    out.losses
+}
+
+/// Asserts that `method` resumed inside an epoch continues exactly as without the stop.
+fn assert_resumes_exactly(method: &str) {
+    let (cfg, data) = resume_case(method);
+    let per_epoch = (data.len() / cfg.batch_size) as u64;
+    assert!(
+        STEPS / 2 % per_epoch != 0 && STEPS <= per_epoch * cfg.epochs as u64,
+        "{method}: the stop must fall inside an epoch ({per_epoch} steps each)"
+    );
+    let (straight, split) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let all = run(&cfg, &data, straight.path(), STEPS, false);
+    run(&cfg, &data, split.path(), STEPS / 2, false);
+    let rest = run(&cfg, &data, split.path(), STEPS, true);
+    assert_eq!(rest.len() as u64, STEPS / 2);
+    for (i, (a, b)) in all[(STEPS / 2) as usize..].iter().zip(&rest).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+            "{method}: step {} after the resume: loss {b} against {a} straight",
+            STEPS / 2 + i as u64 + 1
+        );
+    }
+    let (ta, _) = checkpoint::load(&straight.path().join(train::TRAIN_CKPT)).unwrap();
+    let (tb, _) = checkpoint::load(&split.path().join(train::TRAIN_CKPT)).unwrap();
+    let mut names: Vec<&String> = ta.keys().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        {
+            let mut n: Vec<&String> = tb.keys().collect();
+            n.sort();
+            n
+        },
+        "{method}: the two checkpoints hold other tensors"
+    );
+    for k in names {
+        let (a, b) = (&ta[k], &tb[k]);
+        assert_eq!(a.shape, b.shape, "{method}: {k}");
+        let diff = a
+            .data
+            .iter()
+            .zip(&b.data)
+            .map(|(x, y)| (x - y).abs() / x.abs().max(1.0))
+            .fold(0.0f32, f32::max);
+        assert!(
+            diff <= 1e-5,
+            "{method}: {k} differs by {diff} after the resume"
+        );
+    }
+}
+
+#[test]
+fn every_method_resumes_exactly_inside_an_epoch() {
+    let mut failed = Vec::new();
+    for info in selfsup::methods::METHODS {
+        let name = info.name;
+        let t = std::time::Instant::now();
+        let outcome = std::panic::catch_unwind(|| assert_resumes_exactly(name));
+        println!(
+            "{name}: {} ({:.1} s)",
+            if outcome.is_ok() { "exact" } else { "DIFFERS" },
+            t.elapsed().as_secs_f64()
+        );
+        if outcome.is_err() {
+            failed.push(name);
+        }
+    }
+    assert!(failed.is_empty(), "resume is not exact for {failed:?}");
+}
