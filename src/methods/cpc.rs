@@ -14,6 +14,7 @@
 use super::{Method, MethodInfo, StepOutput, finite_scalar};
 use crate::augment::ViewConfig;
 use crate::config::RunConfig;
+use crate::data::Dataset;
 use crate::data::loader::{HostBatch, ViewSpec};
 use crate::error::{Error, Result};
 use crate::losses::{cross_entropy, l2_normalize};
@@ -168,6 +169,19 @@ pub fn offset_loss(
     k: usize,
     temperature: f32,
 ) -> Tensor<1> {
+    let (logits, targets) = offset_logits(context, codes, predictor, k, temperature);
+    cross_entropy(logits, &targets)
+}
+
+/// The scores of [`offset_loss`] (`[predictions, B * G * G]`) and the index of each
+/// prediction's true code.
+fn offset_logits(
+    context: Tensor<4>,
+    codes: Tensor<2>,
+    predictor: &Linear,
+    k: usize,
+    temperature: f32,
+) -> (Tensor<2>, Vec<u32>) {
     let [b, f, g, _] = context.dims();
     let rows = g - k;
     let ctx = context
@@ -184,8 +198,12 @@ pub fn offset_loss(
             }
         }
     }
-    cross_entropy(logits, &targets)
+    (logits, targets)
 }
+
+/// Images per batch of the held-out prediction accuracy: each prediction picks its code
+/// among the `64 * G * G` codes of its batch.
+const HELD_OUT_BATCH: usize = 64;
 
 impl Method for Cpc {
     fn name(&self) -> &'static str {
@@ -229,6 +247,52 @@ impl Method for Cpc {
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
         self.model = opt.step(lr, self.model.clone(), grads);
         Ok(StepOutput { loss: value, terms })
+    }
+
+    /// Held-out top-1 accuracy of the one-row-ahead prediction (`k = 1`): how often the
+    /// context's prediction scores the true code highest among all codes of its batch of
+    /// [`HELD_OUT_BATCH`] images (plain views), with the chance level `1 / (64 G^2)` and the
+    /// number of predictions.
+    fn pretext_metrics(&self, data: &Dataset, limit: usize) -> Vec<(String, f64)> {
+        let model = self.model.valid();
+        let device = crate::device::of(&model);
+        let plain = self.views.eval_only();
+        let end = limit.min(data.len()) / HELD_OUT_BATCH * HELD_OUT_BATCH;
+        let (mut hits, mut n, mut codes_per_batch) = (0usize, 0usize, 1usize);
+        for start in (0..end).step_by(HELD_OUT_BATCH) {
+            let x = crate::eval::plain_batch(data, &plain, start..start + HELD_OUT_BATCH);
+            let g = self.grid.side(x.shape[2]);
+            let codes = model.backbone.forward(self.grid.cut(&x).to_tensor(&device));
+            let f = codes.dims()[1];
+            let grid = codes
+                .clone()
+                .reshape([HELD_OUT_BATCH, g, g, f])
+                .permute([0, 3, 1, 2]);
+            let context = model.context.forward(grid);
+            let (logits, targets) = offset_logits(
+                context,
+                codes,
+                &model.predictors[0],
+                1,
+                self.cfg.temperature,
+            );
+            codes_per_batch = HELD_OUT_BATCH * g * g;
+            let best = crate::device::host_values(logits.argmax(1).float());
+            hits += best
+                .iter()
+                .zip(&targets)
+                .filter(|(p, t)| **p as u32 == **t)
+                .count();
+            n += targets.len();
+        }
+        if n == 0 {
+            return Vec::new();
+        }
+        vec![
+            ("prediction_accuracy".into(), hits as f64 / n as f64),
+            ("prediction_chance".into(), 1.0 / codes_per_batch as f64),
+            ("predictions".into(), n as f64),
+        ]
     }
 
     fn backbone(&self) -> Backbone {

@@ -78,7 +78,10 @@ pub trait Method {
     fn prepare(&mut self, _data: &Dataset, _fresh_run: bool) -> Result<()> {
         Ok(())
     }
-    /// Forward, loss, backward and one optimizer update with learning rate `lr`.
+    /// Forward, loss, backward and one optimizer update with learning rate `lr`. Random
+    /// draws and schedules derive from the seed and `batch.step` / `batch.epoch`, and any
+    /// other state that shapes later steps is in [`Method::tensors`]: a method keeps no
+    /// counter of its own, so a resumed run continues exactly.
     fn train_step(&mut self, batch: &HostBatch, opt: &mut Optimizer, lr: f64)
     -> Result<StepOutput>;
     /// Work after an optimizer step (EMA encoders, queues, memory banks). Default: nothing.

@@ -1,9 +1,10 @@
 //! Checkpoints as safetensors files, written atomically (temporary file, fsync, rename).
 //!
-//! `NAME.safetensors` holds the model's tensors under PyTorch-style names (Linear weights
+//! `last.safetensors` holds the model's tensors under PyTorch-style names (Linear weights
 //! transposed to PyTorch's `[out, in]`), so `safetensors.torch.load_file` reads it directly.
-//! `NAME.state.safetensors` holds what `--resume` needs besides the weights: optimizer state
-//! (`optim.PATH.0`, ...) and, in its metadata, the step and the run's fingerprint.
+//! `last.ckpt.safetensors` holds what `--resume` needs: the same tensors, the method's state
+//! (queues, memory banks, positive sets), the optimizer state (`optim.PATH.0`, ...) and, in
+//! its metadata, the step and the method.
 
 use crate::error::{Error, Result};
 use crate::nets::ParamPath;

