@@ -339,18 +339,23 @@ pub fn save_localization(
 pub fn recall_at_k(scores: &[f32], n: usize, by_row: bool, k: usize) -> f64 {
     let hits = (0..n)
         .filter(|&q| {
-            let sim = |j: usize| {
-                if by_row {
-                    scores[q * n + j]
-                } else {
-                    scores[j * n + q]
-                }
-            };
-            let own = sim(q);
-            (0..n).filter(|&j| j != q && sim(j) > own).count() < k
+            let own = score(scores, n, by_row, q, q);
+            (0..n)
+                .filter(|&j| j != q && score(scores, n, by_row, q, j) > own)
+                .count()
+                < k
         })
         .count();
     hits as f64 / n.max(1) as f64
+}
+
+/// Query `q`'s score for item `j` in an `n x n` matrix: row `q` when `by_row`, else column.
+fn score(scores: &[f32], n: usize, by_row: bool, q: usize, j: usize) -> f32 {
+    if by_row {
+        scores[q * n + j]
+    } else {
+        scores[j * n + q]
+    }
 }
 
 /// Retrieval AUC of each query's own item against the `n - 1` others: the fraction of others
@@ -361,17 +366,10 @@ pub fn recall_at_k(scores: &[f32], n: usize, by_row: bool, k: usize) -> f64 {
 pub fn retrieval_auc(scores: &[f32], n: usize, by_row: bool) -> (f64, f64) {
     let per_query: Vec<f64> = (0..n)
         .map(|q| {
-            let sim = |j: usize| {
-                if by_row {
-                    scores[q * n + j]
-                } else {
-                    scores[j * n + q]
-                }
-            };
-            let own = sim(q);
+            let own = score(scores, n, by_row, q, q);
             let below: f64 = (0..n)
                 .filter(|&j| j != q)
-                .map(|j| match sim(j).partial_cmp(&own) {
+                .map(|j| match score(scores, n, by_row, q, j).partial_cmp(&own) {
                     Some(std::cmp::Ordering::Less) => 1.0,
                     Some(std::cmp::Ordering::Equal) => 0.5,
                     _ => 0.0,

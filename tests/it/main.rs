@@ -252,6 +252,20 @@ pub fn assert_matches_views_better_than_random_init(
     );
 }
 
+/// The checks of an instance-discrimination method's backbone trained on the grey images
+/// `train`: held-out view matching over random init, asserted by 3 SE
+/// ([`assert_matches_views_better_than_random_init`]), and k-NN on the 10,000 test images
+/// printed ([`print_knn_against_random_init`]).
+pub fn assert_instance_learning(
+    method: &str,
+    pretrained: &selfsup::nets::Backbone,
+    cfg: &selfsup::config::RunConfig,
+    train: &selfsup::data::Dataset,
+) {
+    assert_matches_views_better_than_random_init(method, pretrained, cfg, 1);
+    print_knn_against_random_init(method, pretrained, cfg, train, fashion_test());
+}
+
 /// Prints `pretrained`'s k-NN top-1 on `test` next to random init's without asserting it:
 /// for methods whose k-NN gain at test scale is within the spread over seeds (see
 /// `docs/testing.md`).

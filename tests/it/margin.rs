@@ -45,7 +45,16 @@ pub fn se_two_means(xs: &[f64], ys: &[f64]) -> f64 {
 /// Asserts that `value` exceeds `baseline` by at least [`MIN_SE`] standard errors `se` (and
 /// by more than `min_gap`, a floor for the practical size of the effect).
 pub fn assert_above(claim: &str, value: f64, baseline: f64, se: f64, min_gap: f64) {
-    let gap = value - baseline;
+    assert_gap(claim, value, baseline, value - baseline, se, min_gap);
+}
+
+/// Asserts that `value` is below `baseline` by at least [`MIN_SE`] standard errors `se` (and
+/// by more than `min_gap`): for losses and errors, where lower is better.
+pub fn assert_below(claim: &str, value: f64, baseline: f64, se: f64, min_gap: f64) {
+    assert_gap(claim, value, baseline, baseline - value, se, min_gap);
+}
+
+fn assert_gap(claim: &str, value: f64, baseline: f64, gap: f64, se: f64, min_gap: f64) {
     report(claim, value, baseline, gap, se);
     assert!(
         gap >= MIN_SE * se && gap > min_gap,
@@ -55,17 +64,27 @@ pub fn assert_above(claim: &str, value: f64, baseline: f64, se: f64, min_gap: f6
     );
 }
 
-/// Asserts that `value` is below `baseline` by at least [`MIN_SE`] standard errors `se` (and
-/// by more than `min_gap`): for losses and errors, where lower is better.
-pub fn assert_below(claim: &str, value: f64, baseline: f64, se: f64, min_gap: f64) {
-    let gap = baseline - value;
-    report(claim, value, baseline, gap, se);
-    assert!(
-        gap >= MIN_SE * se && gap > min_gap,
-        "{claim}: {value:.4} vs {baseline:.4} is a gap of {gap:.4} = {:.1} SE (SE {se:.4}); \
-         the claim needs at least {MIN_SE} SE and more than {min_gap}",
-        gap / se
+/// Asserts that a held-out accuracy `acc` on `n` items beats the untrained model's and
+/// `chance`, each by 3 SE (binomial, [`se_two_accuracies`] and [`se_vs_chance`]) and by more
+/// than `min_gap`.
+pub fn assert_accuracy_over_untrained_and_chance(
+    claim: &str,
+    acc: f64,
+    untrained: f64,
+    chance: f64,
+    n: usize,
+    min_gap: f64,
+) {
+    let se = se_two_accuracies(acc, untrained, n);
+    assert_above(
+        &format!("{claim} over untrained"),
+        acc,
+        untrained,
+        se,
+        min_gap,
     );
+    let se = se_vs_chance(acc, chance, n);
+    assert_above(&format!("{claim} over chance"), acc, chance, se, min_gap);
 }
 
 fn report(claim: &str, value: f64, baseline: f64, gap: f64, se: f64) {

@@ -61,14 +61,7 @@ fn npid_learns_and_saves_its_memory_bank() {
     let dir = tempfile::tempdir().unwrap();
     let out = crate::pretrain_in(&cfg, data.clone(), dir.path(), false);
     crate::assert_loss_falls("NPID", &out.losses, 0, 0.1);
-    crate::assert_matches_views_better_than_random_init("NPID", &out.method.backbone(), &cfg, 1);
-    crate::print_knn_against_random_init(
-        "NPID",
-        &out.method.backbone(),
-        &cfg,
-        &data,
-        crate::fashion_test(),
-    );
+    crate::assert_instance_learning("NPID", &out.method.backbone(), &cfg, &data);
     let (t, _) = checkpoint::load(&dir.path().join(train::MODEL_CKPT)).unwrap();
     assert_eq!(t["memory_bank"].shape, vec![2048, 128]);
     assert!(t.contains_key("log_z") && t.contains_key("embed.weight"));
@@ -119,20 +112,7 @@ fn pirl_learns(
 #[test]
 fn pirl_jigsaw_learns() {
     let (out, cfg, data) = pirl_learns(selfsup::methods::pirl::PirlTransform::Jigsaw, 2048, 10);
-    let test = crate::fashion_test();
-    crate::assert_matches_views_better_than_random_init(
-        "PIRL (jigsaw)",
-        &out.method.backbone(),
-        &cfg,
-        1,
-    );
-    crate::print_knn_against_random_init(
-        "PIRL (jigsaw)",
-        &out.method.backbone(),
-        &cfg,
-        &data,
-        test,
-    );
+    crate::assert_instance_learning("PIRL (jigsaw)", &out.method.backbone(), &cfg, &data);
 }
 
 /// The rotation variant: both terms fall. Invariance to rotation costs Fashion-MNIST features

@@ -146,14 +146,7 @@ fn swav_learns_without_collapse() {
         "SwAV prototypes used in the last step: {used} of {}",
         cfg.swav.prototypes
     );
-    crate::assert_matches_views_better_than_random_init("SwAV", &out.method.backbone(), &cfg, 1);
-    crate::print_knn_against_random_init(
-        "SwAV",
-        &out.method.backbone(),
-        &cfg,
-        &data,
-        crate::fashion_test(),
-    );
+    crate::assert_instance_learning("SwAV", &out.method.backbone(), &cfg, &data);
 }
 
 #[test]

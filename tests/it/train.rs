@@ -248,14 +248,7 @@ fn simclr_learns_features_that_beat_random_init() {
     let out = crate::pretrain_in(&cfg, data.clone(), dir.path(), false);
     crate::assert_loss_falls("SimCLR", &out.losses, 0, 0.3);
 
-    crate::assert_matches_views_better_than_random_init("SimCLR", &out.method.backbone(), &cfg, 1);
-    crate::print_knn_against_random_init(
-        "SimCLR",
-        &out.method.backbone(),
-        &cfg,
-        &data,
-        crate::fashion_test(),
-    );
+    crate::assert_instance_learning("SimCLR", &out.method.backbone(), &cfg, &data);
 }
 
 #[test]
@@ -301,14 +294,7 @@ fn moco_learns_and_resumes_with_its_queue() {
     let out = crate::pretrain_in(&cfg, data.clone(), dir.path(), false);
     // The queue starts as random vectors (easy negatives) and holds only real keys from step 3.
     crate::assert_loss_falls("MoCo", &out.losses, 2, 0.3);
-    crate::assert_matches_views_better_than_random_init("MoCo", &out.method.backbone(), &cfg, 1);
-    crate::print_knn_against_random_init(
-        "MoCo",
-        &out.method.backbone(),
-        &cfg,
-        &data,
-        crate::fashion_test(),
-    );
+    crate::assert_instance_learning("MoCo", &out.method.backbone(), &cfg, &data);
     // The checkpoint holds both encoders and the queue; resuming past the end is a no-op
     // that loads them all.
     let (t, _) = checkpoint::load(&dir.path().join(train::MODEL_CKPT)).unwrap();

@@ -319,21 +319,12 @@ fn shuffle_learn_verifies_order_on_a_held_out_clip() {
         100.0 * untrained
     );
     // Binomial SEs on the held-out tuples (1,000: chance gives 50 % +- 1.6 points).
-    let n = cfg.shuffle_learn.eval_tuples;
-    let se = crate::margin::se_two_accuracies(acc, untrained, n);
-    crate::margin::assert_above(
-        "shuffle_learn order accuracy over untrained",
+    crate::margin::assert_accuracy_over_untrained_and_chance(
+        "shuffle_learn order accuracy",
         acc,
         untrained,
-        se,
-        0.08,
-    );
-    let se = crate::margin::se_vs_chance(acc, 0.5, n);
-    crate::margin::assert_above(
-        "shuffle_learn order accuracy over chance",
-        acc,
         0.5,
-        se,
+        cfg.shuffle_learn.eval_tuples,
         0.08,
     );
 }
@@ -357,17 +348,14 @@ fn odd_one_out_finds_the_shuffled_sub_sequence_on_a_held_out_clip() {
         100.0 * untrained
     );
     // Binomial SEs on the held-out questions (600: chance gives 25 % +- 1.8 points).
-    let n = cfg.odd_one_out.eval_questions;
-    let se = crate::margin::se_two_accuracies(acc, untrained, n);
-    crate::margin::assert_above(
-        "odd_one_out accuracy over untrained",
+    crate::margin::assert_accuracy_over_untrained_and_chance(
+        "odd_one_out accuracy",
         acc,
         untrained,
-        se,
+        0.25,
+        cfg.odd_one_out.eval_questions,
         0.08,
     );
-    let se = crate::margin::se_vs_chance(acc, 0.25, n);
-    crate::margin::assert_above("odd_one_out accuracy over chance", acc, 0.25, se, 0.08);
 }
 
 const SL_STEPS: u64 = 150;
