@@ -100,8 +100,7 @@ fn same_seed_same_loss_curve_bit_for_bit() {
 /// so some kills land in a write and most resumes start inside an epoch. Each time `--resume` must
 /// find a complete checkpoint whose step never goes back; the run ends at its planned step,
 /// and its final checkpoint (model, method state, optimizer) equals an uninterrupted run's to
-/// 1e-5. Kills come `first_kill_ms` to 1 s later after each start (past the start-up: video
-/// clips are decoded first).
+/// 1e-5. Each kill comes `first_kill_ms` to that plus 1 s after the first step of its start.
 fn assert_survives_kills(method: &str, args: &[&str], planned: u64, first_kill_ms: u64) {
     let dir = tempfile::tempdir().unwrap();
     let command = |out: &std::path::Path| {
@@ -145,7 +144,19 @@ fn assert_survives_kills(method: &str, args: &[&str], planned: u64, first_kill_m
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         let wait_ms = first_kill_ms + (seed >> 33) % 1000;
+        let metrics = out.join("metrics.jsonl");
+        let logged = || std::fs::metadata(&metrics).map(|m| m.len()).unwrap_or(0);
+        let before = logged();
         let mut child = command(&out).spawn().unwrap();
+        // The kill comes `wait_ms` after this start's first step (start-up, such as decoding
+        // video clips, takes longer on a loaded machine), or after 60 s at the latest.
+        let started = std::time::Instant::now();
+        while logged() == before
+            && child.try_wait().unwrap().is_none()
+            && started.elapsed().as_secs() < 60
+        {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         std::thread::sleep(std::time::Duration::from_millis(wait_ms));
         if child.try_wait().unwrap().is_some() {
             break; // finished before the kill
@@ -162,9 +173,8 @@ fn assert_survives_kills(method: &str, args: &[&str], planned: u64, first_kill_m
                 step >= last_step,
                 "{method}: checkpoint went back from step {last_step} to {step}"
             );
-            assert_eq!(
-                step % 3,
-                0,
+            assert!(
+                step % 3 == 0 || step == planned,
                 "{method}: a checkpoint at step {step}, between the planned ones"
             );
             last_step = step;
@@ -232,7 +242,7 @@ fn killed_runs_resume_from_the_last_complete_checkpoint() {
         "--set",
         "simclr.proj_dim=16",
     ];
-    assert_survives_kills("simclr", &small_head, 400, 300);
+    assert_survives_kills("simclr", &small_head, 400, 0);
 }
 
 #[test]
@@ -247,7 +257,7 @@ fn killed_runs_of_memory_and_queue_methods_end_as_uninterrupted_ones() {
         "--set",
         "moco.proj_dim=16",
     ];
-    assert_survives_kills("moco", &moco, 400, 300);
+    assert_survives_kills("moco", &moco, 300, 0);
     let swav = [
         "--train-limit",
         "256",
@@ -264,18 +274,18 @@ fn killed_runs_of_memory_and_queue_methods_end_as_uninterrupted_ones() {
         "--set",
         "swav.freeze_prototypes_steps=10",
     ];
-    assert_survives_kills("swav", &swav, 200, 300);
+    assert_survives_kills("swav", &swav, 200, 0);
     assert_survives_kills(
         "npid",
         &["--train-limit", "256", "--set", "npid.negatives=64"],
-        400,
         300,
+        0,
     );
 }
 
 #[test]
 fn killed_runs_of_a_pretext_task_and_a_video_method_end_as_uninterrupted_ones() {
-    assert_survives_kills("rotation", &["--train-limit", "256"], 200, 300);
+    assert_survives_kills("rotation", &["--train-limit", "256"], 200, 0);
     let video = crate::shared_data().join("video");
     let data = format!("video:{}", video.display());
     let video_args = [
@@ -284,7 +294,7 @@ fn killed_runs_of_a_pretext_task_and_a_video_method_end_as_uninterrupted_ones() 
         "--set",
         "video.holdout=[\"carphone_pristine\"]",
     ];
-    assert_survives_kills("shuffle_learn", &video_args, 100, 2000);
+    assert_survives_kills("shuffle_learn", &video_args, 60, 0);
 }
 
 /// One thread against one thread: the same losses bit for bit; one thread against two: the

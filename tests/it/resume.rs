@@ -73,7 +73,6 @@ fn resume_case(method: &str) -> (RunConfig, Arc<Dataset>) {
                 cfg.batch_size = 16;
             }
             if method == "tracking" {
-                cfg.video.side = 96;
                 cfg.tracking.hard_after_epochs = 0;
             }
             let splits = cfg.data.load_with(&cfg.load_options()).unwrap();

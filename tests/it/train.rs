@@ -280,7 +280,7 @@ fn ema_blends_and_cosine_momentum_ramps() {
 fn moco_learns_and_resumes_with_its_queue() {
     let splits = DataSource::Embedded.load().unwrap();
     let data = Arc::new(splits.train.take(2048));
-    let mut cfg = crate::tiny_config(6);
+    let mut cfg = crate::tiny_config(4);
     cfg.method = "moco".into();
     cfg.batch_size = 128;
     cfg.backbone.width = 0.5;
