@@ -120,6 +120,8 @@ fn assert_survives_kills(method: &str, args: &[&str], planned: u64, first_kill_m
             "checkpoint_every_steps=3",
             "--set",
             "checkpoint_every_epochs=1000",
+            "--set",
+            "log_every=1",
             "--quiet",
             "--resume",
             "--out",
@@ -294,7 +296,7 @@ fn killed_runs_of_a_pretext_task_and_a_video_method_end_as_uninterrupted_ones() 
         "--set",
         "video.holdout=[\"carphone_pristine\"]",
     ];
-    assert_survives_kills("shuffle_learn", &video_args, 60, 0);
+    assert_survives_kills("shuffle_learn", &video_args, 100, 0);
 }
 
 /// One thread against one thread: the same losses bit for bit; one thread against two: the

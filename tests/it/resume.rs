@@ -73,6 +73,8 @@ fn resume_case(method: &str) -> (RunConfig, Arc<Dataset>) {
                 cfg.batch_size = 16;
             }
             if method == "tracking" {
+                // 28 px patches need frames of at least 56 px.
+                cfg.video.side = 64;
                 cfg.tracking.hard_after_epochs = 0;
             }
             let splits = cfg.data.load_with(&cfg.load_options()).unwrap();
