@@ -74,6 +74,26 @@ pub fn plain_batch(
     }
 }
 
+/// The features of the images `host` (`[n, c, h, w]`, already made) from `backbone`, read
+/// as `readout`: `[n, dim]`.
+pub fn read_features(
+    backbone: &Backbone,
+    host: &crate::data::loader::HostTensor,
+    readout: Readout,
+    device: &burn::tensor::Device,
+) -> burn::tensor::Tensor<2> {
+    let n = host.shape[0];
+    match readout {
+        Readout::Global => backbone.forward(host.to_tensor(device)),
+        Readout::PatchGrid(grid) => {
+            let g = grid.side(host.shape[2].min(host.shape[3]));
+            let f = backbone.forward(grid.cut(host).to_tensor(device));
+            let d = f.dims()[1];
+            f.reshape([n, g * g, d]).mean_dim(1).reshape([n, d])
+        }
+    }
+}
+
 /// [`extract`] with a choice of [`Readout`].
 pub fn extract_with(
     backbone: &Backbone,
@@ -90,17 +110,7 @@ pub fn extract_with(
     for start in (0..data.len()).step_by(batch.max(1)) {
         let end = (start + batch).min(data.len());
         let host = plain_batch(data, &view, start..end);
-        let f = match readout {
-            Readout::Global => plain.forward(host.to_tensor(&device)),
-            Readout::PatchGrid(grid) => {
-                let g = grid.side(host.shape[2].min(host.shape[3]));
-                let f = plain.forward(grid.cut(&host).to_tensor(&device));
-                let d = f.dims()[1];
-                f.reshape([end - start, g * g, d])
-                    .mean_dim(1)
-                    .reshape([end - start, d])
-            }
-        };
+        let f = read_features(&plain, &host, readout, &device);
         dim = f.dims()[1];
         out.extend(
             f.into_data()

@@ -190,18 +190,7 @@ pub fn view_matching(
     let indices: Vec<usize> = (0..n).collect();
     let views = selfsup::data::loader::make_batch(test, &spec, &indices, 0x71E3, 0, 0);
     let embed = |v: &selfsup::data::loader::HostTensor| -> Tensor<2> {
-        let f = match cfg.readout() {
-            selfsup::eval::Readout::Global => plain.forward(v.to_tensor(&device)),
-            // CPC's encoder only ever sees patches: the mean over its patch grid.
-            selfsup::eval::Readout::PatchGrid(grid) => {
-                let g = grid.side(v.shape[2].min(v.shape[3]));
-                let f = plain.forward(grid.cut(v).to_tensor(&device));
-                let d = f.dims()[1];
-                f.reshape([v.shape[0], g * g, d])
-                    .mean_dim(1)
-                    .reshape([v.shape[0], d])
-            }
-        };
+        let f = selfsup::eval::read_features(&plain, v, cfg.readout(), &device);
         let norm = f
             .clone()
             .powf_scalar(2.0)
