@@ -4,8 +4,8 @@
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use selfsup::losses::nt_xent;
-use selfsup::methods::simclr::SimClrModel;
-use selfsup::nets::{Backbone, BackboneConfig, heads::ProjectionHead};
+use selfsup::methods::contrastive::simclr::SimClrModel;
+use selfsup::nn::{Backbone, BackboneConfig, heads::ProjectionHead};
 use std::time::Instant;
 
 fn main() {

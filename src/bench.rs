@@ -10,7 +10,7 @@ use crate::config::RunConfig;
 use crate::data::Dataset;
 use crate::data::loader::{HostBatch, HostTensor, Loader, LoaderConfig, ViewSpec};
 use crate::error::{Error, Result};
-use crate::nets::BackboneKind;
+use crate::nn::BackboneKind;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};

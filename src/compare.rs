@@ -34,10 +34,7 @@ pub struct MethodResult {
 /// SwAV appears twice, with and without multi-crop; the image pretext tasks follow
 /// (colorization needs colour data and is left out).
 pub fn default_entries(base: &RunConfig) -> Vec<(String, RunConfig)> {
-    let with = |method: &str| RunConfig {
-        method: method.into(),
-        ..base.clone()
-    };
+    let with = |method: &str| base.for_method(method);
     // Tile tasks cut 3x3 grids: at 28 px a tile is 8 px, too small to carry an object part,
     // so they see views upsampled twice (tiles of 16 px).
     let upsampled = |method: &str| {
@@ -45,16 +42,24 @@ pub fn default_entries(base: &RunConfig) -> Vec<(String, RunConfig)> {
         c.views.size = base.views.size * 2;
         c
     };
+    use crate::methods::clustering::swav::SwavConfig;
+    use crate::methods::pretext::multi_task::{MultiConfig, TaskKind};
     let mut multi = with("multi");
-    multi.multi.tasks = vec![
-        crate::methods::multi_task::TaskKind::RelativePosition,
-        crate::methods::multi_task::TaskKind::Rotation,
-    ];
+    multi.set_method_settings(&MultiConfig {
+        tasks: vec![TaskKind::RelativePosition, TaskKind::Rotation],
+        ..Default::default()
+    });
     let mut plain_swav = with("swav");
-    plain_swav.swav.local_crops = 0;
+    plain_swav.set_method_settings(&SwavConfig {
+        local_crops: 0,
+        ..Default::default()
+    });
     // SwAV's default multi-crop: 6 local crops at 12/28 of the side (the paper's 96/224).
     let mut multicrop = with("swav");
-    multicrop.swav.local_size = (base.views.size * 12 / 28).max(8);
+    multicrop.set_method_settings(&SwavConfig {
+        local_size: (base.views.size * 12 / 28).max(8),
+        ..Default::default()
+    });
     vec![
         ("simclr".into(), with("simclr")),
         ("moco".into(), with("moco")),
@@ -91,7 +96,7 @@ fn folder_name(label: &str) -> String {
 fn knn_of(path: &Path, cfg: &RunConfig, splits: &Splits) -> Result<f64> {
     let device = crate::device::parse(&cfg.device)?;
     let bb = checkpoint::load_backbone(path, &cfg.backbone, splits.train.channels, &device)?;
-    let f = eval::labeled_features(&bb, splits, &cfg.views, cfg.readout())?;
+    let f = eval::labeled_features(&bb, splits, &cfg.views, crate::methods::readout(cfg))?;
     let p = knn::predict_many(&f.train, &f.train_labels, &f.test, &[20], 0.07);
     Ok(eval::accuracy(&p[0], &f.test_labels))
 }
@@ -229,7 +234,7 @@ pub fn compare(
         )));
     }
     for (label, cfg) in &entries {
-        cfg.validate()
+        crate::methods::validate(cfg)
             .map_err(|e| Error::Config(format!("compare: {label}: {e}")))?;
     }
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
@@ -238,13 +243,13 @@ pub fn compare(
     let mut random = Vec::new();
     let mut readouts = Vec::new();
     for (label, cfg) in &entries {
-        let r = cfg.readout();
+        let r = crate::methods::readout(cfg);
         if readouts.contains(&r) {
             continue;
         }
         readouts.push(r);
         device.seed(cfg.seed);
-        let bb = crate::nets::Backbone::new(&cfg.backbone, splits.train.channels, &device);
+        let bb = crate::nn::Backbone::new(&cfg.backbone, splits.train.channels, &device);
         let name = match r {
             eval::Readout::Global => "random init".to_string(),
             eval::Readout::PatchGrid(g) => format!(

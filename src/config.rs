@@ -1,33 +1,19 @@
 //! The run configuration: every field that decides a run, saved as `config.toml` in the run
 //! folder so the run can be repeated. A TOML file and command-line flags set the same fields;
 //! flags win. Unknown keys and out-of-range values are errors that name the field.
+//!
+//! The config holds the fields every run has (data, backbone, views, optimizer, schedule,
+//! checkpoints) and one table of the chosen method's own settings, `[<method>]`
+//! ([`RunConfig::settings`]). This module knows no method: the method reads, checks and
+//! completes its table (`crate::methods::resolve`), so a setting of another method is an
+//! error, not a silently ignored field.
 
 use crate::augment::ViewConfig;
 use crate::data::DataSource;
 use crate::data::video::VideoConfig;
 use crate::error::{Error, Result};
-use crate::methods::autoencoder::AutoencoderConfig;
-use crate::methods::avc::AvcConfig;
-use crate::methods::avid_cma::AvidCmaConfig;
-use crate::methods::bigan::BiganConfig;
-use crate::methods::colorization::ColorizationConfig;
-use crate::methods::cpc::CpcConfig;
-use crate::methods::inpainting::InpaintingConfig;
-use crate::methods::jigsaw::JigsawConfig;
-use crate::methods::moco::MocoConfig;
-use crate::methods::multi_task::MultiConfig;
-use crate::methods::npid::NpidConfig;
-use crate::methods::odd_one_out::OddOneOutConfig;
-use crate::methods::pirl::PirlConfig;
-use crate::methods::relative_position::RelativePositionConfig;
-use crate::methods::rotation::RotationConfig;
-use crate::methods::shuffle_learn::ShuffleLearnConfig;
-use crate::methods::simclr::SimClrConfig;
-use crate::methods::swav::SwavConfig;
-use crate::methods::time_contrastive::TimeContrastiveConfig;
-use crate::methods::tracking::TrackingConfig;
-use crate::nets::BackboneConfig;
-use crate::pretext::mel::MelConfig;
+use crate::features::mel::MelConfig;
+use crate::nn::BackboneConfig;
 use crate::train::optim::OptimizerConfig;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -126,52 +112,17 @@ pub struct RunConfig {
     pub optim: OptimizerConfig,
     /// Learning-rate schedule.
     pub schedule: ScheduleConfig,
-    /// SimCLR settings.
-    pub simclr: SimClrConfig,
-    /// MoCo settings.
-    pub moco: MocoConfig,
-    /// SwAV settings.
-    pub swav: SwavConfig,
-    /// NPID settings.
-    pub npid: NpidConfig,
-    /// PIRL settings.
-    pub pirl: PirlConfig,
-    /// CPC settings.
-    pub cpc: CpcConfig,
-    /// Rotation-prediction settings.
-    pub rotation: RotationConfig,
-    /// Jigsaw settings.
-    pub jigsaw: JigsawConfig,
-    /// Relative-position settings.
-    pub relative_position: RelativePositionConfig,
-    /// Colorization settings.
-    pub colorization: ColorizationConfig,
-    /// Inpainting settings.
-    pub inpainting: InpaintingConfig,
-    /// Multi-task settings (which pretext tasks, with which weights).
-    pub multi: MultiConfig,
-    /// Autoencoder and VAE settings.
-    pub autoencoder: AutoencoderConfig,
-    /// BiGAN settings.
-    pub bigan: BiganConfig,
     /// How video clips are read (`video:PATH` sources).
     pub video: VideoConfig,
-    /// Shuffle & Learn settings.
-    pub shuffle_learn: ShuffleLearnConfig,
-    /// Odd-One-Out settings.
-    pub odd_one_out: OddOneOutConfig,
-    /// Tracking (triplet ranking) settings.
-    pub tracking: TrackingConfig,
-    /// Time-contrastive settings.
-    pub time_contrastive: TimeContrastiveConfig,
     /// How sounds become log-mel spectrograms (`av:PATH` sources).
     pub audio: MelConfig,
     /// Image + sound pairs: every this many pairs of a category are held out for testing.
     pub holdout_every: usize,
-    /// Audio-visual correspondence settings.
-    pub avc: AvcConfig,
-    /// AVID + CMA settings.
-    pub avid_cma: AvidCmaConfig,
+    /// The chosen method's own settings: the table `[<method>]` of the config file. Empty
+    /// means the method's defaults; `crate::methods::resolve` checks it and fills in every
+    /// default, so a run folder's `config.toml` lists them all.
+    #[serde(skip)]
+    pub settings: toml::Table,
 }
 
 impl Default for RunConfig {
@@ -201,29 +152,10 @@ impl Default for RunConfig {
             views: ViewConfig::default(),
             optim: OptimizerConfig::default(),
             schedule: ScheduleConfig::default(),
-            simclr: SimClrConfig::default(),
-            moco: MocoConfig::default(),
-            swav: SwavConfig::default(),
-            npid: NpidConfig::default(),
-            pirl: PirlConfig::default(),
-            cpc: CpcConfig::default(),
-            rotation: RotationConfig::default(),
-            jigsaw: JigsawConfig::default(),
-            relative_position: RelativePositionConfig::default(),
-            colorization: ColorizationConfig::default(),
-            inpainting: InpaintingConfig::default(),
-            multi: MultiConfig::default(),
-            autoencoder: AutoencoderConfig::default(),
-            bigan: BiganConfig::default(),
             video: VideoConfig::default(),
-            shuffle_learn: ShuffleLearnConfig::default(),
-            odd_one_out: OddOneOutConfig::default(),
-            tracking: TrackingConfig::default(),
-            time_contrastive: TimeContrastiveConfig::default(),
             audio: MelConfig::default(),
             holdout_every: 5,
-            avc: AvcConfig::default(),
-            avid_cma: AvidCmaConfig::default(),
+            settings: toml::Table::new(),
         }
     }
 }
@@ -232,20 +164,152 @@ impl RunConfig {
     /// Reads a TOML config file; unknown keys and bad values are errors naming the file.
     pub fn from_toml_file(path: &Path) -> Result<RunConfig> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let cfg: RunConfig = toml::from_str(&text).map_err(|e| {
+        RunConfig::from_toml_str(&text).map_err(|e| Error::format(path, e))
+    }
+
+    /// Reads a config from TOML text; the error gives the line where it can.
+    pub fn from_toml_str(text: &str) -> std::result::Result<RunConfig, String> {
+        let doc: toml::Table = toml::from_str(text).map_err(|e| {
             // One line: the position and the message, without the multi-line excerpt.
             let line = e
                 .span()
                 .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
             let at = line.map_or(String::new(), |l| format!(" at line {l}"));
-            Error::format(path, format!("bad config{at}: {}", e.message()))
+            format!("bad config{at}: {}", e.message())
         })?;
+        RunConfig::from_table(doc).map_err(|e| {
+            let key = e.split('`').nth(1).unwrap_or("");
+            let line = text.lines().position(|l| {
+                let l = l.trim_start();
+                !key.is_empty()
+                    && (l
+                        .strip_prefix(key)
+                        .is_some_and(|r| r.trim_start().starts_with('='))
+                        || l.starts_with(&format!("[{key}]")))
+            });
+            let at = line.map_or(String::new(), |l| format!(" at line {}", l + 1));
+            format!("bad config{at}: {e}")
+        })
+    }
+
+    /// Reads a config from a TOML tree: the common fields, and the table named after the
+    /// method as its [`RunConfig::settings`].
+    fn from_table(mut doc: toml::Table) -> std::result::Result<RunConfig, String> {
+        let method = match doc.get("method") {
+            Some(toml::Value::String(m)) => m.clone(),
+            Some(v) => return Err(format!("method = {v} must be a method name")),
+            None => RunConfig::default().method,
+        };
+        let settings = match doc.remove(&method) {
+            Some(toml::Value::Table(t)) => t,
+            Some(v) => {
+                return Err(format!(
+                    "`{method}` = {v}: the method's settings must be a table ([{method}])"
+                ));
+            }
+            None => toml::Table::new(),
+        };
+        let common = Self::common_keys();
+        if let Some((key, _)) = doc
+            .iter()
+            .find(|(k, v)| v.is_table() && !common.contains(&k.as_str()))
+        {
+            return Err(format!(
+                "settings `{key}` do not apply: only the chosen method's own table is read, \
+                 and the method is '{method}' (unknown field `{key}`)"
+            ));
+        }
+        let mut cfg: RunConfig = toml::Value::Table(doc)
+            .try_into()
+            .map_err(|e: toml::de::Error| e.message().to_string())?;
+        cfg.settings = settings;
         Ok(cfg)
+    }
+
+    /// Names of the common fields (every top-level key but the method's table).
+    fn common_keys() -> Vec<&'static str> {
+        vec![
+            "method",
+            "data",
+            "train_limit",
+            "folder_side",
+            "random_crops",
+            "random_crop_side",
+            "device",
+            "seed",
+            "epochs",
+            "batch_size",
+            "stop_after_steps",
+            "loader_workers",
+            "log_every",
+            "checkpoint_every_epochs",
+            "checkpoint_every_steps",
+            "checkpoint_every_minutes",
+            "keep_epoch_snapshots",
+            "init_from",
+            "on_nonfinite",
+            "strict_data",
+            "backbone",
+            "views",
+            "optim",
+            "schedule",
+            "video",
+            "audio",
+            "holdout_every",
+        ]
+    }
+
+    /// The config as one TOML tree: the common fields and `[<method>]`.
+    fn to_table(&self) -> toml::Table {
+        let mut t = toml::Table::try_from(self).expect("a RunConfig always serializes");
+        t.insert(
+            self.method.clone(),
+            toml::Value::Table(self.settings.clone()),
+        );
+        t
     }
 
     /// The config as TOML text.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).expect("a RunConfig always serializes")
+        toml::to_string_pretty(&self.to_table()).expect("a RunConfig always serializes")
+    }
+
+    /// This config with `method` as its method: the settings are kept if the method stays
+    /// the same, else they start from the new method's defaults.
+    pub fn for_method(&self, method: &str) -> RunConfig {
+        let mut c = self.clone();
+        if c.method != method {
+            c.method = method.to_string();
+            c.settings = toml::Table::new();
+        }
+        c
+    }
+
+    /// The method's settings in their typed form `T` (absent keys take `T`'s defaults); an
+    /// unknown or ill-typed key is an error naming `[<method>]`.
+    pub fn method_settings<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        toml::Value::Table(self.settings.clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                Error::Config(format!("[{}] settings: {}", self.method, e.message()))
+            })
+    }
+
+    /// Replaces the method's settings by `settings` (all of its fields).
+    pub fn set_method_settings<T: Serialize>(&mut self, settings: &T) {
+        self.settings = toml::Table::try_from(settings).expect("settings serialize to a table");
+    }
+
+    /// Changes the method's settings in their typed form: `f` gets them (with the method's
+    /// defaults where unset) and what it leaves is kept.
+    pub fn edit_method_settings<T: Serialize + serde::de::DeserializeOwned>(
+        &mut self,
+        f: impl FnOnce(&mut T),
+    ) -> Result<()> {
+        let mut s: T = self.method_settings()?;
+        f(&mut s);
+        self.set_method_settings(&s);
+        Ok(())
     }
 
     /// Adapts the view size and normalization to `data` when the config left the views at
@@ -266,8 +330,10 @@ impl RunConfig {
         }
     }
 
-    /// Sets one field by its dotted TOML path (`npid.loss=infonce`, `views.size=24`): the
-    /// value is read as TOML (numbers, booleans, arrays) or else taken as a string.
+    /// Sets one field by its dotted TOML path (`epochs=3`, `views.size=24`, and the method's
+    /// own settings under its name: `npid.loss=infonce`): the value is read as TOML (numbers,
+    /// booleans, arrays) or else taken as a string. Setting `method` starts the settings of
+    /// the new method from its defaults.
     pub fn set(&mut self, assignment: &str) -> Result<()> {
         let bad = |m: String| Error::Config(format!("--set {assignment}: {m}"));
         let (key, raw) = assignment
@@ -277,63 +343,57 @@ impl RunConfig {
             .ok()
             .and_then(|mut t| t.remove("v"))
             .unwrap_or_else(|| toml::Value::String(raw.trim().to_string()));
-        let mut root = toml::Value::try_from(&*self).map_err(|e| bad(e.to_string()))?;
-        let mut node = &mut root;
-        let parts: Vec<&str> = key.trim().split('.').collect();
-        for (i, part) in parts.iter().enumerate() {
-            let table = node
-                .as_table_mut()
-                .ok_or_else(|| bad(format!("'{}' is not a section", parts[..i].join("."))))?;
-            if i + 1 == parts.len() && !table.contains_key(*part) {
-                // An unset optional field is absent from the tree; unknown names are refused
-                // when the tree is read back.
-                table.insert(part.to_string(), toml::Value::Boolean(false));
-            }
-            node = table
-                .get_mut(*part)
-                .ok_or_else(|| bad(format!("no setting '{}'", parts[..=i].join("."))))?;
-        }
-        *node = value;
-        *self = root
-            .try_into()
-            .map_err(|e: toml::de::Error| bad(e.message().to_string()))?;
-        Ok(())
+        self.set_value(key.trim(), value).map_err(bad)
     }
 
-    /// How evaluation reads features from this run's backbone: an encoder that has only
-    /// seen patches (CPC's, jigsaw's and relative position's, alone or in a multi-task run)
-    /// is read as the mean of its features over the grid of patches it was trained on.
-    pub fn readout(&self) -> crate::eval::Readout {
-        use crate::eval::Readout;
-        use crate::methods::multi_task::TaskKind;
-        use crate::pretext::tiles::PatchGrid;
-        let size = self.views.size;
-        let tiles = |tile: usize| {
-            Readout::PatchGrid(PatchGrid {
-                patch: tile,
-                stride: size / 3,
-            })
-        };
-        let only = |kind: TaskKind| self.method == "multi" && self.multi.tasks == [kind];
-        match self.method.as_str() {
-            "cpc" => self
-                .cpc
-                .grid(size)
-                .map_or(Readout::Global, Readout::PatchGrid),
-            "jigsaw" => self
-                .jigsaw
-                .grid(size)
-                .map_or(Readout::Global, |g| tiles(g.tile)),
-            "relative_position" => self
-                .relative_position
-                .grid(size)
-                .map_or(Readout::Global, |g| tiles(g.tile)),
-            _ if only(TaskKind::Jigsaw) => self
-                .jigsaw
-                .grid(size)
-                .map_or(Readout::Global, |g| tiles(g.tile)),
-            _ => Readout::Global,
+    /// Sets the field at the dotted path `key` to `value`; a number picks an element of an
+    /// array (`views.crop_scale.0`). What [`RunConfig::set`] and the command-line flags use.
+    pub fn set_value(&mut self, key: &str, value: toml::Value) -> std::result::Result<(), String> {
+        if key == "method" {
+            let name = value.as_str().ok_or("method must be a name")?;
+            *self = self.for_method(name);
+            return Ok(());
         }
+        let mut root = toml::Value::Table(self.to_table());
+        let mut node = &mut root;
+        let parts: Vec<&str> = key.split('.').collect();
+        for (i, part) in parts.iter().enumerate() {
+            let missing = || {
+                let hint = if i == 0 {
+                    format!(
+                        " (a method's settings are set under its own name, and the method \
+                         is '{}')",
+                        self.method
+                    )
+                } else {
+                    String::new()
+                };
+                format!("no setting '{}'{hint}", parts[..=i].join("."))
+            };
+            node = match node {
+                toml::Value::Table(table) => {
+                    if i + 1 == parts.len() && !table.contains_key(*part) {
+                        // An unset optional field is absent from the tree; unknown names are
+                        // refused when the tree is read back (a method's, when the method
+                        // reads its table).
+                        table.insert(part.to_string(), toml::Value::Boolean(false));
+                    }
+                    table.get_mut(*part).ok_or_else(missing)?
+                }
+                toml::Value::Array(items) => part
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|j| items.get_mut(j))
+                    .ok_or_else(missing)?,
+                _ => return Err(format!("'{}' is not a section", parts[..i].join("."))),
+            };
+        }
+        *node = value;
+        let toml::Value::Table(doc) = root else {
+            unreachable!("the root is a table")
+        };
+        *self = RunConfig::from_table(doc)?;
+        Ok(())
     }
 
     /// How [`RunConfig::data`] is read.
@@ -347,9 +407,9 @@ impl RunConfig {
         }
     }
 
-    /// Checks every field's range (data-dependent checks happen when the data is loaded).
+    /// Checks the range of every common field (the method's own settings are checked by
+    /// `crate::methods::resolve`; data-dependent checks happen when the data is loaded).
     pub fn validate(&self) -> Result<()> {
-        crate::methods::find(&self.method)?;
         let bad = |m: String| Err(Error::Config(m));
         if self.epochs == 0 {
             return bad("epochs must be at least 1".into());
@@ -369,9 +429,6 @@ impl RunConfig {
         if self.schedule.final_lr < 0.0 || self.schedule.warmup_epochs < 0.0 {
             return bad("schedule.final_lr and schedule.warmup_epochs must be non-negative".into());
         }
-        if self.simclr.temperature <= 0.0 || self.moco.temperature <= 0.0 {
-            return bad("simclr.temperature and moco.temperature must be positive".into());
-        }
         if self.log_every == 0 || self.checkpoint_every_epochs == 0 {
             return bad("log_every and checkpoint_every_epochs must be at least 1".into());
         }
@@ -387,39 +444,15 @@ impl RunConfig {
         if self.backbone.width <= 0.0 {
             return bad("backbone.width must be positive".into());
         }
-        if self.backbone.norm == crate::nets::Norm::None
-            && self.backbone.kind != crate::nets::BackboneKind::ConvNet
+        if self.backbone.norm == crate::nn::Norm::None
+            && self.backbone.kind != crate::nn::BackboneKind::ConvNet
         {
             return bad(
                 "backbone.norm = \"none\" is only available for the convnet backbone".into(),
             );
         }
         crate::device::parse(&self.device)?;
-        self.npid.validate()?;
-        self.pirl.validate()?;
-        match self.method.as_str() {
-            "cpc" => drop(self.cpc.grid(self.views.size)?),
-            "pirl" => drop(self.pirl.grid(self.views.size)?),
-            "jigsaw" => drop(self.jigsaw.grid(self.views.size)?),
-            "relative_position" => drop(self.relative_position.grid(self.views.size)?),
-            "multi" => {
-                use crate::methods::multi_task::TaskKind;
-                self.multi.validate()?;
-                if self.multi.tasks.contains(&TaskKind::Jigsaw) {
-                    self.jigsaw.grid(self.views.size)?;
-                }
-                if self.multi.tasks.contains(&TaskKind::RelativePosition) {
-                    self.relative_position.grid(self.views.size)?;
-                }
-            }
-            _ => {}
-        }
         self.video.validate()?;
-        self.shuffle_learn.validate()?;
-        self.odd_one_out.validate()?;
-        self.tracking.validate()?;
-        self.time_contrastive.validate()?;
-        self.avid_cma.validate()?;
         self.audio.validate()?;
         self.views.validate()?;
         self.optim.validate()?;

@@ -6,7 +6,7 @@ use crate::config::RunConfig;
 use crate::data::{Dataset, Splits};
 use crate::error::Result;
 use crate::eval::{self, knn, linear};
-use crate::nets::Backbone;
+use crate::nn::Backbone;
 use crate::train::{self, TrainOptions};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,7 +25,7 @@ pub struct Scores {
 /// Evaluates a frozen backbone: features of train and test, k-NN (k = 20, 200, T = 0.07) and
 /// a linear probe fit on train, scored on test.
 pub fn evaluate(backbone: &Backbone, splits: &Splits, run: &RunConfig) -> Result<Scores> {
-    let f = eval::labeled_features(backbone, splits, &run.views, run.readout())?;
+    let f = eval::labeled_features(backbone, splits, &run.views, crate::methods::readout(run))?;
     let knn = knn::predict_many(&f.train, &f.train_labels, &f.test, &[20, 200], 0.07);
     let probe = linear::LinearProbeConfig {
         seed: run.seed,
@@ -53,7 +53,10 @@ pub fn demo_config() -> RunConfig {
     cfg.optim.kind = crate::train::optim::OptimizerKind::Lars;
     cfg.schedule.lr = 1.0;
     cfg.schedule.warmup_epochs = 1.0;
-    cfg.simclr.temperature = 0.2;
+    cfg.set_method_settings(&crate::methods::contrastive::simclr::SimClrConfig {
+        temperature: 0.2,
+        ..Default::default()
+    });
     cfg
 }
 

@@ -10,7 +10,7 @@ use super::folder::{self, is_image, sorted_entries};
 use super::video::{self, Clip, VideoConfig, is_video_file};
 use super::{Dataset, Splits, audio};
 use crate::error::{Error, Result};
-use crate::pretext::mel::{MelConfig, Spectrogram};
+use crate::features::mel::{MelConfig, Spectrogram};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

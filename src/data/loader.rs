@@ -200,3 +200,13 @@ impl Iterator for Loader {
         self.rx.recv().ok()
     }
 }
+
+impl HostTensor {
+    /// Uploads to `device` as a `[b, c, h, w]` tensor.
+    pub fn to_tensor(&self, device: &burn::prelude::Device) -> burn::prelude::Tensor<4> {
+        burn::prelude::Tensor::from_data(
+            burn::prelude::TensorData::new(self.data.clone(), self.shape),
+            device,
+        )
+    }
+}

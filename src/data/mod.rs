@@ -35,7 +35,7 @@ pub struct Dataset {
     pub clips: Vec<std::ops::Range<usize>>,
     /// For image + sound pairs (and video frames with their sound): the log-mel spectrogram
     /// of each image's sound (shared by clones); `None` for images alone.
-    pub sounds: Option<std::sync::Arc<Vec<crate::pretext::mel::Spectrogram>>>,
+    pub sounds: Option<std::sync::Arc<Vec<crate::features::mel::Spectrogram>>>,
 }
 
 impl Dataset {
@@ -298,7 +298,7 @@ pub struct LoadOptions {
     /// How video clips are sampled.
     pub video: video::VideoConfig,
     /// How sounds become spectrograms.
-    pub mel: crate::pretext::mel::MelConfig,
+    pub mel: crate::features::mel::MelConfig,
     /// Image + sound pairs: every this many of a category is held out.
     pub holdout_every: usize,
 }
@@ -309,7 +309,7 @@ impl Default for LoadOptions {
             strict: false,
             folder_side: folder::DEFAULT_SIDE,
             video: video::VideoConfig::default(),
-            mel: crate::pretext::mel::MelConfig::default(),
+            mel: crate::features::mel::MelConfig::default(),
             holdout_every: 5,
         }
     }

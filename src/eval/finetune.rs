@@ -17,8 +17,7 @@ use std::sync::Arc;
 /// view size and normalization): crops of 50-100 % of the image and flips, no colour
 /// distortion; SGD lr 0.1, momentum 0.9, weight decay 5e-4, cosine schedule.
 pub fn supervised_config(base: &RunConfig, epochs: usize, init_from: Option<PathBuf>) -> RunConfig {
-    let mut c = base.clone();
-    c.method = "supervised".into();
+    let mut c = base.for_method("supervised");
     c.epochs = epochs;
     c.init_from = init_from;
     c.stop_after_steps = 0;

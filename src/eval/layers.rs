@@ -6,7 +6,7 @@
 use super::{Features, accuracy, linear};
 use crate::augment::ViewConfig;
 use crate::data::Dataset;
-use crate::nets::Backbone;
+use crate::nn::Backbone;
 use burn::module::Module;
 use burn::tensor::module::adaptive_avg_pool2d;
 

@@ -14,7 +14,7 @@ pub mod svm;
 
 use crate::augment::{Image, ViewConfig};
 use crate::data::Dataset;
-use crate::nets::Backbone;
+use crate::nn::Backbone;
 use burn::module::Module;
 
 /// Features of a data set: `n` rows of `dim` values.
@@ -237,4 +237,18 @@ pub fn adapt_batchnorm(
         }
     }
     net.valid()
+}
+
+/// Top-1 accuracy, in `[0, 1]`, of `scores` (`[B, K]`, or `[B, K, h, w]` for one label per
+/// output pixel) against `labels` in the order of the scores with dimension 1 removed: the
+/// batch accuracy a training step logs.
+pub fn batch_accuracy<const D: usize>(scores: &burn::prelude::Tensor<D>, labels: &[u32]) -> f32 {
+    let pred: Vec<u32> = scores
+        .clone()
+        .argmax(1)
+        .into_data()
+        .convert::<u32>()
+        .try_to_vec::<u32>()
+        .expect("argmax indices");
+    (accuracy(&pred, labels) / 100.0) as f32
 }

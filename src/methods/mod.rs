@@ -1,7 +1,10 @@
-//! Self-supervised methods, one file each. A method says which views it needs, computes its
-//! loss on a batch, updates its parameters, and exposes the backbone that evaluation freezes.
+//! Self-supervised methods, one file each, grouped by family. A method says which views it
+//! needs, computes its loss on a batch, updates its parameters, and exposes the backbone that
+//! evaluation freezes. It owns its settings (the `[<name>]` table of the run config): their
+//! defaults, their checks and how evaluation reads its backbone.
 //!
-//! Adding a method: write `methods/NAME.rs` with a struct implementing [`Method`] and a
+//! Adding a method (see `docs/adding-a-method.md`): write `methods/<family>/NAME.rs` with a
+//! struct implementing [`Method`], a settings struct implementing [`Settings`] and a
 //! `pub const INFO: MethodInfo`, then add that `INFO` to [`METHODS`].
 //!
 //! Data-parallel runs need nothing more from a method whose loss is a mean over its own
@@ -10,50 +13,30 @@
 //! keys, SwAV's Sinkhorn, the memory banks), and every rank must make the same collective
 //! calls in the same order.
 
-pub mod autoencoder;
-pub mod avc;
-pub mod avid_cma;
-pub mod bigan;
-pub mod colorization;
-pub mod cpc;
-pub mod ema;
-pub mod inpainting;
-pub mod jigsaw;
-pub mod memory_bank;
-pub mod moco;
-pub mod multi_task;
-pub mod npid;
-pub mod odd_one_out;
-pub mod pirl;
-pub mod relative_position;
-pub mod rotation;
-pub mod shuffle_learn;
-pub mod simclr;
+pub mod audiovisual;
+pub mod clustering;
+pub mod contrastive;
+pub mod generative;
+pub mod pretext;
 pub mod supervised;
-pub mod swav;
-pub mod time_contrastive;
-pub mod tracking;
+pub mod video;
 
+use crate::augment::ViewConfig;
 use crate::config::RunConfig;
 use crate::data::Dataset;
-use crate::data::loader::{HostBatch, HostTensor, ViewSpec};
+use crate::data::loader::{HostBatch, ViewSpec};
 use crate::error::{Error, Result};
-use crate::nets::Backbone;
+use crate::eval::Readout;
+use crate::nn::Backbone;
 use crate::train::checkpoint::HostParam;
 use crate::train::optim::Optimizer;
 use burn::prelude::*;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-/// What one training step reports.
-#[derive(Clone, Debug, Default)]
-pub struct StepOutput {
-    /// The total loss that was minimized.
-    pub loss: f32,
-    /// Named loss terms or statistics worth logging (may be empty).
-    pub terms: Vec<(String, f32)>,
-}
-
+pub use crate::train::step::StepOutput;
 /// Where training stands, for [`Method::after_step`].
 #[derive(Clone, Copy, Debug)]
 pub struct StepInfo {
@@ -115,41 +98,81 @@ pub trait Method {
     fn load_tensors(&mut self, tensors: &HashMap<String, HostParam>, path: &Path) -> Result<()>;
 }
 
-/// A registry entry: name, paper and constructor of a method.
+/// A method's own settings: the `[<name>]` table of the run config, with `serde` defaults
+/// for every field and unknown fields refused (`#[serde(deny_unknown_fields, default)]`).
+pub trait Settings: Serialize + DeserializeOwned + Default {
+    /// Checks the settings, against the rest of the run where they depend on it (a patch
+    /// grid on the view size). Default: nothing to check.
+    fn validate(&self, _run: &RunConfig) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The settings of a method that has none.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoSettings {}
+
+impl Settings for NoSettings {}
+
+/// The run's method settings, read as `T` and checked.
+pub fn settings<T: Settings>(run: &RunConfig) -> Result<T> {
+    let s: T = run.method_settings()?;
+    s.validate(run)?;
+    Ok(s)
+}
+
+/// Reads, checks and completes `T` from the run's settings table (every default filled in).
+pub fn complete_settings<T: Settings>(run: &RunConfig) -> Result<toml::Table> {
+    let s: T = settings(run)?;
+    Ok(toml::Table::try_from(&s).expect("settings serialize to a table"))
+}
+
+/// The readout of a method whose backbone sees whole images: global features.
+pub fn global_readout(_run: &RunConfig) -> Result<Readout> {
+    Ok(Readout::Global)
+}
+
+/// A registry entry: name, paper, settings and constructor of a method.
 pub struct MethodInfo {
-    /// Name used by `--method`.
+    /// Name used by `--method`, and the name of its settings table.
     pub name: &'static str,
     /// The paper it implements.
     pub paper: &'static str,
     /// One line on what it learns from.
     pub summary: &'static str,
+    /// Reads, checks and completes the run's settings table
+    /// (`complete_settings::<TheSettings>`).
+    pub settings: fn(&RunConfig) -> Result<toml::Table>,
+    /// How evaluation reads features from the trained backbone (most: [`global_readout`]).
+    pub readout: fn(&RunConfig) -> Result<Readout>,
     /// Builds the method for images with `in_channels` channels on a training device.
     pub build: fn(&RunConfig, usize, &Device) -> Result<Box<dyn Method>>,
 }
 
 /// Every available method.
 pub const METHODS: &[MethodInfo] = &[
-    simclr::INFO,
-    moco::INFO,
-    swav::INFO,
-    npid::INFO,
-    pirl::INFO,
-    cpc::INFO,
-    rotation::INFO,
-    jigsaw::INFO,
-    relative_position::INFO,
-    colorization::INFO,
-    inpainting::INFO,
-    multi_task::INFO,
-    autoencoder::AE_INFO,
-    autoencoder::VAE_INFO,
-    bigan::INFO,
-    shuffle_learn::INFO,
-    odd_one_out::INFO,
-    tracking::INFO,
-    time_contrastive::INFO,
-    avc::INFO,
-    avid_cma::INFO,
+    contrastive::simclr::INFO,
+    contrastive::moco::INFO,
+    clustering::swav::INFO,
+    contrastive::npid::INFO,
+    contrastive::pirl::INFO,
+    contrastive::cpc::INFO,
+    pretext::rotation::INFO,
+    pretext::jigsaw::INFO,
+    pretext::relative_position::INFO,
+    pretext::colorization::INFO,
+    pretext::inpainting::INFO,
+    pretext::multi_task::INFO,
+    generative::autoencoder::AE_INFO,
+    generative::autoencoder::VAE_INFO,
+    generative::bigan::INFO,
+    video::shuffle_learn::INFO,
+    video::odd_one_out::INFO,
+    video::tracking::INFO,
+    video::time_contrastive::INFO,
+    audiovisual::avc::INFO,
+    audiovisual::avid_cma::INFO,
     supervised::INFO,
 ];
 
@@ -164,29 +187,39 @@ pub fn find(name: &str) -> Result<&'static MethodInfo> {
     })
 }
 
-impl HostTensor {
-    /// Uploads to `device` as a `[b, c, h, w]` tensor.
-    pub fn to_tensor(&self, device: &Device) -> Tensor<4> {
-        Tensor::from_data(TensorData::new(self.data.clone(), self.shape), device)
-    }
+/// Checks a run config and completes it: the common fields, the method's name, and its
+/// settings (which then list every default, so `config.toml` repeats the run).
+pub fn resolve(run: &mut RunConfig) -> Result<()> {
+    let info = find(&run.method)?;
+    run.validate()?;
+    run.settings = (info.settings)(run)?;
+    Ok(())
 }
 
-/// Reads a scalar loss, failing on NaN or infinity (naming `what`). In a data-parallel run it
-/// is the mean over the ranks, so they all see the same value and skip or stop together.
-pub fn finite_scalar(loss: &Tensor<1>, step: u64, what: &str) -> Result<f32> {
-    let local: f32 = loss.clone().into_scalar();
-    let v = if crate::dist::world_size() > 1 {
-        crate::dist::mean_f64(local as f64) as f32
-    } else {
-        local
-    };
-    if v.is_finite() {
-        Ok(v)
-    } else {
-        Err(Error::NonFinite {
-            step,
-            what: format!("{what} = {v}"),
-        })
+/// [`resolve`] on a copy: whether the config is valid.
+pub fn validate(run: &RunConfig) -> Result<()> {
+    resolve(&mut run.clone())
+}
+
+/// How evaluation reads features from the backbone of a run of `run.method` (an encoder
+/// that has only seen patches is read over the grid of patches it was trained on).
+pub fn readout(run: &RunConfig) -> Readout {
+    find(&run.method)
+        .and_then(|info| (info.readout)(run))
+        .unwrap_or(Readout::Global)
+}
+
+/// The view most pretext tasks start from: the run's crop, flip and normalization, without
+/// the colour distortions of contrastive methods (the task itself is the signal) and with
+/// crops of at least 60 % of the image.
+pub fn pretext_view(run: &RunConfig) -> ViewConfig {
+    ViewConfig {
+        crop_scale: (run.views.crop_scale.1.min(0.6), run.views.crop_scale.1),
+        jitter_prob: 0.0,
+        grayscale_prob: 0.0,
+        blur_prob: 0.0,
+        solarize_prob: 0.0,
+        ..run.views.clone()
     }
 }
 
@@ -205,33 +238,6 @@ pub fn item_seeds(seed: u64, batch: &HostBatch, salt: u64) -> Vec<u64> {
 pub fn prepared<'a, T>(kept: &'a Option<T>, method: &str) -> Result<&'a T> {
     kept.as_ref()
         .ok_or_else(|| Error::Config(format!("{method}: prepare() was not called")))
-}
-
-/// One classification step: cross-entropy of `scores` against `labels`, backward and an
-/// optimizer update of `model` with learning rate `lr`; the step's output logs the batch
-/// accuracy as `accuracy_name`. `what` names the loss if it is not finite.
-#[allow(clippy::too_many_arguments)]
-pub fn classification_step<M: burn::module::Module>(
-    model: &M,
-    scores: Tensor<2>,
-    labels: &[u32],
-    opt: &mut Optimizer,
-    lr: f64,
-    step: u64,
-    what: &str,
-    accuracy_name: &str,
-) -> Result<(M, StepOutput)> {
-    let accuracy = multi_task::batch_accuracy(&scores, labels);
-    let loss = crate::losses::cross_entropy(scores, labels);
-    let value = finite_scalar(&loss, step, what)?;
-    let grads = burn::optim::GradientsParams::from_grads(loss.backward(), model);
-    Ok((
-        opt.step(lr, model.clone(), grads),
-        StepOutput {
-            loss: value,
-            terms: vec![(accuracy_name.into(), accuracy)],
-        },
-    ))
 }
 
 /// Held-out metrics from a fallible evaluation: the metrics, or none and a warning naming

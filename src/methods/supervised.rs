@@ -3,15 +3,16 @@
 //! (`selfsup train-supervised`), and, started from a pretrained backbone (`init_from`), the
 //! fine-tuning evaluation (`selfsup eval finetune`).
 
-use super::{Method, MethodInfo, StepOutput, finite_scalar};
 use crate::config::RunConfig;
 use crate::data::Dataset;
 use crate::data::loader::{HostBatch, ViewSpec};
 use crate::error::{Error, Result};
 use crate::losses::cross_entropy;
-use crate::nets::Backbone;
+use crate::methods::{Method, MethodInfo, StepOutput};
+use crate::nn::Backbone;
 use crate::train::checkpoint::{self, HostParam};
 use crate::train::optim::Optimizer;
+use crate::train::step::finite_scalar;
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
@@ -23,6 +24,8 @@ pub const INFO: MethodInfo = MethodInfo {
     name: "supervised",
     paper: "the supervised baseline (and fine-tuning): backbone + linear classifier, cross-entropy",
     summary: "labels, not self-supervision: the reference for transfer comparisons",
+    settings: crate::methods::complete_settings::<crate::methods::NoSettings>,
+    readout: crate::methods::global_readout,
     build,
 };
 

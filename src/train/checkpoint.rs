@@ -7,7 +7,7 @@
 //! its metadata, the step and the method.
 
 use crate::error::{Error, Result};
-use crate::nets::ParamPath;
+use crate::nn::ParamPath;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::prelude::*;
 use safetensors::tensor::{Dtype, TensorView};
@@ -306,13 +306,13 @@ pub fn load_backbone_tensors(path: &Path) -> Result<HashMap<String, HostParam>> 
 /// Builds a backbone from `cfg` and loads a checkpoint's backbone tensors into it.
 pub fn load_backbone(
     path: &Path,
-    cfg: &crate::nets::BackboneConfig,
+    cfg: &crate::nn::BackboneConfig,
     in_channels: usize,
     device: &Device,
-) -> Result<crate::nets::Backbone> {
+) -> Result<crate::nn::Backbone> {
     let sub = load_backbone_tensors(path)?;
     apply(
-        crate::nets::Backbone::new(cfg, in_channels, device),
+        crate::nn::Backbone::new(cfg, in_channels, device),
         &sub,
         path,
     )

@@ -11,6 +11,7 @@
 pub mod checkpoint;
 pub mod optim;
 pub mod schedule;
+pub mod step;
 
 use crate::config::{NonFinitePolicy, RunConfig};
 use crate::data::Dataset;
@@ -65,7 +66,10 @@ pub const MODEL_CKPT: &str = "last.safetensors";
 
 /// Pretrains `cfg.method` on `data`, writing the run folder described in the module docs.
 pub fn pretrain(cfg: &RunConfig, data: Arc<Dataset>, opts: &TrainOptions) -> Result<TrainOutcome> {
-    cfg.validate()?;
+    // The method checks its settings and fills in their defaults, for config.toml.
+    let mut resolved = cfg.clone();
+    crate::methods::resolve(&mut resolved)?;
+    let cfg = &resolved;
     let (rank, world) = (crate::dist::rank(), crate::dist::world_size());
     let primary = rank == 0;
     if cfg.batch_size % world != 0 {

@@ -6,7 +6,7 @@
 //! Biases and normalization parameters (rank-1 tensors) get no weight decay and no LARS
 //! adaptation, as in SimCLR and solo-learn.
 
-use crate::nets::ParamPath;
+use crate::nn::ParamPath;
 use burn::module::{Module, ModuleMapper, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;

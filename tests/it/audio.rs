@@ -2,7 +2,7 @@
 //! real files and corrupt ones.
 
 use selfsup::data::audio::{self, Audio};
-use selfsup::pretext::mel::{
+use selfsup::features::mel::{
     MelConfig, band_centres, hann, hz_to_mel, log_mel, mel_filterbank, mel_to_hz, power_spectrogram,
 };
 

@@ -3,9 +3,9 @@
 
 use selfsup::config::RunConfig;
 use selfsup::data::{DataSource, LoadOptions};
-use selfsup::methods::avid_cma::{Agreement, agreement_positives};
-use selfsup::methods::memory_bank::MemoryBank;
-use selfsup::pretext::mel::{MelConfig, Spectrogram};
+use selfsup::features::mel::{MelConfig, Spectrogram};
+use selfsup::memory::bank::MemoryBank;
+use selfsup::methods::audiovisual::avid_cma::{Agreement, agreement_positives};
 
 fn video_options(side: usize) -> LoadOptions {
     let mut opts = LoadOptions::default();
@@ -163,7 +163,7 @@ pub fn print_retrieval_against_chance(method: &str, run: &TuxpaintRun) {
 
 /// The CMA positives per instance in these runs (the default).
 fn cfg_positives() -> usize {
-    RunConfig::default().avid_cma.positives
+    selfsup::methods::audiovisual::avid_cma::AvidCmaConfig::default().positives
 }
 
 /// Trains `method` for `epochs` on the tuxpaint pairs (see [`TuxpaintRun`]).

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 #[test]
 fn cpc_context_sees_only_rows_above_and_its_own() {
-    use selfsup::methods::cpc::ContextNet;
+    use selfsup::methods::contrastive::cpc::ContextNet;
     let device = Device::flex();
     device.seed(4);
     let net = ContextNet::new(8, &device);

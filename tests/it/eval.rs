@@ -232,7 +232,7 @@ fn multi_label_files_are_read_and_checked() {
 #[test]
 fn adapt_batchnorm_reestimates_running_statistics() {
     use burn::prelude::*;
-    use selfsup::nets::Backbone;
+    use selfsup::nn::Backbone;
     fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         t.into_data().try_to_vec().unwrap()
     }

@@ -5,7 +5,9 @@
 use burn::prelude::*;
 use selfsup::config::RunConfig;
 use selfsup::data::DataSource;
-use selfsup::methods::autoencoder::{Reconstruction, kl_to_unit_gaussian, reconstruction_loss};
+use selfsup::methods::generative::autoencoder::{
+    Reconstruction, kl_to_unit_gaussian, reconstruction_loss,
+};
 use std::sync::Arc;
 
 fn t2(v: &[f32], shape: [usize; 2]) -> Tensor<2> {
@@ -66,7 +68,7 @@ fn learns(
     let data = Arc::new(splits.train.take(2048));
     let test = splits.test.unwrap().take(1000);
     let mut cfg = crate::tiny_config(epochs);
-    cfg.method = method.into();
+    cfg = cfg.for_method(method);
     let dir = tempfile::tempdir().unwrap();
     let out = crate::pretrain_in(&cfg, data.clone(), dir.path(), false);
     crate::assert_loss_falls(method, &out.losses, 0, 50.0);
@@ -148,7 +150,7 @@ fn vae_learns_its_elbo_rises_and_it_writes_samples() {
 /// A small BiGAN run with the papers' optimizer: AdamW, lr 2e-4, beta1 0.5, no weight decay.
 fn bigan_config(epochs: usize) -> RunConfig {
     let mut cfg = crate::tiny_config(epochs);
-    cfg.method = "bigan".into();
+    cfg = cfg.for_method("bigan");
     cfg.optim.kind = selfsup::train::optim::OptimizerKind::AdamW;
     cfg.optim.beta1 = 0.5;
     cfg.optim.weight_decay = 0.0;
@@ -170,9 +172,13 @@ fn bigan_updates_all_three_networks_and_writes_pictures() {
     let device = Device::flex();
     let info = selfsup::methods::find("bigan").unwrap();
     let mut variant = cfg.clone();
-    variant.bigan.unary_scores = true;
-    variant.bigan.cycle_weight = 1.0;
-    variant.bigan.discriminator_lr_scale = 0.5;
+    variant
+        .edit_method_settings(|c: &mut selfsup::methods::generative::bigan::BiganConfig| {
+            c.unary_scores = true;
+            c.cycle_weight = 1.0;
+            c.discriminator_lr_scale = 0.5;
+        })
+        .unwrap();
     for (cfg, extra) in [
         (&cfg, &[][..]),
         (&variant, &["disc_image_score.", "disc_code."][..]),
@@ -201,10 +207,18 @@ fn bigan_updates_all_three_networks_and_writes_pictures() {
         }
         assert_eq!(
             after.keys().any(|k| k.starts_with("disc_code.")),
-            cfg.bigan.unary_scores
+            cfg.method_settings::<selfsup::methods::generative::bigan::BiganConfig>()
+                .unwrap()
+                .unary_scores
         );
         let logged = crate::logged_values(dir.path(), "cycle_loss");
-        assert_eq!(!logged.is_empty(), cfg.bigan.cycle_weight > 0.0);
+        assert_eq!(
+            !logged.is_empty(),
+            cfg.method_settings::<selfsup::methods::generative::bigan::BiganConfig>()
+                .unwrap()
+                .cycle_weight
+                > 0.0
+        );
         assert!(logged.iter().all(|l| *l > 0.0 && *l < 1.0), "{logged:?}");
         assert!(dir.path().join("bigan_samples.png").exists());
         assert!(dir.path().join("bigan_reconstructions.png").exists());
@@ -212,15 +226,15 @@ fn bigan_updates_all_three_networks_and_writes_pictures() {
     for (field, set) in [
         (
             "discriminator_lr_scale",
-            (|c: &mut RunConfig| c.bigan.discriminator_lr_scale = 0.0) as fn(&mut RunConfig),
+            (|c: &mut selfsup::methods::generative::bigan::BiganConfig| {
+                c.discriminator_lr_scale = 0.0
+            }) as fn(&mut selfsup::methods::generative::bigan::BiganConfig),
         ),
-        ("cycle_weight", |c| c.bigan.cycle_weight = -1.0),
-        ("discriminator_dropout", |c| {
-            c.bigan.discriminator_dropout = 1.0
-        }),
+        ("cycle_weight", |c| c.cycle_weight = -1.0),
+        ("discriminator_dropout", |c| c.discriminator_dropout = 1.0),
     ] {
         let mut bad = cfg.clone();
-        set(&mut bad);
+        bad.edit_method_settings(set).unwrap();
         let err = (info.build)(&bad, 1, &device.clone().autodiff())
             .err()
             .expect("a bad setting is an error")
@@ -239,9 +253,12 @@ fn bigan_with_the_cycle_term_learns() {
     let data = Arc::new(splits.train.take(2048));
     let test = splits.test.unwrap().take(1000);
     let mut cfg = bigan_config(2);
-    cfg.bigan.cycle_weight = 30.0;
-    cfg.bigan.discriminator_dropout = 0.3;
-    cfg.bigan.discriminator_width = 0.25;
+    cfg.edit_method_settings(|c: &mut selfsup::methods::generative::bigan::BiganConfig| {
+        c.cycle_weight = 30.0;
+        c.discriminator_dropout = 0.3;
+        c.discriminator_width = 0.25;
+    })
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = crate::pretrain_in(&cfg, data.clone(), dir.path(), false);
     let cycle: Vec<f32> = crate::logged_values(dir.path(), "cycle_loss")

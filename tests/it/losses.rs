@@ -234,7 +234,7 @@ fn npid_nce_matches_the_paper_formula() {
 
 #[test]
 fn npid_z_is_estimated_once_from_the_first_batch() {
-    use selfsup::methods::npid::{BankLoss, bank_loss};
+    use selfsup::methods::contrastive::npid::{BankLoss, bank_loss};
     let device = Device::flex();
     let pos = Tensor::<1>::from_data(TensorData::new(vec![0.5f32], [1]), &device);
     let neg = tensor(&[vec![0.1, -0.2]], &device);
@@ -251,7 +251,7 @@ fn npid_z_is_estimated_once_from_the_first_batch() {
 
 #[test]
 fn moco_queue_is_a_ring_buffer() {
-    use selfsup::methods::moco::fifo_enqueue;
+    use selfsup::methods::contrastive::moco::fifo_enqueue;
     let device = Device::flex();
     let rows = |v: &[f64]| tensor(&v.iter().map(|&x| vec![x, -x]).collect::<Vec<_>>(), &device);
     let read = |t: Tensor<2>| -> Vec<f32> {
@@ -272,7 +272,7 @@ fn moco_queue_is_a_ring_buffer() {
 #[test]
 fn cpc_offset_loss_matches_a_loop_reference() {
     use burn::nn::LinearConfig;
-    use selfsup::methods::cpc::offset_loss;
+    use selfsup::methods::contrastive::cpc::offset_loss;
     let device = Device::flex();
     // One image, a 3 x 3 grid of codes of dimension 2; the predictor is a fixed linear map.
     let (g, f, t) = (3usize, 2usize, 0.5f64);

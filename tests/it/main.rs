@@ -66,15 +66,15 @@ pub fn seeded(cfg: &selfsup::config::RunConfig) -> selfsup::config::RunConfig {
 /// k-NN top-1 (k = 20) on `test` with `train` as the labeled set: the pretrained backbone and
 /// the same architecture at random init (seeded like the run), as fractions.
 pub fn knn_pretrained_vs_random(
-    pretrained: &selfsup::nets::Backbone,
+    pretrained: &selfsup::nn::Backbone,
     cfg: &selfsup::config::RunConfig,
     train: &selfsup::data::Dataset,
     test: &selfsup::data::Dataset,
 ) -> (f64, f64) {
     use selfsup::eval::{self, knn};
-    let score = |b: &selfsup::nets::Backbone| {
-        let ftr = eval::extract_with(b, train, &cfg.views, cfg.readout(), 512);
-        let fte = eval::extract_with(b, test, &cfg.views, cfg.readout(), 512);
+    let score = |b: &selfsup::nn::Backbone| {
+        let ftr = eval::extract_with(b, train, &cfg.views, selfsup::methods::readout(cfg), 512);
+        let fte = eval::extract_with(b, test, &cfg.views, selfsup::methods::readout(cfg), 512);
         let p = knn::predict(
             &ftr,
             train.labels.as_ref().unwrap(),
@@ -88,7 +88,7 @@ pub fn knn_pretrained_vs_random(
     };
     let device = burn::tensor::Device::flex();
     device.seed(seeded(cfg).seed);
-    let random = selfsup::nets::Backbone::new(&cfg.backbone, train.channels, &device);
+    let random = selfsup::nn::Backbone::new(&cfg.backbone, train.channels, &device);
     (score(pretrained), score(&random))
 }
 
@@ -170,11 +170,11 @@ pub const GALLERY: usize = 10;
 /// Held-out view matching: for each of the first `n` images of `test`, two views made by the
 /// run's augmentations (`cfg.views`, seeded); the images are cut into galleries of
 /// [`GALLERY`], and the score is the fraction of first views whose nearest second view in
-/// their gallery (cosine of the frozen backbone's features, read as `cfg.readout()`) is their
+/// their gallery (cosine of the frozen backbone's features, read as `selfsup::methods::readout(cfg)`) is their
 /// own. This is what instance-discrimination methods learn (features invariant to the
 /// augmentations and distinct across images), measured on images they never saw.
 pub fn view_matching(
-    backbone: &selfsup::nets::Backbone,
+    backbone: &selfsup::nn::Backbone,
     cfg: &selfsup::config::RunConfig,
     test: &selfsup::data::Dataset,
     n: usize,
@@ -190,7 +190,7 @@ pub fn view_matching(
     let indices: Vec<usize> = (0..n).collect();
     let views = selfsup::data::loader::make_batch(test, &spec, &indices, 0x71E3, 0, 0);
     let embed = |v: &selfsup::data::loader::HostTensor| -> Tensor<2> {
-        let f = selfsup::eval::read_features(&plain, v, cfg.readout(), &device);
+        let f = selfsup::eval::read_features(&plain, v, selfsup::methods::readout(cfg), &device);
         let norm = f
             .clone()
             .powf_scalar(2.0)
@@ -219,14 +219,14 @@ pub fn view_matching(
 /// ([`margin::se_two_accuracies`], n = 2,000).
 pub fn assert_matches_views_better_than_random_init(
     method: &str,
-    pretrained: &selfsup::nets::Backbone,
+    pretrained: &selfsup::nn::Backbone,
     cfg: &selfsup::config::RunConfig,
     channels: usize,
 ) {
     let n = 2000;
     let device = burn::tensor::Device::flex();
     device.seed(seeded(cfg).seed);
-    let random = selfsup::nets::Backbone::new(&cfg.backbone, channels, &device);
+    let random = selfsup::nn::Backbone::new(&cfg.backbone, channels, &device);
     let test = fashion_test();
     let (trained, untrained) = (
         view_matching(pretrained, cfg, test, n),
@@ -247,7 +247,7 @@ pub fn assert_matches_views_better_than_random_init(
 /// printed ([`print_knn_against_random_init`]).
 pub fn assert_instance_learning(
     method: &str,
-    pretrained: &selfsup::nets::Backbone,
+    pretrained: &selfsup::nn::Backbone,
     cfg: &selfsup::config::RunConfig,
     train: &selfsup::data::Dataset,
 ) {
@@ -260,7 +260,7 @@ pub fn assert_instance_learning(
 /// `docs/testing.md`).
 pub fn print_knn_against_random_init(
     method: &str,
-    pretrained: &selfsup::nets::Backbone,
+    pretrained: &selfsup::nn::Backbone,
     cfg: &selfsup::config::RunConfig,
     train: &selfsup::data::Dataset,
     test: &selfsup::data::Dataset,
@@ -285,8 +285,13 @@ pub fn tiny_config(epochs: usize) -> selfsup::config::RunConfig {
         ..selfsup::config::RunConfig::default()
     };
     c.backbone.width = 0.25;
-    c.simclr.proj_hidden = 64;
-    c.simclr.proj_dim = 32;
+    c.edit_method_settings(
+        |c: &mut selfsup::methods::contrastive::simclr::SimClrConfig| {
+            c.proj_hidden = 64;
+            c.proj_dim = 32;
+        },
+    )
+    .unwrap();
     c.schedule.lr = 0.5;
     c
 }

@@ -2,8 +2,8 @@
 
 use selfsup::config::RunConfig;
 use selfsup::data::DataSource;
-use selfsup::methods::memory_bank::MemoryBank;
-use selfsup::methods::npid::BankLoss;
+use selfsup::memory::bank::MemoryBank;
+use selfsup::methods::contrastive::npid::BankLoss;
 use selfsup::train::{self, checkpoint};
 use std::sync::Arc;
 
@@ -57,7 +57,10 @@ fn npid_learns_and_saves_its_memory_bank() {
     let splits = DataSource::Embedded.load().unwrap();
     let data = Arc::new(splits.train.take(2048));
     let mut cfg = bank_config("npid");
-    cfg.npid.negatives = 1024;
+    cfg.edit_method_settings(|c: &mut selfsup::methods::contrastive::npid::NpidConfig| {
+        c.negatives = 1024;
+    })
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = crate::pretrain_in(&cfg, data.clone(), dir.path(), false);
     crate::assert_loss_falls("NPID", &out.losses, 0, 0.1);
@@ -70,7 +73,10 @@ fn npid_learns_and_saves_its_memory_bank() {
     assert_eq!(again.steps, out.steps);
     // The InfoNCE option trains too (finite losses; no Z in the checkpoint).
     let mut info = cfg.clone();
-    info.npid.loss = BankLoss::InfoNce;
+    info.edit_method_settings(|c: &mut selfsup::methods::contrastive::npid::NpidConfig| {
+        c.loss = BankLoss::InfoNce;
+    })
+    .unwrap();
     info.epochs = 1;
     let dir = tempfile::tempdir().unwrap();
     let out = crate::pretrain_in(&info, Arc::new(data_small()), dir.path(), false);
@@ -83,7 +89,7 @@ fn npid_learns_and_saves_its_memory_bank() {
 /// transform (the paper's), 160 steps also beat random init on k-NN (the first 32 steps do
 /// not: the bank, filled by the untrained network, has to catch up first).
 fn pirl_learns(
-    transform: selfsup::methods::pirl::PirlTransform,
+    transform: selfsup::methods::contrastive::pirl::PirlTransform,
     images: usize,
     epochs: usize,
 ) -> (
@@ -94,8 +100,11 @@ fn pirl_learns(
     let data = Arc::new(DataSource::Embedded.load().unwrap().train.take(images));
     let mut cfg = bank_config("pirl");
     cfg.epochs = epochs;
-    cfg.pirl.transform = transform;
-    cfg.pirl.negatives = 1024;
+    cfg.edit_method_settings(|c: &mut selfsup::methods::contrastive::pirl::PirlConfig| {
+        c.transform = transform;
+        c.negatives = 1024;
+    })
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = crate::pretrain_in(&cfg, data.clone(), dir.path(), false);
     crate::assert_loss_falls(&format!("PIRL ({transform:?})"), &out.losses, 0, 1.0);
@@ -104,14 +113,18 @@ fn pirl_learns(
     assert!(t.contains_key("transform_head.weight") && t.contains_key("image_head.weight"));
     assert_eq!(
         t.contains_key("tile_head.weight"),
-        transform == selfsup::methods::pirl::PirlTransform::Jigsaw
+        transform == selfsup::methods::contrastive::pirl::PirlTransform::Jigsaw
     );
     (out, cfg, data)
 }
 
 #[test]
 fn pirl_jigsaw_learns() {
-    let (out, cfg, data) = pirl_learns(selfsup::methods::pirl::PirlTransform::Jigsaw, 2048, 10);
+    let (out, cfg, data) = pirl_learns(
+        selfsup::methods::contrastive::pirl::PirlTransform::Jigsaw,
+        2048,
+        10,
+    );
     crate::assert_instance_learning("PIRL (jigsaw)", &out.method.backbone(), &cfg, &data);
 }
 
@@ -120,5 +133,9 @@ fn pirl_jigsaw_learns() {
 /// there is no k-NN assertion for it.
 #[test]
 fn pirl_rotation_loss_falls() {
-    pirl_learns(selfsup::methods::pirl::PirlTransform::Rotation, 1024, 12);
+    pirl_learns(
+        selfsup::methods::contrastive::pirl::PirlTransform::Rotation,
+        1024,
+        12,
+    );
 }

@@ -1,7 +1,7 @@
 //! Backbones: output shapes and parameter counts against torchvision's published numbers.
 
 use burn::prelude::*;
-use selfsup::nets::{Backbone, BackboneConfig, BackboneKind};
+use selfsup::nn::{Backbone, BackboneConfig, BackboneKind};
 use selfsup::train::checkpoint;
 
 fn trainable_params(b: &Backbone) -> usize {
@@ -22,7 +22,7 @@ fn resnets_match_torchvision_parameter_counts() {
             kind: BackboneKind::ResNet18,
             cifar_stem: false,
             width: 1.0,
-            norm: selfsup::nets::Norm::Batch,
+            norm: selfsup::nn::Norm::Batch,
         },
         3,
         &device,
@@ -33,7 +33,7 @@ fn resnets_match_torchvision_parameter_counts() {
             kind: BackboneKind::ResNet50,
             cifar_stem: false,
             width: 1.0,
-            norm: selfsup::nets::Norm::Batch,
+            norm: selfsup::nn::Norm::Batch,
         },
         3,
         &device,
@@ -55,7 +55,7 @@ fn backbone_output_shapes() {
             kind: BackboneKind::ResNet18,
             cifar_stem: true,
             width: 1.0,
-            norm: selfsup::nets::Norm::Batch,
+            norm: selfsup::nn::Norm::Batch,
         },
         3,
         &device,
@@ -69,7 +69,7 @@ fn backbone_output_shapes() {
             kind: BackboneKind::ResNet18,
             cifar_stem: false,
             width: 1.0,
-            norm: selfsup::nets::Norm::Batch,
+            norm: selfsup::nn::Norm::Batch,
         },
         3,
         &device,

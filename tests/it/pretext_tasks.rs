@@ -6,7 +6,7 @@ use crate::margin;
 use selfsup::config::RunConfig;
 use selfsup::data::loader::HostTensor;
 use selfsup::data::{DataSource, Dataset};
-use selfsup::methods::multi_task::TaskKind;
+use selfsup::methods::pretext::multi_task::TaskKind;
 use selfsup::pretext::lab::{AbGamut, lab_to_srgb, srgb_to_lab};
 use selfsup::pretext::masks::{MaskKind, make_mask};
 use selfsup::pretext::permutations::{
@@ -211,17 +211,19 @@ fn colour_dropping_replaces_two_channels_of_rgb_patches_only() {
 
 fn task_config(method: &str, size: usize) -> RunConfig {
     let mut c = crate::tiny_config(1);
-    c.method = method.into();
+    c = c.for_method(method);
     c.views.size = size;
     c
 }
 
 #[test]
 fn relative_position_pairs_centre_and_labelled_neighbour() {
-    use selfsup::methods::relative_position::{NEIGHBOURS, RelativePositionTask};
+    use selfsup::methods::pretext::relative_position::{NEIGHBOURS, RelativePositionTask};
     let cfg = task_config("relative_position", 9);
     let device = burn::tensor::Device::flex();
-    let (task, _) = RelativePositionTask::new(&cfg, 8, &device).unwrap();
+    let (task, _) =
+        RelativePositionTask::new(&selfsup::methods::settings(&cfg).unwrap(), &cfg, 8, &device)
+            .unwrap();
     let views = HostTensor {
         data: cell_image(1).data.repeat(16),
         shape: [16, 1, 9, 9],
@@ -247,13 +249,17 @@ fn relative_position_pairs_centre_and_labelled_neighbour() {
 
 #[test]
 fn jigsaw_puzzles_follow_their_permutation_and_rotations_their_label() {
-    use selfsup::methods::jigsaw::JigsawTask;
-    use selfsup::methods::rotation::RotationTask;
+    use selfsup::methods::pretext::jigsaw::JigsawTask;
+    use selfsup::methods::pretext::rotation::RotationTask;
     use selfsup::pretext::rotation::rotate90;
     let mut cfg = task_config("jigsaw", 9);
-    cfg.jigsaw.normalize_tiles = false;
+    cfg.edit_method_settings(|c: &mut selfsup::methods::pretext::jigsaw::JigsawConfig| {
+        c.normalize_tiles = false;
+    })
+    .unwrap();
     let device = burn::tensor::Device::flex();
-    let (task, _) = JigsawTask::new(&cfg, 8, &device).unwrap();
+    let (task, _) =
+        JigsawTask::new(&selfsup::methods::settings(&cfg).unwrap(), &cfg, 8, &device).unwrap();
     assert_eq!(task.permutations.len(), 100);
     let views = HostTensor {
         data: cell_image(1).data.repeat(4),
@@ -268,7 +274,8 @@ fn jigsaw_puzzles_follow_their_permutation_and_rotations_their_label() {
         }
     }
     // All four rotations of each image, labelled by the number of quarter turns.
-    let (rot, _) = RotationTask::new(&cfg, 8, &device).unwrap();
+    let (rot, _) =
+        RotationTask::new(&selfsup::methods::settings(&cfg).unwrap(), &cfg, 8, &device).unwrap();
     let (x, labels) = rot.rotated(&views, &mut rng(5));
     assert_eq!(x.shape[0], 16);
     for (i, &l) in labels.iter().enumerate() {
@@ -385,7 +392,12 @@ fn inpainting_learns_and_writes_its_picture() {
 #[test]
 fn multi_task_relative_position_and_rotation_learns() {
     let mut cfg = task_config("multi", 28);
-    cfg.multi.tasks = vec![TaskKind::RelativePosition, TaskKind::Rotation];
+    cfg.edit_method_settings(
+        |c: &mut selfsup::methods::pretext::multi_task::MultiConfig| {
+            c.tasks = vec![TaskKind::RelativePosition, TaskKind::Rotation];
+        },
+    )
+    .unwrap();
     cfg.epochs = 2;
     let (train, test) = fashion(2048);
     assert_task_learns(&cfg, train, &test, None);

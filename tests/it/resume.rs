@@ -16,7 +16,7 @@ const STEPS: u64 = 8;
 /// that ends before the stop, a KL warm-up, discriminator dropout, CMA positives).
 fn resume_case(method: &str) -> (RunConfig, Arc<Dataset>) {
     let mut cfg = crate::tiny_config(2);
-    cfg.method = method.into();
+    cfg = cfg.for_method(method);
     cfg.batch_size = 32;
     let embedded = |n: usize| Arc::new(DataSource::Embedded.load().unwrap().train.take(n));
     // 192 images in batches of 32: 6 steps an epoch, so the stop at step 4 is inside epoch 0
@@ -24,25 +24,44 @@ fn resume_case(method: &str) -> (RunConfig, Arc<Dataset>) {
     let mut data = embedded(192);
     match method {
         "moco" => {
-            cfg.moco.queue_size = 64;
-            cfg.moco.proj_hidden = 32;
-            cfg.moco.proj_dim = 16;
+            cfg.edit_method_settings(|c: &mut selfsup::methods::contrastive::moco::MocoConfig| {
+                c.queue_size = 64;
+                c.proj_hidden = 32;
+                c.proj_dim = 16;
+            })
+            .unwrap();
         }
         "swav" => {
-            cfg.swav.prototypes = 16;
-            cfg.swav.proj_hidden = 32;
-            cfg.swav.proj_dim = 16;
-            cfg.swav.local_crops = 1;
-            cfg.swav.queue_length = 32;
-            cfg.swav.queue_start_epoch = 1;
-            cfg.swav.freeze_prototypes_steps = 2;
+            cfg.edit_method_settings(|c: &mut selfsup::methods::clustering::swav::SwavConfig| {
+                c.prototypes = 16;
+                c.proj_hidden = 32;
+                c.proj_dim = 16;
+                c.local_crops = 1;
+                c.queue_length = 32;
+                c.queue_start_epoch = 1;
+                c.freeze_prototypes_steps = 2;
+            })
+            .unwrap();
         }
-        "npid" => cfg.npid.negatives = 64,
-        "pirl" => cfg.pirl.negatives = 64,
+        "npid" => cfg
+            .edit_method_settings(|c: &mut selfsup::methods::contrastive::npid::NpidConfig| {
+                c.negatives = 64
+            })
+            .unwrap(),
+        "pirl" => cfg
+            .edit_method_settings(|c: &mut selfsup::methods::contrastive::pirl::PirlConfig| {
+                c.negatives = 64
+            })
+            .unwrap(),
         "jigsaw" | "relative_position" => cfg.views.size = 56,
         "multi" => {
-            use selfsup::methods::multi_task::TaskKind;
-            cfg.multi.tasks = vec![TaskKind::RelativePosition, TaskKind::Rotation];
+            use selfsup::methods::pretext::multi_task::TaskKind;
+            cfg.edit_method_settings(
+                |c: &mut selfsup::methods::pretext::multi_task::MultiConfig| {
+                    c.tasks = vec![TaskKind::RelativePosition, TaskKind::Rotation];
+                },
+            )
+            .unwrap();
         }
         "colorization" => {
             let photos = selfsup::data::folder::load_folder(
@@ -56,12 +75,21 @@ fn resume_case(method: &str) -> (RunConfig, Arc<Dataset>) {
             cfg.views.mean = vec![0.5];
             cfg.views.std = vec![0.25];
         }
-        "vae" => cfg.autoencoder.kl_warmup_epochs = 1.0,
+        "vae" => cfg
+            .edit_method_settings(
+                |c: &mut selfsup::methods::generative::autoencoder::AutoencoderConfig| {
+                    c.kl_warmup_epochs = 1.0
+                },
+            )
+            .unwrap(),
         "bigan" => {
             cfg.optim.kind = selfsup::train::optim::OptimizerKind::AdamW;
             cfg.schedule.lr = 2e-4;
-            cfg.bigan.discriminator_dropout = 0.3;
-            cfg.bigan.cycle_weight = 1.0;
+            cfg.edit_method_settings(|c: &mut selfsup::methods::generative::bigan::BiganConfig| {
+                c.discriminator_dropout = 0.3;
+                c.cycle_weight = 1.0;
+            })
+            .unwrap();
         }
         "shuffle_learn" | "odd_one_out" | "tracking" | "time_contrastive" => {
             cfg.data = DataSource::Video(crate::shared_data().join("video"));
@@ -69,13 +97,23 @@ fn resume_case(method: &str) -> (RunConfig, Arc<Dataset>) {
             cfg.optim.kind = selfsup::train::optim::OptimizerKind::AdamW;
             cfg.schedule.lr = 1e-3;
             if method == "odd_one_out" {
-                cfg.odd_one_out.elements = 4;
+                cfg.edit_method_settings(
+                    |c: &mut selfsup::methods::video::odd_one_out::OddOneOutConfig| {
+                        c.elements = 4;
+                    },
+                )
+                .unwrap();
                 cfg.batch_size = 16;
             }
             if method == "tracking" {
                 // 28 px patches need frames of at least 56 px.
                 cfg.video.side = 64;
-                cfg.tracking.hard_after_epochs = 0;
+                cfg.edit_method_settings(
+                    |c: &mut selfsup::methods::video::tracking::TrackingConfig| {
+                        c.hard_after_epochs = 0;
+                    },
+                )
+                .unwrap();
             }
             let splits = cfg.data.load_with(&cfg.load_options()).unwrap();
             cfg.fit_views_to(&splits.train);

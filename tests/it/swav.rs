@@ -116,16 +116,22 @@ fn swav_learns_without_collapse() {
     cfg.backbone.width = 0.5;
     cfg.optim.kind = OptimizerKind::Lars;
     cfg.schedule.lr = 0.6;
-    cfg.swav.prototypes = 100;
-    cfg.swav.proj_hidden = 256;
-    cfg.swav.proj_dim = 128;
+    cfg.edit_method_settings(|c: &mut selfsup::methods::clustering::swav::SwavConfig| {
+        c.prototypes = 100;
+        c.proj_hidden = 256;
+        c.proj_dim = 128;
+    })
+    .unwrap();
     // In a 128-step budget on 28 px images, multi-crop (2 local 16 px crops) and the queue
     // made the features worse than random init (70.3 % vs 71.5 %, 1,000 test images), so the
     // test (64 steps) runs plain SwAV.
-    cfg.swav.local_crops = 0;
-    cfg.swav.queue_length = 0;
-    cfg.swav.queue_start_epoch = 1;
-    cfg.swav.freeze_prototypes_steps = 16;
+    cfg.edit_method_settings(|c: &mut selfsup::methods::clustering::swav::SwavConfig| {
+        c.local_crops = 0;
+        c.queue_length = 0;
+        c.queue_start_epoch = 1;
+        c.freeze_prototypes_steps = 16;
+    })
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = crate::pretrain_in(&cfg, data.clone(), dir.path(), false);
     crate::assert_loss_falls("SwAV", &out.losses, 0, 0.1);
@@ -141,11 +147,15 @@ fn swav_learns_without_collapse() {
     assert!(
         used >= 10.0,
         "codes collapsed onto {used} of {} prototypes",
-        cfg.swav.prototypes
+        cfg.method_settings::<selfsup::methods::clustering::swav::SwavConfig>()
+            .unwrap()
+            .prototypes
     );
     println!(
         "SwAV prototypes used in the last step: {used} of {}",
-        cfg.swav.prototypes
+        cfg.method_settings::<selfsup::methods::clustering::swav::SwavConfig>()
+            .unwrap()
+            .prototypes
     );
     crate::assert_instance_learning("SwAV", &out.method.backbone(), &cfg, &data);
 }
@@ -160,12 +170,15 @@ fn swav_checkpoint_holds_the_queue_and_resumes() {
         ..RunConfig::default()
     };
     cfg.backbone.width = 0.25;
-    cfg.swav.prototypes = 10;
-    cfg.swav.proj_hidden = 32;
-    cfg.swav.proj_dim = 16;
-    cfg.swav.local_crops = 1;
-    cfg.swav.queue_length = 128;
-    cfg.swav.queue_start_epoch = 1;
+    cfg.edit_method_settings(|c: &mut selfsup::methods::clustering::swav::SwavConfig| {
+        c.prototypes = 10;
+        c.proj_hidden = 32;
+        c.proj_dim = 16;
+        c.local_crops = 1;
+        c.queue_length = 128;
+        c.queue_start_epoch = 1;
+    })
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let opts = TrainOptions {
         out_dir: dir.path().into(),

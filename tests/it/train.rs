@@ -5,7 +5,7 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use selfsup::config::RunConfig;
 use selfsup::data::{DataSource, Dataset};
-use selfsup::nets::{Backbone, BackboneConfig, BackboneKind};
+use selfsup::nn::{Backbone, BackboneConfig, BackboneKind};
 use selfsup::train::optim::{Optimizer, OptimizerConfig, OptimizerKind};
 use selfsup::train::schedule::WarmupCosine;
 use selfsup::train::{self, TrainOptions, checkpoint};
@@ -253,7 +253,7 @@ fn simclr_learns_features_that_beat_random_init() {
 
 #[test]
 fn ema_blends_and_cosine_momentum_ramps() {
-    use selfsup::methods::ema::{cosine_momentum, ema_update};
+    use selfsup::memory::ema::{cosine_momentum, ema_update};
     let device = Device::flex().autodiff();
     let a = linear();
     let w =
@@ -281,15 +281,18 @@ fn moco_learns_and_resumes_with_its_queue() {
     let splits = DataSource::Embedded.load().unwrap();
     let data = Arc::new(splits.train.take(2048));
     let mut cfg = crate::tiny_config(4);
-    cfg.method = "moco".into();
+    cfg = cfg.for_method("moco");
     cfg.batch_size = 128;
     cfg.backbone.width = 0.5;
     cfg.schedule.lr = 1.0;
-    cfg.moco.queue_size = 256;
-    cfg.moco.momentum = 0.9;
-    cfg.moco.symmetric = true;
-    cfg.moco.proj_hidden = 64;
-    cfg.moco.proj_dim = 32;
+    cfg.edit_method_settings(|c: &mut selfsup::methods::contrastive::moco::MocoConfig| {
+        c.queue_size = 256;
+        c.momentum = 0.9;
+        c.symmetric = true;
+        c.proj_hidden = 64;
+        c.proj_dim = 32;
+    })
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = crate::pretrain_in(&cfg, data.clone(), dir.path(), false);
     // The queue starts as random vectors (easy negatives) and holds only real keys from step 3.

@@ -324,7 +324,9 @@ fn shuffle_learn_verifies_order_on_a_held_out_clip() {
         acc,
         untrained,
         0.5,
-        cfg.shuffle_learn.eval_tuples,
+        cfg.method_settings::<selfsup::methods::video::shuffle_learn::ShuffleLearnConfig>()
+            .unwrap()
+            .eval_tuples,
         0.08,
     );
 }
@@ -332,7 +334,12 @@ fn shuffle_learn_verifies_order_on_a_held_out_clip() {
 #[test]
 fn odd_one_out_finds_the_shuffled_sub_sequence_on_a_held_out_clip() {
     let (mut cfg, splits) = video_run("odd_one_out", O3N_STEPS);
-    cfg.odd_one_out.elements = 4;
+    cfg.edit_method_settings(
+        |c: &mut selfsup::methods::video::odd_one_out::OddOneOutConfig| {
+            c.elements = 4;
+        },
+    )
+    .unwrap();
     cfg.batch_size = 16;
     let dir = tempfile::tempdir().unwrap();
     let t = std::time::Instant::now();
@@ -353,7 +360,9 @@ fn odd_one_out_finds_the_shuffled_sub_sequence_on_a_held_out_clip() {
         acc,
         untrained,
         0.25,
-        cfg.odd_one_out.eval_questions,
+        cfg.method_settings::<selfsup::methods::video::odd_one_out::OddOneOutConfig>()
+            .unwrap()
+            .eval_questions,
         0.08,
     );
 }

@@ -7,8 +7,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use selfsup::data::Dataset;
 use selfsup::data::video::{self, VideoConfig};
+use selfsup::features::track::{PairSearch, Tracker, find_pairs, most_moving_patch, ncc, patch};
 use selfsup::losses::{cosine_distances, hardest_negatives, paired_cosine_distances, ranking_loss};
-use selfsup::pretext::track::{PairSearch, Tracker, find_pairs, most_moving_patch, ncc, patch};
 
 /// 20 frames of 64x64: a smooth gradient background and a 12 px textured square whose corner
 /// moves from (10, 6) by (1, 2) pixels per frame.
@@ -126,7 +126,7 @@ fn tracker_stays_on_moving_things_in_a_real_clip() {
     );
     let dir = tempfile::tempdir().unwrap();
     let png = dir.path().join("tracks.png");
-    selfsup::methods::tracking::save_tracks(&png, &d, &pairs, 28, 6).unwrap();
+    selfsup::methods::video::tracking::save_tracks(&png, &d, &pairs, 28, 6).unwrap();
     assert!(std::fs::metadata(&png).unwrap().len() > 1000);
 }
 
@@ -188,7 +188,7 @@ fn hard_negatives_are_the_closest() {
 
 #[test]
 fn positives_in_time_stay_in_the_window_and_the_clip() {
-    use selfsup::methods::time_contrastive::positive_frame;
+    use selfsup::methods::video::time_contrastive::positive_frame;
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     let clip = 100..130;
     let mut seen = std::collections::BTreeSet::new();
@@ -227,8 +227,13 @@ fn video_config(method: &str, steps: u64) -> (selfsup::config::RunConfig, selfsu
         cfg.optim.kind = selfsup::train::optim::OptimizerKind::AdamW;
         cfg.optim.weight_decay = 1e-4;
         cfg.schedule.lr = 1e-3;
-        cfg.tracking.hard_after_epochs = 1;
-        cfg.tracking.gap = 8;
+        cfg.edit_method_settings(
+            |c: &mut selfsup::methods::video::tracking::TrackingConfig| {
+                c.hard_after_epochs = 1;
+                c.gap = 8;
+            },
+        )
+        .unwrap();
     }
     let splits = cfg.data.load_with(&cfg.load_options()).unwrap();
     cfg.fit_views_to(&splits.train);

@@ -1,0 +1,52 @@
+//! `selfsup compare`: every method with the same backbone, data and wall-clock budget.
+
+use anyhow::{Result, bail};
+use clap::Args;
+use selfsup::data::DataSource;
+use std::path::PathBuf;
+
+#[derive(Args)]
+/// Flags of `compare`.
+pub struct CompareArgs {
+    /// Folder for the runs, `table.md`, `results.json` and `knn_vs_time.png`.
+    #[arg(long, default_value = "runs/compare")]
+    pub out: PathBuf,
+    /// Training seconds per method.
+    #[arg(long, default_value_t = 120.0)]
+    pub budget_s: f64,
+    /// Only these methods (comma-separated label prefixes: simclr, moco, npid, pirl, cpc, swav,
+    /// rotation, jigsaw, relative, inpainting, multi).
+    #[arg(long, value_delimiter = ',')]
+    pub methods: Vec<String>,
+    /// Data source (needs a labeled test split; default: the embedded subset).
+    #[arg(long)]
+    data: Option<DataSource>,
+    /// Use only the first N training images.
+    #[arg(long)]
+    train_limit: Option<usize>,
+    /// Hide the progress bars.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Runs the comparison and prints its table.
+pub fn run(a: CompareArgs) -> Result<()> {
+    let mut cfg = selfsup::demo::demo_config();
+    if let Some(d) = a.data {
+        cfg.data = d;
+    }
+    let mut splits = super::load_data(&cfg)?;
+    if let Some(n) = a.train_limit {
+        splits.train = splits.train.take(n);
+    }
+    cfg.fit_views_to(&splits.train);
+    if !(a.budget_s > 0.0) {
+        bail!("--budget-s must be positive");
+    }
+    let table = selfsup::compare::compare(&cfg, &splits, &a.methods, a.budget_s, &a.out, !a.quiet)?;
+    println!(
+        "\n{table}\nfiles: {}/table.md, results.json, knn_vs_time.png",
+        a.out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,3 @@
+//! Clustering methods: views of an image must agree on their assignment to learned prototypes.
+
+pub mod swav;

@@ -1,0 +1,378 @@
+//! MoCo v2: "Momentum Contrast for Unsupervised Visual Representation Learning" (He et al.,
+//! CVPR 2020) with the v2 improvements of Chen et al. 2020 (MLP head, stronger views, cosine
+//! schedule).
+//!
+//! A query encoder (backbone + MLP head) is trained so that the query of one view matches the
+//! key of the other view, against a FIFO queue of keys from past batches (InfoNCE). The key
+//! encoder is an exponential moving average of the query encoder, updated outside autograd.
+//! Shuffling BN (the paper's trick against BN leaking the positive) is emulated on one device
+//! by running the key encoder on shuffled sub-batches.
+//!
+//! Data-parallel: the key images of all ranks are shuffled together and each rank encodes a
+//! share, the keys are gathered, and every rank enqueues the keys of the whole global batch,
+//! so all ranks hold the same queue.
+
+use crate::config::RunConfig;
+use crate::data::loader::{HostBatch, ViewSpec, mix_seed};
+use crate::dist;
+use crate::error::Result;
+use crate::losses::{info_nce_with_queue, l2_normalize};
+use crate::memory::ema::{cosine_momentum, ema_update};
+use crate::methods::{Method, MethodInfo, StepInfo, StepOutput};
+use crate::nn::{Backbone, heads::ProjectionHead};
+use crate::train::checkpoint::{self, HostParam};
+use crate::train::optim::Optimizer;
+use crate::train::step::finite_scalar;
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+/// Registry entry.
+pub const INFO: MethodInfo = MethodInfo {
+    name: "moco",
+    paper: "He et al. 2020, Momentum Contrast; Chen et al. 2020, Improved Baselines with Momentum Contrastive Learning (v2)",
+    summary: "query encoder vs momentum key encoder, InfoNCE against a FIFO queue of keys",
+    settings: crate::methods::complete_settings::<MocoConfig>,
+    readout: crate::methods::global_readout,
+    build,
+};
+
+/// MoCo's settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MocoConfig {
+    /// InfoNCE temperature.
+    pub temperature: f32,
+    /// Momentum of the key encoder's moving average (at the start, with `cosine_momentum`).
+    pub momentum: f64,
+    /// Ramp the momentum from `momentum` to 1 with a half cosine over the run.
+    pub cosine_momentum: bool,
+    /// Keys kept in the queue (negatives per query).
+    pub queue_size: usize,
+    /// Hidden width of the MLP head.
+    pub proj_hidden: usize,
+    /// Output width of the MLP head (key dimension).
+    pub proj_dim: usize,
+    /// Also predict view 1's key from view 2's query and average the two losses.
+    pub symmetric: bool,
+    /// Sub-batches the key encoder runs on after shuffling (shuffle-BN emulation; 1 = off).
+    pub shuffle_groups: usize,
+}
+
+impl crate::methods::Settings for MocoConfig {
+    fn validate(&self, _run: &RunConfig) -> Result<()> {
+        if self.queue_size == 0 || self.shuffle_groups == 0 || !(0.0..=1.0).contains(&self.momentum)
+        {
+            return Err(crate::Error::Config(
+                "moco.queue_size and moco.shuffle_groups must be positive, moco.momentum in [0, 1]"
+                    .into(),
+            ));
+        }
+        if self.temperature <= 0.0 {
+            return Err(crate::Error::Config(format!(
+                "moco.temperature = {} must be positive",
+                self.temperature
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Default for MocoConfig {
+    fn default() -> Self {
+        MocoConfig {
+            temperature: 0.2,
+            momentum: 0.99,
+            cosine_momentum: false,
+            queue_size: 4096,
+            proj_hidden: 512,
+            proj_dim: 128,
+            symmetric: false,
+            shuffle_groups: 4,
+        }
+    }
+}
+
+/// Backbone plus MLP head: the query encoder, and (as a copy) the key encoder.
+#[derive(Module, Debug)]
+pub struct MocoEncoder {
+    /// The representation.
+    pub backbone: Backbone,
+    /// The MLP head.
+    pub projector: ProjectionHead,
+}
+
+impl MocoEncoder {
+    fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        l2_normalize(self.projector.forward(self.backbone.forward(x)))
+    }
+}
+
+/// Query and key encoders in one module, so one checkpoint holds both.
+#[derive(Module, Debug)]
+pub struct MocoModel {
+    /// Trained by backpropagation.
+    pub query: MocoEncoder,
+    /// Moving average of `query`.
+    pub key: MocoEncoder,
+}
+
+/// The MoCo method.
+pub struct Moco {
+    model: MocoModel,
+    /// Queue of keys, `[queue_size, proj_dim]`, L2-normalized (plain tensor, no gradient).
+    queue: Tensor<2>,
+    ptr: usize,
+    cfg: MocoConfig,
+    views: ViewSpec,
+    device: Device,
+    seed: u64,
+}
+
+fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn Method>> {
+    let c: &MocoConfig = &crate::methods::settings(run)?;
+    let backbone = Backbone::new(&run.backbone, in_channels, device);
+    let projector =
+        ProjectionHead::on_backbone(&backbone, &run.backbone, c.proj_hidden, c.proj_dim, device);
+    let query = MocoEncoder {
+        backbone,
+        projector,
+    };
+    // A separately built encoder (own BatchNorm state), then set equal to the query encoder.
+    let fresh_backbone = Backbone::new(&run.backbone, in_channels, device);
+    let fresh = MocoEncoder {
+        projector: ProjectionHead::on_backbone(
+            &fresh_backbone,
+            &run.backbone,
+            c.proj_hidden,
+            c.proj_dim,
+            device,
+        ),
+        backbone: fresh_backbone,
+    };
+    let key = ema_update(fresh, &query, 0.0);
+    let queue = l2_normalize(Tensor::<2>::random(
+        [c.queue_size, c.proj_dim],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &device.clone().inner(),
+    ));
+    Ok(Box::new(Moco {
+        model: MocoModel { query, key },
+        queue,
+        ptr: 0,
+        cfg: c.clone(),
+        views: ViewSpec {
+            views: vec![run.views.clone(), run.views.clone()],
+        },
+        device: device.clone(),
+        seed: run.seed,
+    }))
+}
+
+impl Moco {
+    /// Keys of `x` from the key encoder, computed on shuffled sub-batches ("shuffling BN"):
+    /// this rank's keys in the original order, and the keys of the whole global batch (rank
+    /// order), which every rank enqueues. In a data-parallel run the images of all ranks are
+    /// gathered, shuffled by one permutation every rank draws from the shared seed, and each
+    /// rank encodes its share of the shuffled batch (in `shuffle_groups / ranks` groups), as
+    /// the paper's `batch_shuffle_ddp`; with `shuffle_groups` a multiple of the ranks, the keys
+    /// are those of a single process with the same global batch. The permutation is drawn
+    /// from the seed and `step` (steps done, this one included).
+    fn keys(&self, x: Tensor<4>, step: u64) -> (Tensor<2>, Tensor<2>) {
+        let (rank, world) = (dist::rank(), dist::world_size());
+        let [b, c, h, w] = x.dims();
+        let n = b * world;
+        let x = if world == 1 {
+            x
+        } else {
+            let all = dist::all_gather(&crate::device::host_values(x));
+            Tensor::<4>::from_data(TensorData::new(all, [n, c, h, w]), &self.device)
+        };
+        let g = (self.cfg.shuffle_groups / world).min(b).max(1);
+        if g == 1 && world == 1 {
+            let k = self.model.key.forward(x).detach().inner();
+            return (k.clone(), k);
+        }
+        let mut perm: Vec<usize> = (0..n).collect();
+        perm.shuffle(&mut ChaCha8Rng::seed_from_u64(mix_seed(&[
+            self.seed, step, 0x5B,
+        ])));
+        let mut inv = vec![0usize; n];
+        for (i, &p) in perm.iter().enumerate() {
+            inv[p] = i;
+        }
+        let idx = |v: &[usize], d: &Device| {
+            Tensor::<1, Int>::from_data(
+                TensorData::new(v.iter().map(|&i| i as i64).collect::<Vec<_>>(), [v.len()]),
+                d,
+            )
+        };
+        let mine = &perm[rank * b..(rank + 1) * b];
+        let shuffled = x.select(0, idx(mine, &self.device));
+        let chunk = b.div_ceil(g);
+        let parts: Vec<Tensor<2>> = (0..b)
+            .step_by(chunk)
+            .map(|s| {
+                self.model
+                    .key
+                    .forward(shuffled.clone().narrow(0, s, chunk.min(b - s)))
+                    .detach()
+                    .inner()
+            })
+            .collect();
+        let k = dist::gather_rows(Tensor::cat(parts, 0));
+        let all = k.clone().select(0, idx(&inv, &k.device()));
+        (all.clone().narrow(0, rank * b, b), all)
+    }
+
+    fn enqueue(&mut self, keys: Tensor<2>) {
+        let (queue, ptr) = fifo_enqueue(self.queue.clone(), self.ptr, keys);
+        self.queue = queue;
+        self.ptr = ptr;
+    }
+}
+
+/// MoCo's queue update: writes the rows of `keys` into the ring buffer `queue` (`[K, D]`)
+/// from row `ptr` on, wrapping around (the oldest keys are overwritten; of a batch larger than
+/// the queue only its last `K` rows are kept). Returns the queue and the next write position.
+pub fn fifo_enqueue(mut queue: Tensor<2>, mut ptr: usize, keys: Tensor<2>) -> (Tensor<2>, usize) {
+    let [k, d] = queue.dims();
+    let b = keys.dims()[0];
+    let keys = if b > k {
+        keys.narrow(0, b - k, k)
+    } else {
+        keys
+    };
+    let mut n = b.min(k);
+    let mut off = 0;
+    while n > 0 {
+        let take = n.min(k - ptr);
+        queue = queue.slice_assign([ptr..ptr + take, 0..d], keys.clone().narrow(0, off, take));
+        ptr = (ptr + take) % k;
+        off += take;
+        n -= take;
+    }
+    (queue, ptr)
+}
+
+impl Method for Moco {
+    fn name(&self) -> &'static str {
+        INFO.name
+    }
+
+    fn views(&self) -> ViewSpec {
+        self.views.clone()
+    }
+
+    fn train_step(
+        &mut self,
+        batch: &HostBatch,
+        opt: &mut Optimizer,
+        lr: f64,
+    ) -> Result<StepOutput> {
+        // Steps done, this one included: keyed to the batch, so a resume draws the same.
+        let step = batch.step + 1;
+        let x1 = batch.views[0].to_tensor(&self.device);
+        let x2 = batch.views[1].to_tensor(&self.device);
+        let (k2, all_k2) = self.keys(x2.clone(), step);
+        let queue = Tensor::from_inner(self.queue.clone());
+        let q1 = self.model.query.forward(x1.clone());
+        let mut loss = info_nce_with_queue(
+            q1,
+            Tensor::from_inner(k2),
+            queue.clone(),
+            self.cfg.temperature,
+        );
+        let mut new_keys = all_k2;
+        if self.cfg.symmetric {
+            let (k1, all_k1) = self.keys(x1, step);
+            let q2 = self.model.query.forward(x2);
+            loss = (loss
+                + info_nce_with_queue(
+                    q2,
+                    Tensor::from_inner(k1.clone()),
+                    queue,
+                    self.cfg.temperature,
+                ))
+                / 2.0;
+            new_keys = Tensor::cat(vec![new_keys, all_k1], 0);
+        }
+        let value = finite_scalar(&loss, step, "MoCo InfoNCE loss")?;
+        let grads = GradientsParams::from_grads(loss.backward(), &self.model.query);
+        self.model.query = opt.step(lr, self.model.query.clone(), grads);
+        self.enqueue(new_keys);
+        Ok(StepOutput {
+            loss: value,
+            terms: vec![],
+        })
+    }
+
+    fn after_step(&mut self, info: &StepInfo) {
+        let m = if self.cfg.cosine_momentum {
+            cosine_momentum(self.cfg.momentum, info.step, info.total_steps)
+        } else {
+            self.cfg.momentum
+        };
+        self.model.key = ema_update(self.model.key.clone(), &self.model.query, m);
+    }
+
+    fn backbone_prefix(&self) -> &'static str {
+        "query.backbone."
+    }
+
+    fn backbone(&self) -> Backbone {
+        self.model.query.backbone.clone()
+    }
+
+    fn tensors(&self) -> BTreeMap<String, HostParam> {
+        let mut t = checkpoint::collect(&self.model);
+        let [k, d] = self.queue.dims();
+        let data = self
+            .queue
+            .to_data()
+            .convert::<f32>()
+            .try_to_vec()
+            .expect("f32 queue");
+        t.insert(
+            "queue".into(),
+            HostParam {
+                shape: vec![k, d],
+                data,
+            },
+        );
+        t.insert(
+            "queue_ptr".into(),
+            HostParam {
+                shape: vec![1],
+                data: vec![self.ptr as f32],
+            },
+        );
+        t
+    }
+
+    fn load_tensors(&mut self, tensors: &HashMap<String, HostParam>, path: &Path) -> Result<()> {
+        let mut model_tensors = tensors.clone();
+        let queue = model_tensors.remove("queue");
+        let ptr = model_tensors.remove("queue_ptr");
+        self.model = checkpoint::apply(self.model.clone(), &model_tensors, path)?;
+        match (queue, ptr) {
+            (Some(q), Some(p)) if q.shape == self.queue.dims().to_vec() => {
+                self.queue = Tensor::from_data(
+                    TensorData::new(q.data, [q.shape[0], q.shape[1]]),
+                    &self.device.clone().inner(),
+                );
+                self.ptr = p.data[0] as usize;
+                Ok(())
+            }
+            _ => Err(crate::Error::Checkpoint {
+                path: path.to_path_buf(),
+                message: "MoCo queue missing or of another size".into(),
+            }),
+        }
+    }
+}
