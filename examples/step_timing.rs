@@ -5,7 +5,7 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use selfsup::losses::nt_xent;
 use selfsup::methods::contrastive::simclr::SimClrModel;
-use selfsup::nn::{Backbone, BackboneConfig, heads::ProjectionHead};
+use selfsup::nn::{Backbone, BackboneConfig, heads::Mlp};
 use std::time::Instant;
 
 fn main() {
@@ -16,7 +16,7 @@ fn main() {
         .map(|s| s.parse().unwrap())
         .unwrap_or(256);
     let backbone = Backbone::new(&BackboneConfig::default(), 1, &dev);
-    let projector = ProjectionHead::new(backbone.feature_dim(), 512, 128, &dev);
+    let projector = Mlp::new(backbone.feature_dim(), 512, 128, &dev);
     let mut m = SimClrModel {
         backbone,
         projector,

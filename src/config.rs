@@ -7,6 +7,8 @@
 //! ([`RunConfig::settings`]). This module knows no method: the method reads, checks and
 //! completes its table (`crate::methods::resolve`), so a setting of another method is an
 //! error, not a silently ignored field.
+//!
+//! Length: about 460 lines of code, then its unit tests.
 
 use crate::augment::ViewConfig;
 use crate::data::DataSource;
@@ -457,5 +459,78 @@ impl RunConfig {
         self.views.validate()?;
         self.optim.validate()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_method_table_round_trips_and_other_tables_are_refused() {
+        let text = "method = \"moco\"\nepochs = 3\n[moco]\nqueue_size = 64\n";
+        let c = RunConfig::from_toml_str(text).unwrap();
+        assert_eq!((c.method.as_str(), c.epochs), ("moco", 3));
+        assert_eq!(
+            c.settings.get("queue_size"),
+            Some(&toml::Value::Integer(64))
+        );
+        let back = RunConfig::from_toml_str(&c.to_toml()).unwrap();
+        assert_eq!(back, c);
+        // Another method's table: an error naming it, at its line.
+        let e =
+            RunConfig::from_toml_str("method = \"simclr\"\n[moco]\nqueue_size = 1\n").unwrap_err();
+        assert!(e.contains("`moco`") && e.contains("line 2"), "{e}");
+        let e = RunConfig::from_toml_str("epochs = 2\nlearning_rate = 3\n").unwrap_err();
+        assert!(
+            e.contains("unknown field `learning_rate`") && e.contains("line 2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn set_reaches_common_fields_array_elements_and_the_method_table_only() {
+        let mut c = RunConfig::default();
+        c.set("epochs=7").unwrap();
+        c.set("views.crop_scale.0=0.3").unwrap();
+        c.set("simclr.temperature=0.5").unwrap();
+        assert_eq!(c.epochs, 7);
+        assert_eq!(c.views.crop_scale, (0.3, 1.0));
+        assert_eq!(
+            c.settings.get("temperature"),
+            Some(&toml::Value::Float(0.5))
+        );
+        let e = c.set("moco.queue_size=3").unwrap_err().to_string();
+        assert!(
+            e.contains("no setting 'moco'") && e.contains("'simclr'"),
+            "{e}"
+        );
+        assert!(c.set("views.crop_scale.5=1").is_err());
+        assert!(c.set("epochs.x=1").is_err());
+        // A new method starts from its own defaults.
+        c.set("method=moco").unwrap();
+        assert_eq!(c.method, "moco");
+        assert!(c.settings.is_empty());
+        c.set("moco.queue_size=3").unwrap();
+        assert_eq!(c.for_method("moco").settings, c.settings);
+        assert!(c.for_method("npid").settings.is_empty());
+    }
+
+    #[test]
+    fn typed_settings_take_defaults_and_refuse_unknown_keys() {
+        #[derive(Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        struct S {
+            a: u32,
+            b: f64,
+        }
+        let mut c = RunConfig::default();
+        c.set("simclr.a=4").unwrap();
+        assert_eq!(c.method_settings::<S>().unwrap(), S { a: 4, b: 0.0 });
+        c.edit_method_settings(|s: &mut S| s.b = 2.0).unwrap();
+        assert_eq!(c.method_settings::<S>().unwrap(), S { a: 4, b: 2.0 });
+        c.set("simclr.nope=1").unwrap();
+        let e = c.method_settings::<S>().unwrap_err().to_string();
+        assert!(e.contains("[simclr]") && e.contains("nope"), "{e}");
     }
 }

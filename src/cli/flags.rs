@@ -152,7 +152,12 @@ impl RunFlags {
         flags.sort_by_key(|(k, _)| k != "method");
         for (key, value) in flags {
             let key = key.replace("{method}", &c.method);
-            let flag = format!("flag setting {key} = {value}");
+            // An f32 flag reads back as its shortest decimal (0.1, not 0.10000000149011612).
+            let shown = match value {
+                toml::Value::Float(f) if (f as f32) as f64 == f => format!("{}", f as f32),
+                _ => value.to_string(),
+            };
+            let flag = format!("flag setting {key} = {shown}");
             c.set_value(&key, value.clone())
                 .map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
             if key.split('.').next() == Some(c.method.as_str()) {

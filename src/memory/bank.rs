@@ -216,3 +216,12 @@ pub fn save_scalar(tensors: &mut BTreeMap<String, HostParam>, name: &str, value:
 pub fn take_scalar(tensors: &mut HashMap<String, HostParam>, name: &str) -> Option<f64> {
     tensors.remove(name).map(|z| z.data[0] as f64)
 }
+
+/// The NCE normalizing constant as NPID's and AVID's reference code estimate it once, from
+/// the first batch: `ln(n * mean exp(s / temperature))` over the similarities `scores` (any
+/// shape) with a bank of `n` entries.
+pub fn estimate_log_z(scores: Tensor<2>, temperature: f32, n: usize) -> f64 {
+    let mean: f32 = (scores.detach() / temperature).exp().mean().into_scalar();
+    // In a data-parallel run, over every rank's batch, so that all ranks share one constant.
+    (crate::dist::mean_f64(mean as f64) * n as f64).ln()
+}

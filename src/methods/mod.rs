@@ -13,6 +13,29 @@
 //! keys, SwAV's Sinkhorn, the memory banks), and every rank must make the same collective
 //! calls in the same order.
 
+/// Writes [`Method::tensors`] and [`Method::load_tensors`] for a method whose whole
+/// checkpointed state is the burn module in field `$model` (its tensors under their module
+/// paths): `crate::methods::model_checkpoint!(model);` inside `impl Method for ...`.
+macro_rules! model_checkpoint {
+    ($model:ident) => {
+        fn tensors(
+            &self,
+        ) -> std::collections::BTreeMap<String, $crate::train::checkpoint::HostParam> {
+            $crate::train::checkpoint::collect(&self.$model)
+        }
+
+        fn load_tensors(
+            &mut self,
+            tensors: &std::collections::HashMap<String, $crate::train::checkpoint::HostParam>,
+            path: &std::path::Path,
+        ) -> $crate::Result<()> {
+            self.$model = $crate::train::checkpoint::apply(self.$model.clone(), tensors, path)?;
+            Ok(())
+        }
+    };
+}
+pub(crate) use model_checkpoint;
+
 pub mod audiovisual;
 pub mod clustering;
 pub mod contrastive;
@@ -247,4 +270,39 @@ pub fn metrics_or_warn(result: Result<Vec<(String, f64)>>, what: &str) -> Vec<(S
         tracing::warn!("no held-out {what}: {e}");
         Vec::new()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_method_resolves_its_defaults_and_refuses_unknown_settings() {
+        for info in METHODS {
+            let mut run = RunConfig::default().for_method(info.name);
+            if matches!(info.name, "jigsaw" | "relative_position") {
+                run.views.size = 64;
+            }
+            resolve(&mut run).unwrap_or_else(|e| panic!("{}: {e}", info.name));
+            // The completed table reads back to itself.
+            let again = (info.settings)(&run).unwrap();
+            assert_eq!(again, run.settings, "{}", info.name);
+            run.set(&format!("{}.no_such_setting=1", info.name))
+                .unwrap();
+            let e = validate(&run).unwrap_err().to_string();
+            assert!(e.contains("no_such_setting"), "{}: {e}", info.name);
+        }
+        assert!(find("nope").is_err());
+    }
+
+    #[test]
+    fn patch_encoders_are_read_over_their_grid() {
+        let mut run = RunConfig::default().for_method("jigsaw");
+        run.views.size = 64;
+        assert!(matches!(readout(&run), Readout::PatchGrid(_)));
+        assert_eq!(readout(&run.for_method("simclr")), Readout::Global);
+        let mut bad = RunConfig::default().for_method("cpc");
+        bad.views.size = 4;
+        assert!(validate(&bad).is_err());
+    }
 }

@@ -10,14 +10,10 @@ use crate::error::{Error, Result};
 use crate::losses::cross_entropy;
 use crate::methods::{Method, MethodInfo, StepOutput};
 use crate::nn::Backbone;
-use crate::train::checkpoint::{self, HostParam};
 use crate::train::optim::Optimizer;
-use crate::train::step::finite_scalar;
+use crate::train::step::update;
 use burn::nn::{Linear, LinearConfig};
-use burn::optim::GradientsParams;
 use burn::prelude::*;
-use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 
 /// Registry entry.
 pub const INFO: MethodInfo = MethodInfo {
@@ -110,9 +106,8 @@ impl Method for Supervised {
             .filter(|(p, t)| **p == **t as i64)
             .count();
         let loss = cross_entropy(logits, &targets);
-        let value = finite_scalar(&loss, step, "cross-entropy")?;
-        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
-        self.model = opt.step(lr, self.model.clone(), grads);
+        let (model, value) = update(self.model.clone(), loss, opt, lr, step, "cross-entropy")?;
+        self.model = model;
         Ok(StepOutput {
             loss: value,
             terms: vec![(
@@ -135,12 +130,5 @@ impl Method for Supervised {
         self.model.backbone.clone()
     }
 
-    fn tensors(&self) -> BTreeMap<String, HostParam> {
-        checkpoint::collect(&self.model)
-    }
-
-    fn load_tensors(&mut self, tensors: &HashMap<String, HostParam>, path: &Path) -> Result<()> {
-        self.model = checkpoint::apply(self.model.clone(), tensors, path)?;
-        Ok(())
-    }
+    crate::methods::model_checkpoint!(model);
 }

@@ -6,7 +6,7 @@ use burn::prelude::*;
 /// The projection MLP of SimCLR (Chen et al. 2020): `Linear -> BN -> ReLU -> Linear`, the
 /// loss is computed on its output and the head is thrown away after pretraining.
 #[derive(Module, Debug)]
-pub struct ProjectionHead {
+pub struct Mlp {
     /// Hidden layer.
     pub fc1: Linear,
     /// BN on the hidden layer (SimCLR v2, solo-learn); absent with `backbone.norm = "none"`.
@@ -16,13 +16,13 @@ pub struct ProjectionHead {
     act: Relu,
 }
 
-impl ProjectionHead {
+impl Mlp {
     /// A head from `d_in` through `hidden` to `d_out` dimensions.
     pub fn new(d_in: usize, hidden: usize, d_out: usize, device: &Device) -> Self {
         Self::with_norm(d_in, hidden, d_out, true, device)
     }
 
-    /// [`ProjectionHead::new`], with BN on the hidden layer only if `batch_norm` (else the
+    /// [`Mlp::new`], with BN on the hidden layer only if `batch_norm` (else the
     /// hidden layer has a bias).
     pub fn with_norm(
         d_in: usize,
@@ -31,7 +31,7 @@ impl ProjectionHead {
         batch_norm: bool,
         device: &Device,
     ) -> Self {
-        ProjectionHead {
+        Mlp {
             fc1: LinearConfig::new(d_in, hidden)
                 .with_bias(!batch_norm)
                 .init(device),

@@ -68,6 +68,39 @@ fn bad_inputs_give_clear_errors() {
         &["pretrain", "--set", "epochs", "--out", out],
         "expected KEY=VALUE",
     );
+    // A setting only some methods have is refused, with the method named, for the others.
+    fails_with(
+        &["pretrain", "--pirl-transform", "rotation", "--out", out],
+        "no setting 'pirl'",
+    );
+    fails_with(
+        &["pretrain", "--set", "moco.queue_size=3", "--out", out],
+        "the method is 'simclr'",
+    );
+    fails_with(
+        &[
+            "pretrain",
+            "--method",
+            "rotation",
+            "--temperature",
+            "0.1",
+            "--out",
+            out,
+        ],
+        "unknown field `temperature`",
+    );
+    fails_with(
+        &[
+            "pretrain",
+            "--method",
+            "moco",
+            "--set",
+            "moco.queue_size=0",
+            "--out",
+            out,
+        ],
+        "moco.queue_size",
+    );
     fails_with(
         &[
             "pretrain",
@@ -211,6 +244,16 @@ fn pretrain_eval_and_embed_end_to_end() {
     ] {
         assert!(run.join(f).exists(), "{f} missing");
     }
+    // config.toml repeats the run: the method's own table with every default filled in.
+    let saved = selfsup::config::RunConfig::from_toml_file(&run.join("config.toml")).unwrap();
+    let simclr: selfsup::methods::contrastive::simclr::SimClrConfig =
+        saved.method_settings().unwrap();
+    assert_eq!(simclr, Default::default());
+    assert!(
+        saved.settings.contains_key("temperature"),
+        "{:?}",
+        saved.settings
+    );
     let ckpt = run.join("last.safetensors");
     let out = selfsup(&[
         "eval",

@@ -17,13 +17,17 @@
 //!
 //! The image tower is the backbone that evaluation freezes; the audio tower is a ConvNet over
 //! log-mel windows (see [`crate::nn::audio_visual`]).
+//!
+//! Length: about 580 lines; AVID's two banks, CMA's positive sets (chosen, saved and restored
+//! for exact resume) and the held-out metrics are one method.
 
 use crate::config::RunConfig;
 use crate::data::Dataset;
 use crate::data::loader::{HostBatch, ViewSpec, mix_seed};
 use crate::error::{Error, Result};
 use crate::features::mel::Spectrogram;
-use crate::losses::{estimate_log_z, nce_with_positive_sets};
+use crate::losses::nce_with_positive_sets;
+use crate::memory::bank::estimate_log_z;
 use crate::memory::bank::{MemoryBank, save_scalar, take_scalar};
 use crate::methods::audiovisual::avc::{
     auc_metrics, embed_pairs, paired_sounds, recall_at_k, save_localization, sounds_of,
@@ -34,8 +38,7 @@ use crate::nn::Backbone;
 use crate::nn::audio_visual::{AudioVisualNet, sound_windows};
 use crate::train::checkpoint::{self, HostParam};
 use crate::train::optim::Optimizer;
-use crate::train::step::finite_scalar;
-use burn::optim::GradientsParams;
+use crate::train::step::update;
 use burn::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -524,9 +527,8 @@ impl Method for AvidCma {
             terms.push(("within_modal_positives".into(), w.clone().into_scalar()));
             loss = (loss + w) / 2.0;
         }
-        let value = finite_scalar(&loss, step, "AVID + CMA loss")?;
-        let grads = GradientsParams::from_grads(loss.backward(), &self.net);
-        self.net = opt.step(lr, self.net.clone(), grads);
+        let (model, value) = update(self.net.clone(), loss, opt, lr, step, "AVID + CMA loss")?;
+        self.net = model;
         self.visual_bank.update_from_all_ranks(idx, v, mu);
         self.audio_bank.update_from_all_ranks(idx, a, mu);
         Ok(StepOutput { loss: value, terms })

@@ -19,7 +19,7 @@ use crate::device::host_values;
 use crate::error::{Error, Result};
 use crate::losses::{l2_normalize, swapped_prediction};
 use crate::methods::{Method, MethodInfo, StepOutput};
-use crate::nn::{Backbone, heads::ProjectionHead};
+use crate::nn::{Backbone, heads::Mlp};
 use crate::train::checkpoint::{self, HostParam};
 use crate::train::optim::Optimizer;
 use crate::train::step::finite_scalar;
@@ -101,7 +101,7 @@ pub struct SwavModel {
     /// The representation.
     pub backbone: Backbone,
     /// The MLP head.
-    pub projector: ProjectionHead,
+    pub projector: Mlp,
     /// Prototypes: a bias-free linear layer whose K columns are kept at unit norm.
     pub prototypes: Linear,
 }
@@ -133,8 +133,7 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
         ));
     }
     let backbone = Backbone::new(&run.backbone, in_channels, device);
-    let projector =
-        ProjectionHead::on_backbone(&backbone, &run.backbone, c.proj_hidden, c.proj_dim, device);
+    let projector = Mlp::on_backbone(&backbone, &run.backbone, c.proj_hidden, c.proj_dim, device);
     let prototypes = normalize_prototypes(
         LinearConfig::new(c.proj_dim, c.prototypes)
             .with_bias(false)

@@ -20,17 +20,13 @@ use crate::losses::{cross_entropy, l2_normalize};
 use crate::methods::{Method, MethodInfo, StepOutput};
 use crate::nn::Backbone;
 use crate::pretext::tiles::PatchGrid;
-use crate::train::checkpoint::{self, HostParam};
 use crate::train::optim::Optimizer;
-use crate::train::step::finite_scalar;
+use crate::train::step::update;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Linear, LinearConfig, Relu};
-use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::ops::PadMode;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 
 /// Registry entry.
 pub const INFO: MethodInfo = MethodInfo {
@@ -259,9 +255,8 @@ impl Method for Cpc {
             });
         }
         let loss = total.expect("max_offset >= 1") / self.cfg.max_offset as f32;
-        let value = finite_scalar(&loss, step, "CPC loss")?;
-        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
-        self.model = opt.step(lr, self.model.clone(), grads);
+        let (model, value) = update(self.model.clone(), loss, opt, lr, step, "CPC loss")?;
+        self.model = model;
         Ok(StepOutput { loss: value, terms })
     }
 
@@ -315,12 +310,5 @@ impl Method for Cpc {
         self.model.backbone.clone()
     }
 
-    fn tensors(&self) -> BTreeMap<String, HostParam> {
-        checkpoint::collect(&self.model)
-    }
-
-    fn load_tensors(&mut self, tensors: &HashMap<String, HostParam>, path: &Path) -> Result<()> {
-        self.model = checkpoint::apply(self.model.clone(), tensors, path)?;
-        Ok(())
-    }
+    crate::methods::model_checkpoint!(model);
 }

@@ -19,11 +19,10 @@ use crate::error::Result;
 use crate::losses::{info_nce_with_queue, l2_normalize};
 use crate::memory::ema::{cosine_momentum, ema_update};
 use crate::methods::{Method, MethodInfo, StepInfo, StepOutput};
-use crate::nn::{Backbone, heads::ProjectionHead};
+use crate::nn::{Backbone, heads::Mlp};
 use crate::train::checkpoint::{self, HostParam};
 use crate::train::optim::Optimizer;
-use crate::train::step::finite_scalar;
-use burn::optim::GradientsParams;
+use crate::train::step::update;
 use burn::prelude::*;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -104,7 +103,7 @@ pub struct MocoEncoder {
     /// The representation.
     pub backbone: Backbone,
     /// The MLP head.
-    pub projector: ProjectionHead,
+    pub projector: Mlp,
 }
 
 impl MocoEncoder {
@@ -137,8 +136,7 @@ pub struct Moco {
 fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn Method>> {
     let c: &MocoConfig = &crate::methods::settings(run)?;
     let backbone = Backbone::new(&run.backbone, in_channels, device);
-    let projector =
-        ProjectionHead::on_backbone(&backbone, &run.backbone, c.proj_hidden, c.proj_dim, device);
+    let projector = Mlp::on_backbone(&backbone, &run.backbone, c.proj_hidden, c.proj_dim, device);
     let query = MocoEncoder {
         backbone,
         projector,
@@ -146,7 +144,7 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
     // A separately built encoder (own BatchNorm state), then set equal to the query encoder.
     let fresh_backbone = Backbone::new(&run.backbone, in_channels, device);
     let fresh = MocoEncoder {
-        projector: ProjectionHead::on_backbone(
+        projector: Mlp::on_backbone(
             &fresh_backbone,
             &run.backbone,
             c.proj_hidden,
@@ -302,9 +300,15 @@ impl Method for Moco {
                 / 2.0;
             new_keys = Tensor::cat(vec![new_keys, all_k1], 0);
         }
-        let value = finite_scalar(&loss, step, "MoCo InfoNCE loss")?;
-        let grads = GradientsParams::from_grads(loss.backward(), &self.model.query);
-        self.model.query = opt.step(lr, self.model.query.clone(), grads);
+        let (model, value) = update(
+            self.model.query.clone(),
+            loss,
+            opt,
+            lr,
+            step,
+            "MoCo InfoNCE loss",
+        )?;
+        self.model.query = model;
         self.enqueue(new_keys);
         Ok(StepOutput {
             loss: value,

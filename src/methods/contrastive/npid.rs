@@ -18,15 +18,15 @@ use crate::config::RunConfig;
 use crate::data::Dataset;
 use crate::data::loader::{HostBatch, ViewSpec, mix_seed};
 use crate::error::{Error, Result};
-use crate::losses::{estimate_log_z, info_nce, l2_normalize, npid_nce};
+use crate::losses::{info_nce, l2_normalize, npid_nce};
+use crate::memory::bank::estimate_log_z;
 use crate::memory::bank::{MemoryBank, similarities};
 use crate::methods::{Method, MethodInfo, StepOutput};
 use crate::nn::Backbone;
 use crate::train::checkpoint::{self, HostParam};
 use crate::train::optim::Optimizer;
-use crate::train::step::finite_scalar;
+use crate::train::step::update;
 use burn::nn::{Linear, LinearConfig};
-use burn::optim::GradientsParams;
 use burn::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -223,9 +223,8 @@ impl Method for Npid {
             &mut self.log_z,
             self.bank.len(),
         );
-        let value = finite_scalar(&loss, step, "NPID loss")?;
-        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
-        self.model = opt.step(lr, self.model.clone(), grads);
+        let (model, value) = update(self.model.clone(), loss, opt, lr, step, "NPID loss")?;
+        self.model = model;
         // Memory update with the embeddings of this step's forward pass (as the paper).
         self.bank
             .update_from_all_ranks(&batch.indices, v, self.cfg.bank_momentum);

@@ -24,9 +24,8 @@ use crate::pretext::rotation::rotate_batch;
 use crate::pretext::tiles::TileGrid;
 use crate::train::checkpoint::{self, HostParam};
 use crate::train::optim::Optimizer;
-use crate::train::step::finite_scalar;
+use crate::train::step::update;
 use burn::nn::{Linear, LinearConfig};
-use burn::optim::GradientsParams;
 use burn::prelude::*;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -289,13 +288,12 @@ impl Method for Pirl {
         let transform_term = bank_loss(kind, pos_t, neg_t, t, &mut self.log_z, n);
         let lambda = self.cfg.lambda;
         let loss = transform_term.clone() * lambda + image_term.clone() * (1.0 - lambda);
-        let value = finite_scalar(&loss, step, "PIRL loss")?;
         let terms = vec![
             ("image_term".to_string(), image_term.into_scalar()),
             ("transform_term".to_string(), transform_term.into_scalar()),
         ];
-        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
-        self.model = opt.step(lr, self.model.clone(), grads);
+        let (model, value) = update(self.model.clone(), loss, opt, lr, step, "PIRL loss")?;
+        self.model = model;
         self.bank
             .update_from_all_ranks(&batch.indices, v, self.cfg.bank_momentum);
         Ok(StepOutput { loss: value, terms })

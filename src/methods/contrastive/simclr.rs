@@ -16,15 +16,12 @@ use crate::dist;
 use crate::error::Result;
 use crate::losses::{nt_xent, nt_xent_anchors};
 use crate::methods::{Method, MethodInfo, StepOutput};
-use crate::nn::{Backbone, heads::ProjectionHead};
-use crate::train::checkpoint::{self, HostParam};
+use crate::nn::{Backbone, heads::Mlp};
 use crate::train::optim::Optimizer;
 use crate::train::step::finite_scalar;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 
 /// Registry entry.
 pub const INFO: MethodInfo = MethodInfo {
@@ -77,7 +74,7 @@ pub struct SimClrModel {
     /// The representation.
     pub backbone: Backbone,
     /// The projection MLP (discarded after pretraining).
-    pub projector: ProjectionHead,
+    pub projector: Mlp,
 }
 
 /// The SimCLR method.
@@ -91,7 +88,7 @@ pub struct SimClr {
 fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn Method>> {
     let cfg: SimClrConfig = crate::methods::settings(run)?;
     let backbone = Backbone::new(&run.backbone, in_channels, device);
-    let projector = ProjectionHead::on_backbone(
+    let projector = Mlp::on_backbone(
         &backbone,
         &run.backbone,
         cfg.proj_hidden,
@@ -180,12 +177,5 @@ impl Method for SimClr {
         self.model.backbone.clone()
     }
 
-    fn tensors(&self) -> BTreeMap<String, HostParam> {
-        checkpoint::collect(&self.model)
-    }
-
-    fn load_tensors(&mut self, tensors: &HashMap<String, HostParam>, path: &Path) -> Result<()> {
-        self.model = checkpoint::apply(self.model.clone(), tensors, path)?;
-        Ok(())
-    }
+    crate::methods::model_checkpoint!(model);
 }

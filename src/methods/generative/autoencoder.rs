@@ -20,7 +20,6 @@ use crate::methods::pretext_view;
 use crate::methods::{Method, MethodInfo, StepOutput};
 use crate::nn::Backbone;
 use crate::nn::decoder::Decoder;
-use crate::train::checkpoint::{self, HostParam};
 use crate::train::optim::Optimizer;
 use crate::train::step::finite_scalar;
 use burn::nn::{Linear, LinearConfig};
@@ -30,7 +29,6 @@ use burn::tensor::activation::{sigmoid, softplus};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// Registry entry of the autoencoder.
@@ -455,12 +453,5 @@ impl Method for Autoencoder {
         self.model.backbone.clone()
     }
 
-    fn tensors(&self) -> BTreeMap<String, HostParam> {
-        checkpoint::collect(&self.model)
-    }
-
-    fn load_tensors(&mut self, tensors: &HashMap<String, HostParam>, path: &Path) -> Result<()> {
-        self.model = checkpoint::apply(self.model.clone(), tensors, path)?;
-        Ok(())
-    }
+    crate::methods::model_checkpoint!(model);
 }

@@ -26,8 +26,7 @@ use crate::methods::pretext_view;
 use crate::methods::{Method, MethodInfo, StepOutput};
 use crate::nn::Backbone;
 use crate::nn::decoder::Decoder;
-use crate::nn::heads::ProjectionHead;
-use crate::train::checkpoint::{self, HostParam};
+use crate::nn::heads::Mlp;
 use crate::train::optim::Optimizer;
 use crate::train::step::finite_scalar;
 use burn::module::list_param_ids;
@@ -38,7 +37,6 @@ use burn::tensor::activation::{sigmoid, softplus};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// Registry entry.
@@ -110,11 +108,11 @@ pub struct BiganModel {
     /// Discriminator's image path (its last feature map, flattened, is used).
     pub disc_image: Backbone,
     /// Discriminator's joint MLP on (image features, code).
-    pub disc_joint: ProjectionHead,
+    pub disc_joint: Mlp,
     /// With `unary_scores`: the discriminator's score of the image features alone.
     pub disc_image_score: Option<Linear>,
     /// With `unary_scores`: the discriminator's MLP scoring the code alone.
-    pub disc_code: Option<ProjectionHead>,
+    pub disc_code: Option<Mlp>,
 }
 
 impl BiganModel {
@@ -185,7 +183,7 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
             in_channels,
             device,
         ),
-        disc_joint: ProjectionHead::new(
+        disc_joint: Mlp::new(
             disc_features + cfg.latent_dim,
             cfg.discriminator_hidden,
             1,
@@ -196,7 +194,7 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
             .then(|| LinearConfig::new(disc_features, 1).init(device)),
         disc_code: cfg
             .unary_scores
-            .then(|| ProjectionHead::new(cfg.latent_dim, cfg.discriminator_hidden, 1, device)),
+            .then(|| Mlp::new(cfg.latent_dim, cfg.discriminator_hidden, 1, device)),
         disc_image,
         backbone,
     };
@@ -431,12 +429,5 @@ impl Method for Bigan {
         self.model.backbone.clone()
     }
 
-    fn tensors(&self) -> BTreeMap<String, HostParam> {
-        checkpoint::collect(&self.model)
-    }
-
-    fn load_tensors(&mut self, tensors: &HashMap<String, HostParam>, path: &Path) -> Result<()> {
-        self.model = checkpoint::apply(self.model.clone(), tensors, path)?;
-        Ok(())
-    }
+    crate::methods::model_checkpoint!(model);
 }

@@ -18,7 +18,7 @@ use crate::methods::MethodInfo;
 use crate::methods::pretext::multi_task::{TaskKind, TaskOutput, build_single};
 use crate::methods::pretext_view;
 use crate::nn::Backbone;
-use crate::nn::heads::ProjectionHead;
+use crate::nn::heads::Mlp;
 use crate::pretext::permutations::{Selection, distance_stats, max_hamming_set};
 use crate::pretext::tiles::TileGrid;
 use crate::train::checkpoint::HostParam;
@@ -106,7 +106,7 @@ pub struct JigsawHead {
     /// Per-tile linear layer (shared by the tiles).
     pub tile_fc: Linear,
     /// MLP from the 9 concatenated tile features to `N` permutation scores.
-    pub classifier: ProjectionHead,
+    pub classifier: Mlp,
     act: Relu,
 }
 
@@ -140,7 +140,7 @@ impl JigsawTask {
         );
         let head = JigsawHead {
             tile_fc: LinearConfig::new(features, cfg.tile_dim).init(device),
-            classifier: ProjectionHead::new(9 * cfg.tile_dim, cfg.hidden, cfg.permutations, device),
+            classifier: Mlp::new(9 * cfg.tile_dim, cfg.hidden, cfg.permutations, device),
             act: Relu::new(),
         };
         Ok((

@@ -7,6 +7,9 @@
 //! weighted task losses, and the registry entry of `multi`, whose table nests each task's
 //! settings (`[multi.jigsaw]`). A single-task method (`rotation`, ...) is this method with
 //! one task, configured by its own table (`[rotation]`).
+//!
+//! Length: about 570 lines; it is the shared pretext-task runner of five tasks (model, task
+//! dispatch, settings, resumable state), which would otherwise be repeated in each task file.
 
 use crate::augment::ViewConfig;
 use crate::config::RunConfig;
@@ -26,8 +29,7 @@ use crate::methods::{Method, MethodInfo, StepOutput};
 use crate::nn::Backbone;
 use crate::train::checkpoint::{self, HostParam};
 use crate::train::optim::Optimizer;
-use crate::train::step::finite_scalar;
-use burn::optim::GradientsParams;
+use crate::train::step::{finite_scalar, update};
 use burn::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -472,9 +474,8 @@ impl Method for PretextMethod {
             });
         }
         let loss = total.expect("at least one task");
-        let value = finite_scalar(&loss, step, "pretext loss")?;
-        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
-        self.model = opt.step(lr, self.model.clone(), grads);
+        let (model, value) = update(self.model.clone(), loss, opt, lr, step, "pretext loss")?;
+        self.model = model;
         Ok(StepOutput { loss: value, terms })
     }
 

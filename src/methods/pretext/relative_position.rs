@@ -17,7 +17,7 @@ use crate::methods::MethodInfo;
 use crate::methods::pretext::multi_task::{TaskKind, TaskOutput, build_single};
 use crate::methods::pretext_view;
 use crate::nn::Backbone;
-use crate::nn::heads::ProjectionHead;
+use crate::nn::heads::Mlp;
 use crate::pretext::tiles::{TileGrid, drop_colors};
 use burn::prelude::*;
 use rand::Rng;
@@ -89,7 +89,7 @@ impl RelativePositionConfig {
 #[derive(Module, Debug)]
 pub struct RelativePositionHead {
     /// MLP from the two concatenated patch features to 8 position scores.
-    pub classifier: ProjectionHead,
+    pub classifier: Mlp,
 }
 
 /// The relative-position task.
@@ -110,7 +110,7 @@ impl RelativePositionTask {
         let cfg = cfg.clone();
         let grid = cfg.grid(run.views.size)?;
         let head = RelativePositionHead {
-            classifier: ProjectionHead::new(2 * features, cfg.hidden, 8, device),
+            classifier: Mlp::new(2 * features, cfg.hidden, 8, device),
         };
         Ok((
             RelativePositionTask {

@@ -15,7 +15,7 @@ use crate::methods::MethodInfo;
 use crate::methods::pretext::multi_task::{TaskKind, TaskOutput, build_single};
 use crate::methods::pretext_view;
 use crate::nn::Backbone;
-use crate::nn::heads::ProjectionHead;
+use crate::nn::heads::Mlp;
 use crate::pretext::rotation::rotate_batch;
 use burn::prelude::*;
 use rand::Rng;
@@ -56,7 +56,7 @@ impl Default for RotationConfig {
 #[derive(Module, Debug)]
 pub struct RotationHead {
     /// MLP `features -> hidden -> 4`.
-    pub classifier: ProjectionHead,
+    pub classifier: Mlp,
 }
 
 /// The rotation task.
@@ -75,7 +75,7 @@ impl RotationTask {
     ) -> Result<(Self, RotationHead)> {
         let cfg = cfg.clone();
         let head = RotationHead {
-            classifier: ProjectionHead::new(features, cfg.hidden.max(1), 4, device),
+            classifier: Mlp::new(features, cfg.hidden.max(1), 4, device),
         };
         Ok((
             RotationTask {

@@ -18,7 +18,6 @@ use crate::methods::video::shuffle_learn::frame_crop;
 use crate::methods::{Method, MethodInfo, StepOutput, item_seeds, metrics_or_warn, prepared};
 use crate::nn::Backbone;
 use crate::pretext::frames::{FrameCrop, frames_tensor, moving_windows_by_clip, odd_question};
-use crate::train::checkpoint::{self, HostParam};
 use crate::train::optim::Optimizer;
 use crate::train::step::classification_step;
 use burn::nn::{Linear, LinearConfig, Relu};
@@ -26,8 +25,6 @@ use burn::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 
 /// Registry entry.
 pub const INFO: MethodInfo = MethodInfo {
@@ -303,12 +300,5 @@ impl Method for OddOneOut {
         self.model.backbone.clone()
     }
 
-    fn tensors(&self) -> BTreeMap<String, HostParam> {
-        checkpoint::collect(&self.model)
-    }
-
-    fn load_tensors(&mut self, tensors: &HashMap<String, HostParam>, path: &Path) -> Result<()> {
-        self.model = checkpoint::apply(self.model.clone(), tensors, path)?;
-        Ok(())
-    }
+    crate::methods::model_checkpoint!(model);
 }

@@ -13,17 +13,14 @@ use crate::data::loader::{HostBatch, ViewSpec, mix_seed};
 use crate::error::{Error, Result};
 use crate::eval::batch_accuracy;
 use crate::methods::{Method, MethodInfo, StepOutput, item_seeds, metrics_or_warn, prepared};
-use crate::nn::{Backbone, heads::ProjectionHead};
+use crate::nn::{Backbone, heads::Mlp};
 use crate::pretext::frames::{FrameCrop, frames_tensor, moving_windows, order_tuple};
-use crate::train::checkpoint::{self, HostParam};
 use crate::train::optim::Optimizer;
 use crate::train::step::classification_step;
 use burn::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 
 /// Registry entry.
 pub const INFO: MethodInfo = MethodInfo {
@@ -99,7 +96,7 @@ pub struct ShuffleLearnModel {
     /// MLP from the three frames' flattened last feature maps, concatenated, to 2 scores
     /// (out of order, in order). Flattened maps keep where things are, which pooled
     /// features lose and which motion is about (the paper's fc6 sees pool5 flattened too).
-    pub classifier: ProjectionHead,
+    pub classifier: Mlp,
 }
 
 impl ShuffleLearnModel {
@@ -146,7 +143,7 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
     Ok(Box::new(ShuffleLearn {
         model: ShuffleLearnModel {
             backbone,
-            classifier: ProjectionHead::new(3 * d, cfg.hidden.max(1), 2, device),
+            classifier: Mlp::new(3 * d, cfg.hidden.max(1), 2, device),
         },
         crop: frame_crop(run, cfg.jitter),
         cfg,
@@ -277,12 +274,5 @@ impl Method for ShuffleLearn {
         self.model.backbone.clone()
     }
 
-    fn tensors(&self) -> BTreeMap<String, HostParam> {
-        checkpoint::collect(&self.model)
-    }
-
-    fn load_tensors(&mut self, tensors: &HashMap<String, HostParam>, path: &Path) -> Result<()> {
-        self.model = checkpoint::apply(self.model.clone(), tensors, path)?;
-        Ok(())
-    }
+    crate::methods::model_checkpoint!(model);
 }

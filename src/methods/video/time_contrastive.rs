@@ -15,18 +15,14 @@ use crate::error::{Error, Result};
 use crate::losses::nt_xent;
 use crate::methods::video::tracking::HeldOutDistances;
 use crate::methods::{Method, MethodInfo, StepOutput, item_seeds, prepared};
-use crate::nn::{Backbone, heads::ProjectionHead};
-use crate::train::checkpoint::{self, HostParam};
+use crate::nn::{Backbone, heads::Mlp};
 use crate::train::optim::Optimizer;
-use crate::train::step::finite_scalar;
-use burn::optim::GradientsParams;
+use crate::train::step::update;
 use burn::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 
 /// Registry entry.
 pub const INFO: MethodInfo = MethodInfo {
@@ -91,7 +87,7 @@ pub struct TimeContrastiveModel {
     /// The representation.
     pub backbone: Backbone,
     /// The projection MLP.
-    pub projector: ProjectionHead,
+    pub projector: Mlp,
 }
 
 /// The time-contrastive method.
@@ -107,7 +103,7 @@ pub struct TimeContrastive {
 fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn Method>> {
     let cfg: TimeContrastiveConfig = crate::methods::settings(run)?;
     let backbone = Backbone::new(&run.backbone, in_channels, device);
-    let projector = ProjectionHead::new(
+    let projector = Mlp::new(
         backbone.feature_dim(),
         cfg.proj_hidden,
         cfg.proj_dim,
@@ -262,9 +258,15 @@ impl Method for TimeContrastive {
             z.narrow(0, b, b),
             self.cfg.temperature,
         );
-        let value = finite_scalar(&loss, step, "time-contrastive NT-Xent loss")?;
-        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
-        self.model = opt.step(lr, self.model.clone(), grads);
+        let (model, value) = update(
+            self.model.clone(),
+            loss,
+            opt,
+            lr,
+            step,
+            "time-contrastive NT-Xent loss",
+        )?;
+        self.model = model;
         Ok(StepOutput {
             loss: value,
             terms: vec![],
@@ -283,12 +285,5 @@ impl Method for TimeContrastive {
         self.model.backbone.clone()
     }
 
-    fn tensors(&self) -> BTreeMap<String, HostParam> {
-        checkpoint::collect(&self.model)
-    }
-
-    fn load_tensors(&mut self, tensors: &HashMap<String, HostParam>, path: &Path) -> Result<()> {
-        self.model = checkpoint::apply(self.model.clone(), tensors, path)?;
-        Ok(())
-    }
+    crate::methods::model_checkpoint!(model);
 }

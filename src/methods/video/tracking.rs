@@ -7,6 +7,9 @@
 //! (backbone + embedding MLP) is trained with the ranking loss
 //! `max(0, D(a, p) - D(a, n) + margin)` on cosine distance, with random negatives during a
 //! warm-up and then the hardest negatives of the batch (section 3.3 of the paper).
+//!
+//! Length: about 510 lines before its unit tests; the clip sampler, the hard-negative schedule
+//! and the held-out distance ratio with its delta-method SE are one method's parts.
 
 use crate::augment::{Image, normalize};
 use crate::config::RunConfig;
@@ -16,17 +19,14 @@ use crate::error::{Error, Result};
 use crate::features::track::{PairSearch, Place, TrackedPair, Tracker, find_pairs, patch_image};
 use crate::losses::{cosine_distances, hardest_negatives, paired_cosine_distances, ranking_loss};
 use crate::methods::{Method, MethodInfo, StepOutput, item_seeds, prepared};
-use crate::nn::{Backbone, heads::ProjectionHead};
+use crate::nn::{Backbone, heads::Mlp};
 use crate::pretext::frames::require_clips;
-use crate::train::checkpoint::{self, HostParam};
 use crate::train::optim::Optimizer;
-use crate::train::step::finite_scalar;
-use burn::optim::GradientsParams;
+use crate::train::step::update;
 use burn::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// Registry entry.
@@ -129,7 +129,7 @@ pub struct TrackingModel {
     /// The representation.
     pub backbone: Backbone,
     /// Backbone features to the embedding that the ranking loss compares.
-    pub embed: ProjectionHead,
+    pub embed: Mlp,
 }
 
 /// The tracking method.
@@ -148,7 +148,7 @@ pub struct Tracking {
 fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn Method>> {
     let cfg: TrackingConfig = crate::methods::settings(run)?;
     let backbone = Backbone::new(&run.backbone, in_channels, device);
-    let embed = ProjectionHead::new(backbone.feature_dim(), cfg.hidden, cfg.embed_dim, device);
+    let embed = Mlp::new(backbone.feature_dim(), cfg.hidden, cfg.embed_dim, device);
     Ok(Box::new(Tracking {
         model: TrackingModel { backbone, embed },
         cfg,
@@ -419,9 +419,8 @@ impl Method for Tracking {
         let ap_mean = d_ap.clone().mean().into_scalar();
         let loss = ranking_loss(d_ap, d_an.clone(), &chosen, self.cfg.margin);
         let an_mean = d_an.mean().into_scalar();
-        let value = finite_scalar(&loss, step, "ranking loss")?;
-        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
-        self.model = opt.step(lr, self.model.clone(), grads);
+        let (model, value) = update(self.model.clone(), loss, opt, lr, step, "ranking loss")?;
+        self.model = model;
         Ok(StepOutput {
             loss: value,
             terms: vec![
@@ -451,14 +450,7 @@ impl Method for Tracking {
         self.model.backbone.clone()
     }
 
-    fn tensors(&self) -> BTreeMap<String, HostParam> {
-        checkpoint::collect(&self.model)
-    }
-
-    fn load_tensors(&mut self, tensors: &HashMap<String, HostParam>, path: &Path) -> Result<()> {
-        self.model = checkpoint::apply(self.model.clone(), tensors, path)?;
-        Ok(())
-    }
+    crate::methods::model_checkpoint!(model);
 }
 
 /// Draws a white square outline at `place` on a grey frame.

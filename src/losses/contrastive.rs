@@ -1,0 +1,123 @@
+//! Contrastive losses: a positive must score above negatives drawn from the batch (NT-Xent),
+//! a queue (InfoNCE) or a memory bank (NCE).
+
+use super::l2_normalize;
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+
+/// NT-Xent, the normalized temperature-scaled cross-entropy of SimCLR (Chen et al. 2020, eq. 1).
+///
+/// `z1[i]` and `z2[i]` are the projections of two views of image `i`. Each of the `2B`
+/// projections is classified against the other `2B - 1` (cosine similarity / `temperature`),
+/// its positive being the other view of the same image; the loss is the mean over all `2B`.
+pub fn nt_xent(z1: Tensor<2>, z2: Tensor<2>, temperature: f32) -> Tensor<1> {
+    let b = z1.dims()[0];
+    nt_xent_anchors(z1, z2, temperature, 0..b)
+}
+/// The terms of [`nt_xent`] whose anchors are the two views of images `anchors` (a range of
+/// rows of `z1`/`z2`), still classified against all `2B - 1` others; the mean over those
+/// `2 * anchors.len()` terms. In a data-parallel run each rank scores its own images against
+/// the gathered batch, and the mean over the ranks is [`nt_xent`] of the whole batch.
+pub fn nt_xent_anchors(
+    z1: Tensor<2>,
+    z2: Tensor<2>,
+    temperature: f32,
+    anchors: std::ops::Range<usize>,
+) -> Tensor<1> {
+    let [b, _] = z1.dims();
+    let (s, m) = (anchors.start, anchors.len());
+    assert!(
+        anchors.end <= b && m > 0,
+        "anchors must be a non-empty range of rows"
+    );
+    let n = 2 * b;
+    let device = z1.device();
+    let z = l2_normalize(Tensor::cat(vec![z1, z2], 0));
+    let q = Tensor::cat(
+        vec![z.clone().narrow(0, s, m), z.clone().narrow(0, b + s, m)],
+        0,
+    );
+    let logits = q.matmul(z.transpose()) / temperature; // [2m, 2B]
+    // Row r is view 1 of image s + r (r < m) or view 2 of image s + r - m.
+    let (mut own, mut pos) = (vec![0.0f32; 2 * m * n], vec![0.0f32; 2 * m * n]);
+    for r in 0..2 * m {
+        let (this, other) = if r < m {
+            (s + r, b + s + r)
+        } else {
+            (b + s + r - m, s + r - m)
+        };
+        own[r * n + this] = 1.0;
+        pos[r * n + other] = 1.0;
+    }
+    let own = Tensor::<2>::from_data(TensorData::new(own, [2 * m, n]), &device).greater_elem(0.5);
+    let logits = logits.mask_fill(own, -1.0e9);
+    let pos = Tensor::<2>::from_data(TensorData::new(pos, [2 * m, n]), &device);
+    let log_prob = log_softmax(logits, 1);
+    (log_prob * pos).sum().neg() / (2 * m) as f32
+}
+/// InfoNCE of MoCo (He et al. 2020, eq. 1): each query `q[i]` (`[B, D]`, L2-normalized) is
+/// classified among its positive key `k[i]` and the `K` negatives of `queue` (`[K, D]`), with
+/// logits `q.k / temperature`; the loss is the cross-entropy with the positive as target.
+pub fn info_nce_with_queue(
+    q: Tensor<2>,
+    k: Tensor<2>,
+    queue: Tensor<2>,
+    temperature: f32,
+) -> Tensor<1> {
+    let [b, _] = q.dims();
+    let pos = (q.clone() * k).sum_dim(1).reshape([b]);
+    info_nce(pos, q.matmul(queue.transpose()), temperature)
+}
+/// InfoNCE over one positive similarity `pos` `[B]` and negatives `neg` `[B, m]`:
+/// cross-entropy with the positive as target, logits divided by `temperature`.
+pub fn info_nce(pos: Tensor<1>, neg: Tensor<2>, temperature: f32) -> Tensor<1> {
+    let [b, _] = neg.dims();
+    let logits = Tensor::cat(vec![pos.reshape([b, 1]), neg], 1) / temperature;
+    log_softmax(logits, 1).narrow(1, 0, 1).sum().neg() / b as f32
+}
+/// NCE loss of NPID (Wu et al. 2018, eqs. 4-6) from similarities to memory-bank entries.
+///
+/// `pos` `[B]` and `neg` `[B, m]` are cosine similarities of each embedding with its own bank
+/// entry and with `m` noise entries drawn uniformly from the `n` entries of the bank. With
+/// `P(i|v) = exp(s / temperature) / z` and noise `P_n = 1 / n`, the loss is
+/// `-log h(pos) - sum log(1 - h(neg))` with `h(s) = P / (P + m P_n)`, averaged over the batch;
+/// computed with softplus in the log domain.
+pub fn npid_nce(
+    pos: Tensor<1>,
+    neg: Tensor<2>,
+    temperature: f32,
+    log_z: f64,
+    n: usize,
+) -> Tensor<1> {
+    let b = pos.dims()[0];
+    nce_with_positive_sets(pos.reshape([b, 1]), neg, None, temperature, log_z, n)
+}
+/// NCE with a set of positives per row (AVID + CMA, Morgado et al. 2021): [`npid_nce`] with
+/// `pos` `[B, k]`, each row's positive terms `-log h(pos)` averaged over its `k` positives
+/// (the reference code's `NCECriterion`), the noise terms over `neg` `[B, m]` summed.
+/// `noise_kept` `[B, m]` (1 or 0), when given, drops noise terms: a noise entry drawn for the
+/// batch that is the row's own instance or one of its positives. With `k = 1` and no mask it
+/// is [`npid_nce`].
+pub fn nce_with_positive_sets(
+    pos: Tensor<2>,
+    neg: Tensor<2>,
+    noise_kept: Option<Tensor<2>>,
+    temperature: f32,
+    log_z: f64,
+    n: usize,
+) -> Tensor<1> {
+    use burn::tensor::activation::softplus;
+    let [b, m] = neg.dims();
+    let k = pos.dims()[1];
+    let log_c = (m as f64 / n as f64).ln();
+    let log_p_pos = pos / temperature - log_z;
+    let log_p_neg = neg / temperature - log_z;
+    // -log(P / (P + c)) = softplus(log c - log P);  -log(c / (P + c)) = softplus(log P - log c).
+    let pos_term = softplus(log_p_pos.neg() + log_c, 1.0).sum() / k as f32;
+    let neg_terms = softplus(log_p_neg - log_c, 1.0);
+    let neg_term = match noise_kept {
+        Some(kept) => (neg_terms * kept).sum(),
+        None => neg_terms.sum(),
+    };
+    (pos_term + neg_term) / b as f32
+}
