@@ -271,9 +271,14 @@ impl RunConfig {
         t
     }
 
-    /// The config as TOML text.
+    /// The config as TOML text: the common fields in their declared order, then the
+    /// method's table.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(&self.to_table()).expect("a RunConfig always serializes")
+        let common = toml::to_string_pretty(self).expect("a RunConfig always serializes");
+        let mut own = toml::Table::new();
+        own.insert(self.method.clone(), toml::Value::Table(self.settings.clone()));
+        let own = toml::to_string_pretty(&own).expect("a settings table serializes");
+        format!("{common}\n{own}")
     }
 
     /// This config with `method` as its method: the settings are kept if the method stays

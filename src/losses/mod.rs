@@ -5,10 +5,12 @@
 pub mod clustering;
 pub mod contrastive;
 pub mod metric;
+pub mod siamese;
 
 pub use clustering::*;
 pub use contrastive::*;
 pub use metric::*;
+pub use siamese::*;
 
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;

@@ -41,6 +41,7 @@ pub mod clustering;
 pub mod contrastive;
 pub mod generative;
 pub mod pretext;
+pub mod siamese;
 pub mod supervised;
 pub mod video;
 
@@ -178,6 +179,10 @@ pub const METHODS: &[MethodInfo] = &[
     contrastive::simclr::INFO,
     contrastive::moco::INFO,
     clustering::swav::INFO,
+    siamese::byol::INFO,
+    siamese::simsiam::INFO,
+    siamese::barlow_twins::INFO,
+    siamese::vicreg::INFO,
     contrastive::npid::INFO,
     contrastive::pirl::INFO,
     contrastive::cpc::INFO,

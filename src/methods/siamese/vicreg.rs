@@ -1,0 +1,152 @@
+//! VICReg: "VICReg: Variance-Invariance-Covariance Regularization for Self-Supervised
+//! Learning" (Bardes, Ponce & LeCun, ICLR 2022).
+//!
+//! Two views go through the same encoder (backbone + projection MLP). Three terms: the views'
+//! embeddings must agree (invariance: mean squared error), each dimension must keep a standard
+//! deviation of at least 1 over the batch (variance: a hinge), and the dimensions must be
+//! decorrelated (covariance: the squared off-diagonal covariances), weighted 25 / 25 / 1 as in
+//! the paper (eqs. 1-6). The three terms are logged.
+//!
+//! Data-parallel: not yet. Variance and covariance are statistics of the whole batch, so they
+//! would need the embeddings of every rank; a run with more than one rank is refused.
+
+use crate::config::RunConfig;
+use crate::data::loader::{HostBatch, ViewSpec};
+use crate::error::{Error, Result};
+use crate::losses::vicreg_terms;
+use crate::methods::siamese::embed_two_views;
+use crate::methods::{Method, MethodInfo, StepOutput};
+use crate::nn::{Backbone, heads::Mlp};
+use crate::train::optim::Optimizer;
+use crate::train::step::update;
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Registry entry.
+pub const INFO: MethodInfo = MethodInfo {
+    name: "vicreg",
+    paper: "Bardes et al. 2022, VICReg: Variance-Invariance-Covariance Regularization",
+    summary: "two views agree, each dimension keeps its variance, dimensions decorrelate",
+    settings: crate::methods::complete_settings::<VicRegConfig>,
+    readout: crate::methods::global_readout,
+    build,
+};
+
+/// VICReg's settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VicRegConfig {
+    /// Hidden width of the projection MLP.
+    pub proj_hidden: usize,
+    /// Output width of the projection MLP.
+    pub proj_dim: usize,
+    /// Weight of the invariance term (the paper: 25).
+    pub sim_weight: f32,
+    /// Weight of the variance term (the paper: 25).
+    pub var_weight: f32,
+    /// Weight of the covariance term (the paper: 1).
+    pub cov_weight: f32,
+}
+
+impl Default for VicRegConfig {
+    fn default() -> Self {
+        VicRegConfig {
+            proj_hidden: 512,
+            proj_dim: 512,
+            sim_weight: 25.0,
+            var_weight: 25.0,
+            cov_weight: 1.0,
+        }
+    }
+}
+
+impl crate::methods::Settings for VicRegConfig {
+    fn validate(&self, _run: &RunConfig) -> Result<()> {
+        let w = [self.sim_weight, self.var_weight, self.cov_weight];
+        if w.iter().any(|w| !(*w >= 0.0 && w.is_finite())) {
+            return Err(Error::Config(format!(
+                "vicreg.sim_weight, var_weight and cov_weight = {w:?} must be non-negative"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Backbone plus projection MLP (the paper's "expander").
+#[derive(Module, Debug)]
+pub struct VicRegModel {
+    /// The representation.
+    pub backbone: Backbone,
+    /// The projection MLP.
+    pub projector: Mlp,
+}
+
+/// The VICReg method.
+pub struct VicReg {
+    model: VicRegModel,
+    cfg: VicRegConfig,
+    views: ViewSpec,
+    device: Device,
+}
+
+fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn Method>> {
+    let c: VicRegConfig = crate::methods::settings(run)?;
+    if crate::dist::world_size() > 1 {
+        return Err(Error::Config(
+            "vicreg does not run data-parallel yet (its variance and covariance are statistics \
+             of the whole batch): run it in one process"
+                .into(),
+        ));
+    }
+    let backbone = Backbone::new(&run.backbone, in_channels, device);
+    let projector = Mlp::on_backbone(&backbone, &run.backbone, c.proj_hidden, c.proj_dim, device);
+    Ok(Box::new(VicReg {
+        model: VicRegModel {
+            backbone,
+            projector,
+        },
+        cfg: c,
+        views: ViewSpec {
+            views: vec![run.views.clone(), run.views.clone()],
+        },
+        device: device.clone(),
+    }))
+}
+
+impl Method for VicReg {
+    fn name(&self) -> &'static str {
+        INFO.name
+    }
+
+    fn views(&self) -> ViewSpec {
+        self.views.clone()
+    }
+
+    fn train_step(
+        &mut self,
+        batch: &HostBatch,
+        opt: &mut Optimizer,
+        lr: f64,
+    ) -> Result<StepOutput> {
+        let step = batch.step + 1;
+        let m = &self.model;
+        let (z1, z2) = embed_two_views(&m.backbone, &m.projector, batch, &self.device);
+        let (inv, var, cov) = vicreg_terms(z1, z2);
+        let terms = vec![
+            ("invariance".to_string(), inv.clone().into_scalar()),
+            ("variance".to_string(), var.clone().into_scalar()),
+            ("covariance".to_string(), cov.clone().into_scalar()),
+        ];
+        let c = &self.cfg;
+        let loss = inv * c.sim_weight + var * c.var_weight + cov * c.cov_weight;
+        let (model, value) = update(self.model.clone(), loss, opt, lr, step, "VICReg loss")?;
+        self.model = model;
+        Ok(StepOutput { loss: value, terms })
+    }
+
+    fn backbone(&self) -> Backbone {
+        self.model.backbone.clone()
+    }
+
+    crate::methods::model_checkpoint!(model);
+}
