@@ -168,3 +168,25 @@ fn dist_check_passes_and_errors_end_every_rank() {
     assert!(err.contains("multiple of the number of ranks"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn byol_on_two_ranks_equals_one_process() {
+    // The momentum target too: every rank applies the same moving average.
+    two_ranks_equal_one_process("byol", &[]);
+}
+
+#[test]
+fn methods_with_batch_statistics_refuse_several_ranks() {
+    // Barlow Twins' cross-correlation and VICReg's variance are statistics of the whole batch,
+    // which are not gathered across ranks yet: a clear error, not silently other statistics.
+    for method in ["barlow_twins", "vicreg"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args: Vec<&str> = RUN.to_vec();
+        let out = dir.path().join("run");
+        args.extend(["--method", method, "--out", out.to_str().unwrap()]);
+        let o = selfsup(2, &args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{method} should refuse 2 ranks");
+        assert!(err.contains("data-parallel") && !err.contains("panicked"), "{err}");
+    }
+}

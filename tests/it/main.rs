@@ -18,6 +18,7 @@ mod pretext;
 mod pretext_tasks;
 mod reliability;
 mod resume;
+mod siamese;
 mod swav;
 mod train;
 mod video;
