@@ -68,6 +68,10 @@ pub fn default_entries(base: &RunConfig) -> Vec<(String, RunConfig)> {
         ("cpc".into(), with("cpc")),
         ("swav".into(), plain_swav),
         ("swav + multi-crop".into(), multicrop),
+        ("byol".into(), with("byol")),
+        ("simsiam".into(), with("simsiam")),
+        ("barlow twins".into(), with("barlow_twins")),
+        ("vicreg".into(), with("vicreg")),
         ("rotation".into(), with("rotation")),
         ("jigsaw (2x views)".into(), upsampled("jigsaw")),
         (

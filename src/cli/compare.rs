@@ -15,7 +15,8 @@ pub struct CompareArgs {
     #[arg(long, default_value_t = 120.0)]
     pub budget_s: f64,
     /// Only these methods (comma-separated label prefixes: simclr, moco, npid, pirl, cpc, swav,
-    /// rotation, jigsaw, relative, inpainting, multi).
+    /// byol, simsiam, barlow, vicreg, rotation, jigsaw, relative, inpainting, multi,
+    /// autoencoder, vae).
     #[arg(long, value_delimiter = ',')]
     pub methods: Vec<String>,
     /// Data source (needs a labeled test split; default: the embedded subset).
