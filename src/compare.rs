@@ -63,6 +63,7 @@ pub fn default_entries(base: &RunConfig) -> Vec<(String, RunConfig)> {
     vec![
         ("simclr".into(), with("simclr")),
         ("moco".into(), with("moco")),
+        ("mocov3".into(), with("mocov3")),
         ("npid".into(), with("npid")),
         ("pirl (jigsaw)".into(), with("pirl")),
         ("cpc".into(), with("cpc")),

@@ -276,7 +276,10 @@ impl RunConfig {
     pub fn to_toml(&self) -> String {
         let common = toml::to_string_pretty(self).expect("a RunConfig always serializes");
         let mut own = toml::Table::new();
-        own.insert(self.method.clone(), toml::Value::Table(self.settings.clone()));
+        own.insert(
+            self.method.clone(),
+            toml::Value::Table(self.settings.clone()),
+        );
         let own = toml::to_string_pretty(&own).expect("a settings table serializes");
         format!("{common}\n{own}")
     }

@@ -14,7 +14,7 @@ pub struct CompareArgs {
     /// Training seconds per method.
     #[arg(long, default_value_t = 120.0)]
     pub budget_s: f64,
-    /// Only these methods (comma-separated label prefixes: simclr, moco, npid, pirl, cpc, swav,
+    /// Only these methods (comma-separated label prefixes: simclr, moco (and mocov3), npid, pirl, cpc, swav,
     /// byol, simsiam, barlow, vicreg, rotation, jigsaw, relative, inpainting, multi,
     /// autoencoder, vae).
     #[arg(long, value_delimiter = ',')]

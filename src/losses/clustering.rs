@@ -14,6 +14,7 @@ use burn::tensor::activation::log_softmax;
 pub fn sinkhorn(scores: &[f32], n: usize, k: usize, epsilon: f64, iterations: usize) -> Vec<f32> {
     sinkhorn_with(scores, n, k, epsilon, iterations, &|_| {})
 }
+
 /// [`sinkhorn`] on one shard of a batch: `scores` holds `n` of its rows, and `combine` turns
 /// log-sum-exps over this shard's rows (one per entry) into log-sum-exps over the rows of all
 /// shards, in place (nothing to do for a whole batch; `dist::sinkhorn_sharded` combines over
@@ -68,6 +69,7 @@ pub fn sinkhorn_with(
     // Scale so each sample's code sums to 1.
     log_q.iter().map(|&v| (v + ln_n).exp() as f32).collect()
 }
+
 /// SwAV's swapped-prediction term: cross-entropy between `codes` `[B, K]` (targets, no
 /// gradient) and the softmax of `scores / temperature` `[B, K]` of another view.
 pub fn swapped_prediction(codes: Tensor<2>, scores: Tensor<2>, temperature: f32) -> Tensor<1> {

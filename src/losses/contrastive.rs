@@ -14,6 +14,7 @@ pub fn nt_xent(z1: Tensor<2>, z2: Tensor<2>, temperature: f32) -> Tensor<1> {
     let b = z1.dims()[0];
     nt_xent_anchors(z1, z2, temperature, 0..b)
 }
+
 /// The terms of [`nt_xent`] whose anchors are the two views of images `anchors` (a range of
 /// rows of `z1`/`z2`), still classified against all `2B - 1` others; the mean over those
 /// `2 * anchors.len()` terms. In a data-parallel run each rank scores its own images against
@@ -55,6 +56,7 @@ pub fn nt_xent_anchors(
     let log_prob = log_softmax(logits, 1);
     (log_prob * pos).sum().neg() / (2 * m) as f32
 }
+
 /// InfoNCE of MoCo (He et al. 2020, eq. 1): each query `q[i]` (`[B, D]`, L2-normalized) is
 /// classified among its positive key `k[i]` and the `K` negatives of `queue` (`[K, D]`), with
 /// logits `q.k / temperature`; the loss is the cross-entropy with the positive as target.
@@ -68,6 +70,7 @@ pub fn info_nce_with_queue(
     let pos = (q.clone() * k).sum_dim(1).reshape([b]);
     info_nce(pos, q.matmul(queue.transpose()), temperature)
 }
+
 /// InfoNCE over one positive similarity `pos` `[B]` and negatives `neg` `[B, m]`:
 /// cross-entropy with the positive as target, logits divided by `temperature`.
 pub fn info_nce(pos: Tensor<1>, neg: Tensor<2>, temperature: f32) -> Tensor<1> {
@@ -75,6 +78,7 @@ pub fn info_nce(pos: Tensor<1>, neg: Tensor<2>, temperature: f32) -> Tensor<1> {
     let logits = Tensor::cat(vec![pos.reshape([b, 1]), neg], 1) / temperature;
     log_softmax(logits, 1).narrow(1, 0, 1).sum().neg() / b as f32
 }
+
 /// NCE loss of NPID (Wu et al. 2018, eqs. 4-6) from similarities to memory-bank entries.
 ///
 /// `pos` `[B]` and `neg` `[B, m]` are cosine similarities of each embedding with its own bank
@@ -92,6 +96,7 @@ pub fn npid_nce(
     let b = pos.dims()[0];
     nce_with_positive_sets(pos.reshape([b, 1]), neg, None, temperature, log_z, n)
 }
+
 /// NCE with a set of positives per row (AVID + CMA, Morgado et al. 2021): [`npid_nce`] with
 /// `pos` `[B, k]`, each row's positive terms `-log h(pos)` averaged over its `k` positives
 /// (the reference code's `NCECriterion`), the noise terms over `neg` `[B, m]` summed.
@@ -120,4 +125,50 @@ pub fn nce_with_positive_sets(
         None => neg_terms.sum(),
     };
     (pos_term + neg_term) / b as f32
+}
+
+/// MoCo v3's contrastive loss (Chen, Xie & He 2021, Algorithm 1, `ctr`): each query `q[i]`
+/// (`[B, D]`) is classified among all keys `k` (`[N, D]`, no gradient) by cosine similarity
+/// over `temperature`, its positive being key `offset + i` (its own image's other view; in a
+/// data-parallel run the keys of every rank are gathered and `offset` is this rank's first
+/// row); the cross-entropy is scaled by `2 * temperature`, as the reference code does.
+pub fn moco_v3_contrastive(
+    q: Tensor<2>,
+    k: Tensor<2>,
+    offset: usize,
+    temperature: f32,
+) -> Tensor<1> {
+    let b = q.dims()[0];
+    let logits = l2_normalize(q).matmul(l2_normalize(k).transpose()) / temperature;
+    let targets: Vec<u32> = (0..b).map(|i| (offset + i) as u32).collect();
+    super::cross_entropy(logits, &targets) * (2.0 * temperature)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tensor(rows: &[[f32; 2]]) -> Tensor<2> {
+        let data: Vec<f32> = rows.iter().flatten().copied().collect();
+        Tensor::from_data(TensorData::new(data, [rows.len(), 2]), &Device::flex())
+    }
+
+    #[test]
+    fn moco_v3_contrastive_by_hand() {
+        // Orthogonal unit keys, T = 1: each row's cross-entropy is ln(1 + e^-1); times 2T.
+        let q = tensor(&[[2.0, 0.0], [0.0, 3.0]]);
+        let k = tensor(&[[1.0, 0.0], [0.0, 1.0]]);
+        let got: f32 = moco_v3_contrastive(q.clone(), k.clone(), 0, 1.0).into_scalar();
+        let want = 2.0 * (1.0 + (-1.0f64).exp()).ln();
+        assert!((got as f64 - want).abs() < 1e-6, "{got} vs {want}");
+        // The positives at offset 1 of four gathered keys: the second and third rows.
+        let all = tensor(&[[0.0, 1.0], [1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]);
+        let got: f32 = moco_v3_contrastive(q, all, 1, 0.5).into_scalar();
+        // Query 0 = (1, 0): logits (0, 2, 0, -2), positive 2; query 1 = (0, 1): (2, 0, 2, 0),
+        // positive 2.
+        let ce =
+            |l: [f64; 4], p: usize| -> f64 { l.iter().map(|x| x.exp()).sum::<f64>().ln() - l[p] };
+        let want = (ce([0.0, 2.0, 0.0, -2.0], 1) + ce([2.0, 0.0, 2.0, 0.0], 2)) / 2.0;
+        assert!((got as f64 - want).abs() < 1e-5, "{got} vs {want}");
+    }
 }

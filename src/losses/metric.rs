@@ -11,6 +11,7 @@ pub fn cosine_distances(a: Tensor<2>, b: Tensor<2>) -> Tensor<2> {
         .neg()
         .add_scalar(1.0)
 }
+
 /// Cosine distances `1 - cos(a_i, b_i)`, `[B]`, between matching rows of `a` and `b`.
 pub fn paired_cosine_distances(a: Tensor<2>, b: Tensor<2>) -> Tensor<1> {
     let n = a.dims()[0];
@@ -20,6 +21,7 @@ pub fn paired_cosine_distances(a: Tensor<2>, b: Tensor<2>) -> Tensor<1> {
         .neg()
         .add_scalar(1.0)
 }
+
 /// The triplet ranking loss of Wang & Gupta 2015 (eq. 2), `max(0, D(a, p) - D(a, n) + margin)`
 /// with `D` the cosine distance, averaged over the (anchor `i`, negative `j`) pairs that
 /// `chosen[i]` lists. `d_ap` `[B]` holds `D(a_i, p_i)` and `d_an` `[B, N]` holds `D(a_i, n_j)`.
@@ -43,6 +45,7 @@ pub fn ranking_loss(
         .clamp_min(0.0);
     (hinge * mask).sum().div_scalar(count)
 }
+
 /// Hard-negative selection (Wang & Gupta 2015, section 3.3): for each anchor (row of the
 /// `[B, N]` row-major distances `d_an`), the `k` negatives closest to it, which violate the
 /// margin most; never index `i` itself when `exclude_diagonal` (the anchor's own positive

@@ -20,6 +20,7 @@ pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
     let norm = x.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-12);
     x / norm
 }
+
 /// Cross-entropy of `logits` `[B, K]` against integer `targets` (mean over the batch).
 pub fn cross_entropy(logits: Tensor<2>, targets: &[u32]) -> Tensor<1> {
     let [b, k] = logits.dims();

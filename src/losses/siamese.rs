@@ -34,7 +34,10 @@ fn standardize(z: Tensor<2>, eps: f64) -> Tensor<2> {
 /// `BatchNorm1d(affine=False)` (biased variance, eps 1e-5).
 pub fn barlow_twins(z1: Tensor<2>, z2: Tensor<2>, lambda: f32) -> Tensor<1> {
     let [b, d] = z1.dims();
-    let c = standardize(z1, 1e-5).transpose().matmul(standardize(z2, 1e-5)) / b as f32;
+    let c = standardize(z1, 1e-5)
+        .transpose()
+        .matmul(standardize(z2, 1e-5))
+        / b as f32;
     let eye = Tensor::<2>::eye(d, &c.device());
     let diag = (c.clone() * eye.clone()).sum_dim(1).reshape([d]);
     let on = (diag.clone().neg() + 1.0).powi_scalar(2).sum();
@@ -86,7 +89,9 @@ mod tests {
 
     /// Deterministic pseudo-random rows in [-1, 1] (a linear congruential generator).
     fn rows(b: usize, d: usize, seed: u64) -> Rows {
-        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (0..b)
             .map(|_| {
                 (0..d)
@@ -112,7 +117,11 @@ mod tests {
         let norm = |z: &Rows| -> Rows {
             let stats: Vec<(f64, f64)> = (0..d).map(|j| column_stats(z, j, false)).collect();
             z.iter()
-                .map(|r| (0..d).map(|j| (r[j] - stats[j].0) / (stats[j].1 + 1e-5).sqrt()).collect())
+                .map(|r| {
+                    (0..d)
+                        .map(|j| (r[j] - stats[j].0) / (stats[j].1 + 1e-5).sqrt())
+                        .collect()
+                })
                 .collect()
         };
         let (a, c) = (norm(z1), norm(z2));
@@ -120,7 +129,11 @@ mod tests {
         for i in 0..d {
             for j in 0..d {
                 let cij = (0..b).map(|n| a[n][i] * c[n][j]).sum::<f64>() / b as f64;
-                loss += if i == j { (1.0 - cij).powi(2) } else { lambda * cij * cij };
+                loss += if i == j {
+                    (1.0 - cij).powi(2)
+                } else {
+                    lambda * cij * cij
+                };
             }
         }
         loss
@@ -137,7 +150,10 @@ mod tests {
             / (b * d) as f64;
         let var_cov = |z: &Rows| {
             let stats: Vec<(f64, f64)> = (0..d).map(|j| column_stats(z, j, true)).collect();
-            let var = stats.iter().map(|s| (1.0 - (s.1 + 1e-4).sqrt()).max(0.0)).sum::<f64>()
+            let var = stats
+                .iter()
+                .map(|s| (1.0 - (s.1 + 1e-4).sqrt()).max(0.0))
+                .sum::<f64>()
                 / d as f64;
             let mut cov = 0.0;
             for i in 0..d {
@@ -170,7 +186,12 @@ mod tests {
 
     #[test]
     fn barlow_twins_is_zero_for_decorrelated_equal_views_and_matches_an_f64_reference() {
-        let z = vec![vec![1.0, 1.0], vec![1.0, -1.0], vec![-1.0, 1.0], vec![-1.0, -1.0]];
+        let z = vec![
+            vec![1.0, 1.0],
+            vec![1.0, -1.0],
+            vec![-1.0, 1.0],
+            vec![-1.0, -1.0],
+        ];
         let same: f32 = barlow_twins(tensor(&z), tensor(&z), 0.5).into_scalar();
         assert!(same.abs() < 1e-4, "{same}");
         // Opposite views: C = -I, each diagonal term (1 - (-1))^2 = 4.
@@ -181,7 +202,10 @@ mod tests {
             let (a, b) = (rows(16, 6, seed), rows(16, 6, seed + 50));
             let got: f32 = barlow_twins(tensor(&a), tensor(&b), 0.0051).into_scalar();
             let want = barlow_reference(&a, &b, 0.0051);
-            assert!((got as f64 - want).abs() < 1e-4 * want.max(1.0), "{got} vs {want}");
+            assert!(
+                (got as f64 - want).abs() < 1e-4 * want.max(1.0),
+                "{got} vs {want}"
+            );
         }
     }
 
@@ -193,13 +217,20 @@ mod tests {
             let got = [i, v, c].map(|t| t.into_scalar::<f32>() as f64);
             let (wi, wv, wc) = vicreg_reference(&a, &b);
             for (g, w) in got.iter().zip([wi, wv, wc]) {
-                assert!((g - w).abs() < 1e-5 * w.max(1.0), "{got:?} vs {:?}", (wi, wv, wc));
+                assert!(
+                    (g - w).abs() < 1e-5 * w.max(1.0),
+                    "{got:?} vs {:?}",
+                    (wi, wv, wc)
+                );
             }
             let total: f32 = vicreg(tensor(&a), tensor(&b), [25.0, 25.0, 1.0]).into_scalar();
             assert!((total as f64 - (25.0 * wi + 25.0 * wv + wc)).abs() < 1e-3);
         }
         // Equal views: no invariance term; spread dimensions (std > 1): no variance term.
-        let z: Rows = rows(10, 3, 9).iter().map(|r| r.iter().map(|v| 4.0 * v).collect()).collect();
+        let z: Rows = rows(10, 3, 9)
+            .iter()
+            .map(|r| r.iter().map(|v| 4.0 * v).collect())
+            .collect();
         let (i, v, _) = vicreg_terms(tensor(&z), tensor(&z));
         let (i, v): (f32, f32) = (i.into_scalar(), v.into_scalar());
         assert!(i.abs() < 1e-7 && v.abs() < 1e-7, "{i} {v}");

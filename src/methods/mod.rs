@@ -178,6 +178,7 @@ pub struct MethodInfo {
 pub const METHODS: &[MethodInfo] = &[
     contrastive::simclr::INFO,
     contrastive::moco::INFO,
+    contrastive::mocov3::INFO,
     clustering::swav::INFO,
     siamese::byol::INFO,
     siamese::simsiam::INFO,

@@ -176,6 +176,12 @@ fn byol_on_two_ranks_equals_one_process() {
 }
 
 #[test]
+fn mocov3_on_two_ranks_equals_one_process() {
+    // The keys of both ranks are gathered: each query meets the whole batch's negatives.
+    two_ranks_equal_one_process("mocov3", &[]);
+}
+
+#[test]
 fn methods_with_batch_statistics_refuse_several_ranks() {
     // Barlow Twins' cross-correlation and VICReg's variance are statistics of the whole batch,
     // which are not gathered across ranks yet: a clear error, not silently other statistics.
@@ -187,6 +193,9 @@ fn methods_with_batch_statistics_refuse_several_ranks() {
         let o = selfsup(2, &args);
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success(), "{method} should refuse 2 ranks");
-        assert!(err.contains("data-parallel") && !err.contains("panicked"), "{err}");
+        assert!(
+            err.contains("data-parallel") && !err.contains("panicked"),
+            "{err}"
+        );
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 /// Trains `method` (half-width ConvNet, batch 128, LARS) for `epochs` on the first
 /// 2,048 training images and runs the instance-learning checks on its backbone.
-fn assert_siamese_learns(method: &str, label: &str, epochs: usize, lr: f64) {
+pub fn assert_two_view_method_learns(method: &str, label: &str, epochs: usize, lr: f64) {
     let splits = DataSource::Embedded.load().unwrap();
     let data = Arc::new(splits.train.take(2048));
     let mut cfg = crate::tiny_config(epochs).for_method(method);
@@ -20,27 +20,29 @@ fn assert_siamese_learns(method: &str, label: &str, epochs: usize, lr: f64) {
     let out = crate::pretrain_in(&cfg, data.clone(), dir.path(), false);
     let std = crate::logged_values(dir.path(), "z_std");
     if let (Some(first), Some(last)) = (std.first(), std.last()) {
-        println!("{label} z_std (collapse monitor, 1/sqrt(D) when spread): {first:.4} -> {last:.4}");
+        println!(
+            "{label} z_std (collapse monitor, 1/sqrt(D) when spread): {first:.4} -> {last:.4}"
+        );
     }
     crate::assert_instance_learning(label, &out.method.backbone(), &cfg, &data);
 }
 
 #[test]
 fn byol_learns_features_that_beat_random_init() {
-    assert_siamese_learns("byol", "BYOL", 2, 1.0);
+    assert_two_view_method_learns("byol", "BYOL", 2, 1.0);
 }
 
 #[test]
 fn simsiam_learns_features_that_beat_random_init() {
-    assert_siamese_learns("simsiam", "SimSiam", 4, 1.0);
+    assert_two_view_method_learns("simsiam", "SimSiam", 4, 1.0);
 }
 
 #[test]
 fn barlow_twins_learns_features_that_beat_random_init() {
-    assert_siamese_learns("barlow_twins", "Barlow Twins", 2, 1.0);
+    assert_two_view_method_learns("barlow_twins", "Barlow Twins", 2, 1.0);
 }
 
 #[test]
 fn vicreg_learns_features_that_beat_random_init() {
-    assert_siamese_learns("vicreg", "VICReg", 2, 1.0);
+    assert_two_view_method_learns("vicreg", "VICReg", 2, 1.0);
 }

@@ -309,3 +309,9 @@ fn moco_learns_and_resumes_with_its_queue() {
     let again = crate::pretrain_in(&cfg, data, dir.path(), true);
     assert_eq!(again.steps, out.steps);
 }
+
+#[test]
+fn mocov3_learns_features_that_beat_random_init() {
+    // Held-out view matching over random init by 3 SE (see tests/it/siamese.rs).
+    crate::siamese::assert_two_view_method_learns("mocov3", "MoCo v3", 2, 1.0);
+}

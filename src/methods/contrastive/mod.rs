@@ -3,6 +3,7 @@
 
 pub mod cpc;
 pub mod moco;
+pub mod mocov3;
 pub mod npid;
 pub mod pirl;
 pub mod simclr;

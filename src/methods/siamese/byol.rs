@@ -164,7 +164,10 @@ impl Method for Byol {
             batch,
             &self.device,
         );
-        let (p1, p2) = (online.predictor.forward(z1.clone()), online.predictor.forward(z2));
+        let (p1, p2) = (
+            online.predictor.forward(z1.clone()),
+            online.predictor.forward(z2),
+        );
         let (t1, t2) = embed_two_views(&target.backbone, &target.projector, batch, &self.device);
         let z_std = normalized_std(&z1);
         let loss = normalized_mse(p1, t2.detach()) + normalized_mse(p2, t1.detach());

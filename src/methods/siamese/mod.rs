@@ -39,5 +39,10 @@ pub fn embed_two_views(
 pub fn normalized_std(z: &Tensor<2>) -> f32 {
     let n = crate::losses::l2_normalize(z.clone().detach());
     let centred = n.clone() - n.mean_dim(0);
-    centred.powi_scalar(2).mean_dim(0).sqrt().mean().into_scalar()
+    centred
+        .powi_scalar(2)
+        .mean_dim(0)
+        .sqrt()
+        .mean()
+        .into_scalar()
 }

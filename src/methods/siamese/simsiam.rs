@@ -110,7 +110,10 @@ impl Method for SimSiam {
         let step = batch.step + 1;
         let m = &self.model;
         let (z1, z2) = embed_two_views(&m.backbone, &m.projector, batch, &self.device);
-        let (p1, p2) = (m.predictor.forward(z1.clone()), m.predictor.forward(z2.clone()));
+        let (p1, p2) = (
+            m.predictor.forward(z1.clone()),
+            m.predictor.forward(z2.clone()),
+        );
         let z_std = normalized_std(&z1);
         let loss = negative_cosine(p1, z2.detach()) / 2.0 + negative_cosine(p2, z1.detach()) / 2.0;
         let (model, value) = update(self.model.clone(), loss, opt, lr, step, "SimSiam loss")?;
