@@ -43,6 +43,7 @@ pub mod generative;
 pub mod pretext;
 pub mod siamese;
 pub mod supervised;
+pub mod two_view;
 pub mod video;
 
 use crate::augment::ViewConfig;

@@ -14,9 +14,9 @@ use crate::config::RunConfig;
 use crate::data::loader::{HostBatch, ViewSpec};
 use crate::error::{Error, Result};
 use crate::losses::barlow_twins;
-use crate::methods::siamese::{embed_two_views, normalized_std};
+use crate::methods::two_view::{Encoder, normalized_std, two_views};
 use crate::methods::{Method, MethodInfo, StepOutput};
-use crate::nn::{Backbone, heads::Mlp};
+use crate::nn::Backbone;
 use crate::train::optim::Optimizer;
 use crate::train::step::update;
 use burn::prelude::*;
@@ -66,18 +66,9 @@ impl crate::methods::Settings for BarlowTwinsConfig {
     }
 }
 
-/// Backbone plus projection MLP.
-#[derive(Module, Debug)]
-pub struct BarlowTwinsModel {
-    /// The representation.
-    pub backbone: Backbone,
-    /// The projection MLP.
-    pub projector: Mlp,
-}
-
 /// The Barlow Twins method.
 pub struct BarlowTwins {
-    model: BarlowTwinsModel,
+    model: Encoder,
     cfg: BarlowTwinsConfig,
     views: ViewSpec,
     device: Device,
@@ -92,17 +83,10 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
                 .into(),
         ));
     }
-    let backbone = Backbone::new(&run.backbone, in_channels, device);
-    let projector = Mlp::on_backbone(&backbone, &run.backbone, c.proj_hidden, c.proj_dim, device);
     Ok(Box::new(BarlowTwins {
-        model: BarlowTwinsModel {
-            backbone,
-            projector,
-        },
+        model: Encoder::new(run, c.proj_hidden, c.proj_dim, in_channels, device),
         cfg: c,
-        views: ViewSpec {
-            views: vec![run.views.clone(), run.views.clone()],
-        },
+        views: two_views(run),
         device: device.clone(),
     }))
 }
@@ -123,8 +107,7 @@ impl Method for BarlowTwins {
         lr: f64,
     ) -> Result<StepOutput> {
         let step = batch.step + 1;
-        let m = &self.model;
-        let (z1, z2) = embed_two_views(&m.backbone, &m.projector, batch, &self.device);
+        let (z1, z2) = self.model.embed_views(batch, &self.device);
         let z_std = normalized_std(&z1);
         let loss = barlow_twins(z1, z2, self.cfg.lambda);
         let (model, value) = update(self.model.clone(), loss, opt, lr, step, "Barlow Twins loss")?;

@@ -15,10 +15,9 @@ use crate::config::RunConfig;
 use crate::data::loader::{HostBatch, ViewSpec};
 use crate::error::Result;
 use crate::losses::normalized_mse;
-use crate::memory::ema::{cosine_momentum, ema_update};
-use crate::methods::siamese::{embed_two_views, normalized_std};
+use crate::methods::two_view::{MOMENTUM_PAIR_BACKBONE, MomentumPair, normalized_std, two_views};
 use crate::methods::{Method, MethodInfo, StepInfo, StepOutput};
-use crate::nn::{Backbone, heads::Mlp};
+use crate::nn::Backbone;
 use crate::train::optim::Optimizer;
 use crate::train::step::update;
 use burn::prelude::*;
@@ -74,69 +73,21 @@ impl crate::methods::Settings for ByolConfig {
     }
 }
 
-/// Backbone plus projection MLP: the online encoder, and (as a moving average) the target.
-#[derive(Module, Debug)]
-pub struct ByolEncoder {
-    /// The representation.
-    pub backbone: Backbone,
-    /// The projection MLP.
-    pub projector: Mlp,
-}
-
-/// The online network: encoder and predictor.
-#[derive(Module, Debug)]
-pub struct ByolOnline {
-    /// Trained by backpropagation; its backbone is the one evaluation reads.
-    pub encoder: ByolEncoder,
-    /// The prediction MLP `q`.
-    pub predictor: Mlp,
-}
-
-/// Online network and target in one module, so one checkpoint holds both.
-#[derive(Module, Debug)]
-pub struct ByolModel {
-    /// The online network.
-    pub online: ByolOnline,
-    /// Moving average of the online encoder.
-    pub target: ByolEncoder,
-}
-
-/// The BYOL method.
+/// The BYOL method: an online network and its momentum target.
 pub struct Byol {
-    model: ByolModel,
+    model: MomentumPair,
     cfg: ByolConfig,
     views: ViewSpec,
     device: Device,
 }
 
-fn encoder(run: &RunConfig, c: &ByolConfig, in_channels: usize, device: &Device) -> ByolEncoder {
-    let backbone = Backbone::new(&run.backbone, in_channels, device);
-    let projector = Mlp::on_backbone(&backbone, &run.backbone, c.proj_hidden, c.proj_dim, device);
-    ByolEncoder {
-        backbone,
-        projector,
-    }
-}
-
 fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn Method>> {
     let c: ByolConfig = crate::methods::settings(run)?;
-    let online = encoder(run, &c, in_channels, device);
-    let bn = run.backbone.batch_norm();
-    let predictor = Mlp::with_norm(c.proj_dim, c.pred_hidden, c.proj_dim, bn, device);
-    // A separately built encoder (own BatchNorm state), then set equal to the online one.
-    let target = ema_update(encoder(run, &c, in_channels, device), &online, 0.0);
+    let widths = [c.proj_hidden, c.proj_dim, c.pred_hidden];
     Ok(Box::new(Byol {
-        model: ByolModel {
-            online: ByolOnline {
-                encoder: online,
-                predictor,
-            },
-            target,
-        },
+        model: MomentumPair::new(run, widths, in_channels, device),
         cfg: c,
-        views: ViewSpec {
-            views: vec![run.views.clone(), run.views.clone()],
-        },
+        views: two_views(run),
         device: device.clone(),
     }))
 }
@@ -157,39 +108,23 @@ impl Method for Byol {
         lr: f64,
     ) -> Result<StepOutput> {
         let step = batch.step + 1;
-        let (online, target) = (&self.model.online, &self.model.target);
-        let (z1, z2) = embed_two_views(
-            &online.encoder.backbone,
-            &online.encoder.projector,
-            batch,
-            &self.device,
-        );
-        let (p1, p2) = (
-            online.predictor.forward(z1.clone()),
-            online.predictor.forward(z2),
-        );
-        let (t1, t2) = embed_two_views(&target.backbone, &target.projector, batch, &self.device);
-        let z_std = normalized_std(&z1);
-        let loss = normalized_mse(p1, t2.detach()) + normalized_mse(p2, t1.detach());
+        let [z1, _, p1, p2] = self.model.online.forward(batch, &self.device);
+        let (t1, t2) = self.model.target_views(batch, &self.device);
+        let terms = vec![("z_std".to_string(), normalized_std(&z1))];
+        let loss = normalized_mse(p1, t2) + normalized_mse(p2, t1);
         let (online, value) = update(self.model.online.clone(), loss, opt, lr, step, "BYOL loss")?;
         self.model.online = online;
-        Ok(StepOutput {
-            loss: value,
-            terms: vec![("z_std".into(), z_std)],
-        })
+        Ok(StepOutput { loss: value, terms })
     }
 
     fn after_step(&mut self, info: &StepInfo) {
-        let m = if self.cfg.cosine_momentum {
-            cosine_momentum(self.cfg.momentum, info.step, info.total_steps)
-        } else {
-            self.cfg.momentum
-        };
-        self.model.target = ema_update(self.model.target.clone(), &self.model.online.encoder, m);
+        let c = &self.cfg;
+        self.model
+            .update_target(c.momentum, c.cosine_momentum, info);
     }
 
     fn backbone_prefix(&self) -> &'static str {
-        "online.encoder.backbone."
+        MOMENTUM_PAIR_BACKBONE
     }
 
     fn backbone(&self) -> Backbone {

@@ -13,9 +13,9 @@ use crate::config::RunConfig;
 use crate::data::loader::{HostBatch, ViewSpec};
 use crate::error::Result;
 use crate::losses::negative_cosine;
-use crate::methods::siamese::{embed_two_views, normalized_std};
+use crate::methods::two_view::{OnlineNetwork, normalized_std, two_views};
 use crate::methods::{Method, MethodInfo, StepOutput};
-use crate::nn::{Backbone, heads::Mlp};
+use crate::nn::Backbone;
 use crate::train::optim::Optimizer;
 use crate::train::step::update;
 use burn::prelude::*;
@@ -55,39 +55,19 @@ impl Default for SimSiamConfig {
 
 impl crate::methods::Settings for SimSiamConfig {}
 
-/// Backbone, projection MLP and prediction MLP.
-#[derive(Module, Debug)]
-pub struct SimSiamModel {
-    /// The representation.
-    pub backbone: Backbone,
-    /// The projection MLP.
-    pub projector: Mlp,
-    /// The prediction MLP `h`.
-    pub predictor: Mlp,
-}
-
-/// The SimSiam method.
+/// The SimSiam method: one online network (encoder + predictor), no target network.
 pub struct SimSiam {
-    model: SimSiamModel,
+    model: OnlineNetwork,
     views: ViewSpec,
     device: Device,
 }
 
 fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn Method>> {
     let c: SimSiamConfig = crate::methods::settings(run)?;
-    let backbone = Backbone::new(&run.backbone, in_channels, device);
-    let bn = run.backbone.batch_norm();
-    let projector = Mlp::on_backbone(&backbone, &run.backbone, c.proj_hidden, c.proj_dim, device);
-    let predictor = Mlp::with_norm(c.proj_dim, c.pred_hidden, c.proj_dim, bn, device);
+    let widths = [c.proj_hidden, c.proj_dim, c.pred_hidden];
     Ok(Box::new(SimSiam {
-        model: SimSiamModel {
-            backbone,
-            projector,
-            predictor,
-        },
-        views: ViewSpec {
-            views: vec![run.views.clone(), run.views.clone()],
-        },
+        model: OnlineNetwork::new(run, widths, in_channels, device),
+        views: two_views(run),
         device: device.clone(),
     }))
 }
@@ -108,12 +88,7 @@ impl Method for SimSiam {
         lr: f64,
     ) -> Result<StepOutput> {
         let step = batch.step + 1;
-        let m = &self.model;
-        let (z1, z2) = embed_two_views(&m.backbone, &m.projector, batch, &self.device);
-        let (p1, p2) = (
-            m.predictor.forward(z1.clone()),
-            m.predictor.forward(z2.clone()),
-        );
+        let [z1, z2, p1, p2] = self.model.forward(batch, &self.device);
         let z_std = normalized_std(&z1);
         let loss = negative_cosine(p1, z2.detach()) / 2.0 + negative_cosine(p2, z1.detach()) / 2.0;
         let (model, value) = update(self.model.clone(), loss, opt, lr, step, "SimSiam loss")?;
@@ -124,8 +99,12 @@ impl Method for SimSiam {
         })
     }
 
+    fn backbone_prefix(&self) -> &'static str {
+        "encoder.backbone."
+    }
+
     fn backbone(&self) -> Backbone {
-        self.model.backbone.clone()
+        self.model.encoder.backbone.clone()
     }
 
     crate::methods::model_checkpoint!(model);

@@ -14,9 +14,9 @@ use crate::config::RunConfig;
 use crate::data::loader::{HostBatch, ViewSpec};
 use crate::error::{Error, Result};
 use crate::losses::vicreg_terms;
-use crate::methods::siamese::embed_two_views;
+use crate::methods::two_view::{Encoder, two_views};
 use crate::methods::{Method, MethodInfo, StepOutput};
-use crate::nn::{Backbone, heads::Mlp};
+use crate::nn::Backbone;
 use crate::train::optim::Optimizer;
 use crate::train::step::update;
 use burn::prelude::*;
@@ -72,18 +72,9 @@ impl crate::methods::Settings for VicRegConfig {
     }
 }
 
-/// Backbone plus projection MLP (the paper's "expander").
-#[derive(Module, Debug)]
-pub struct VicRegModel {
-    /// The representation.
-    pub backbone: Backbone,
-    /// The projection MLP.
-    pub projector: Mlp,
-}
-
 /// The VICReg method.
 pub struct VicReg {
-    model: VicRegModel,
+    model: Encoder,
     cfg: VicRegConfig,
     views: ViewSpec,
     device: Device,
@@ -98,17 +89,10 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
                 .into(),
         ));
     }
-    let backbone = Backbone::new(&run.backbone, in_channels, device);
-    let projector = Mlp::on_backbone(&backbone, &run.backbone, c.proj_hidden, c.proj_dim, device);
     Ok(Box::new(VicReg {
-        model: VicRegModel {
-            backbone,
-            projector,
-        },
+        model: Encoder::new(run, c.proj_hidden, c.proj_dim, in_channels, device),
         cfg: c,
-        views: ViewSpec {
-            views: vec![run.views.clone(), run.views.clone()],
-        },
+        views: two_views(run),
         device: device.clone(),
     }))
 }
@@ -129,8 +113,7 @@ impl Method for VicReg {
         lr: f64,
     ) -> Result<StepOutput> {
         let step = batch.step + 1;
-        let m = &self.model;
-        let (z1, z2) = embed_two_views(&m.backbone, &m.projector, batch, &self.device);
+        let (z1, z2) = self.model.embed_views(batch, &self.device);
         let (inv, var, cov) = vicreg_terms(z1, z2);
         let terms = vec![
             ("invariance".to_string(), inv.clone().into_scalar()),
