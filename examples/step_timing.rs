@@ -1,5 +1,5 @@
 //! Times the forward, backward and optimizer parts of one SimCLR step of the default ConvNet
-//! on random input: `cargo run --release --example step_timing -- [BATCH]`.
+//! on random input: `cargo run --release --features dev-tools --example step_timing -- [BATCH]`.
 
 use burn::optim::GradientsParams;
 use burn::prelude::*;

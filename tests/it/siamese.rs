@@ -1,6 +1,6 @@
 //! The siamese methods (BYOL, SimSiam, Barlow Twins, VICReg) on 2,048 Fashion-MNIST images:
 //! each learns features that match held-out augmented views better than random init, by at
-//! least 3 SE (`crate::assert_instance_learning`; the SE is that of two binomial accuracies
+//! least 3 SE (`crate::assert_matches_views_better_than_random_init`; the SE is that of two binomial accuracies
 //! over the 2,000 held-out images, see `tests/it/margin.rs`), and the one with a momentum
 //! target (BYOL) checkpoints it and resumes exactly (`tests/it/resume.rs`).
 
@@ -24,7 +24,9 @@ pub fn assert_two_view_method_learns(method: &str, label: &str, epochs: usize, l
             "{label} z_std (collapse monitor, 1/sqrt(D) when spread): {first:.4} -> {last:.4}"
         );
     }
-    crate::assert_instance_learning(label, &out.method.backbone(), &cfg, &data);
+    // The held-out claim only: their k-NN after two epochs is not claimed, and printing it
+    // (two feature extractions of the 10,000 test images) would cost CI time.
+    crate::assert_matches_views_better_than_random_init(label, &out.method.backbone(), &cfg, 1);
 }
 
 #[test]
