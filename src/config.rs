@@ -211,10 +211,12 @@ impl RunConfig {
             }
             None => toml::Table::new(),
         };
-        let common = Self::common_keys();
+        // The common fields' sections, read off the struct itself (`[views]`, `[optim]`, ...):
+        // any other table is some method's, and not this one's.
+        let common = toml::Table::try_from(RunConfig::default()).expect("the defaults serialize");
         if let Some((key, _)) = doc
             .iter()
-            .find(|(k, v)| v.is_table() && !common.contains(&k.as_str()))
+            .find(|(k, v)| v.is_table() && !common.contains_key(k.as_str()))
         {
             return Err(format!(
                 "settings `{key}` do not apply: only the chosen method's own table is read, \
@@ -226,39 +228,6 @@ impl RunConfig {
             .map_err(|e: toml::de::Error| e.message().to_string())?;
         cfg.settings = settings;
         Ok(cfg)
-    }
-
-    /// Names of the common fields (every top-level key but the method's table).
-    fn common_keys() -> Vec<&'static str> {
-        vec![
-            "method",
-            "data",
-            "train_limit",
-            "folder_side",
-            "random_crops",
-            "random_crop_side",
-            "device",
-            "seed",
-            "epochs",
-            "batch_size",
-            "stop_after_steps",
-            "loader_workers",
-            "log_every",
-            "checkpoint_every_epochs",
-            "checkpoint_every_steps",
-            "checkpoint_every_minutes",
-            "keep_epoch_snapshots",
-            "init_from",
-            "on_nonfinite",
-            "strict_data",
-            "backbone",
-            "views",
-            "optim",
-            "schedule",
-            "video",
-            "audio",
-            "holdout_every",
-        ]
     }
 
     /// The config as one TOML tree: the common fields and `[<method>]`.

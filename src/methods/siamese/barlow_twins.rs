@@ -76,13 +76,10 @@ pub struct BarlowTwins {
 
 fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn Method>> {
     let c: BarlowTwinsConfig = crate::methods::settings(run)?;
-    if crate::dist::world_size() > 1 {
-        return Err(Error::Config(
-            "barlow_twins does not run data-parallel yet (its cross-correlation is a statistic \
-             of the whole batch): run it in one process"
-                .into(),
-        ));
-    }
+    crate::methods::two_view::one_process_only(
+        "barlow_twins",
+        "its cross-correlation is a statistic",
+    )?;
     Ok(Box::new(BarlowTwins {
         model: Encoder::new(run, c.proj_hidden, c.proj_dim, in_channels, device),
         cfg: c,

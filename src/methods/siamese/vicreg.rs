@@ -82,13 +82,10 @@ pub struct VicReg {
 
 fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn Method>> {
     let c: VicRegConfig = crate::methods::settings(run)?;
-    if crate::dist::world_size() > 1 {
-        return Err(Error::Config(
-            "vicreg does not run data-parallel yet (its variance and covariance are statistics \
-             of the whole batch): run it in one process"
-                .into(),
-        ));
-    }
+    crate::methods::two_view::one_process_only(
+        "vicreg",
+        "its variance and covariance are statistics",
+    )?;
     Ok(Box::new(VicReg {
         model: Encoder::new(run, c.proj_hidden, c.proj_dim, in_channels, device),
         cfg: c,
