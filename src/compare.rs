@@ -16,6 +16,8 @@ use std::sync::Arc;
 pub struct MethodResult {
     /// Label (the method, plus its variant).
     pub label: String,
+    /// The run's seed.
+    pub seed: u64,
     /// Epochs the budget allowed.
     pub epochs: usize,
     /// Optimizer steps.
@@ -30,11 +32,33 @@ pub struct MethodResult {
     pub curve: Vec<(f64, f64)>,
 }
 
-/// The comparison's entries: each method with `base`'s backbone, optimizer and views.
-/// SwAV appears twice, with and without multi-crop; the image pretext tasks follow
-/// (colorization needs colour data and is left out).
+/// `method`'s run: its shipped recipe for the kind of data `base` has (`small-grey` for one
+/// channel at 32 px or less) with `base`'s data, split, device, seed and view geometry; else
+/// `base` itself (backbone, optimizer and views) with the method swapped in.
+pub fn recipe_or_base(base: &RunConfig, method: &str) -> RunConfig {
+    let small_grey = base.views.mean.len() == 1 && base.views.size <= 32;
+    match crate::recipes::for_method("small-grey", method).filter(|_| small_grey) {
+        Some(mut r) => {
+            r.data = base.data.clone();
+            r.validation = base.validation;
+            r.train_limit = base.train_limit;
+            r.device = base.device.clone();
+            r.seed = base.seed;
+            r.loader_workers = base.loader_workers;
+            r.views.size = base.views.size;
+            r.views.mean = base.views.mean.clone();
+            r.views.std = base.views.std.clone();
+            r
+        }
+        None => base.for_method(method),
+    }
+}
+
+/// The comparison's entries: each method at its recipe ([`recipe_or_base`]). SwAV appears
+/// twice, with and without multi-crop; the image pretext tasks follow (colorization needs
+/// colour data and is left out).
 pub fn default_entries(base: &RunConfig) -> Vec<(String, RunConfig)> {
-    let with = |method: &str| base.for_method(method);
+    let with = |method: &str| recipe_or_base(base, method);
     // Tile tasks cut 3x3 grids: at 28 px a tile is 8 px, too small to carry an object part,
     // so they see views upsampled twice (tiles of 16 px).
     let upsampled = |method: &str| {
@@ -107,18 +131,33 @@ fn knn_of(path: &Path, cfg: &RunConfig, splits: &Splits) -> Result<f64> {
 }
 
 /// Trains each entry for about `budget_s` seconds of training (whole epochs, sized from a
-/// timed probe of a few steps) into `out/LABEL/`, and scores it.
+/// timed probe of a few steps) into `out/LABEL/` (`out/LABEL/seed-S/` for each of `seeds`
+/// seeds when there are several: the entry's seed, plus 1, plus 2...), and scores it.
 pub fn run(
     entries: &[(String, RunConfig)],
     splits: &Splits,
     budget_s: f64,
+    seeds: usize,
     out: &Path,
     progress: bool,
 ) -> Result<Vec<MethodResult>> {
     let data = Arc::new(splits.train.clone());
     let mut results = Vec::new();
-    for (label, cfg) in entries {
-        let dir = out.join(folder_name(label));
+    let runs = entries.iter().flat_map(|(label, cfg)| {
+        (0..seeds.max(1) as u64).map(move |s| {
+            let mut c = cfg.clone();
+            c.seed += s;
+            let dir = if seeds > 1 {
+                out.join(folder_name(label))
+                    .join(format!("seed-{}", c.seed))
+            } else {
+                out.join(folder_name(label))
+            };
+            (label, c, dir)
+        })
+    });
+    for (label, cfg, dir) in runs {
+        let cfg = &cfg;
         let _ = std::fs::remove_dir_all(&dir);
         // Time a few steps (the first one, with its allocations, is excluded).
         let mut probe = cfg.clone();
@@ -160,6 +199,7 @@ pub fn run(
         );
         results.push(MethodResult {
             label: label.clone(),
+            seed: cfg.seed,
             epochs,
             steps: outcome.steps,
             wall_s: outcome.wall_s,
@@ -171,27 +211,68 @@ pub fn run(
     Ok(results)
 }
 
-/// The results as a Markdown table, with random-init rows for reference.
-pub fn table(results: &[MethodResult], random: &[(String, Scores)]) -> String {
+/// An accuracy cell: with one value, the value and its 95 % binomial interval on `n`
+/// images; with several (seeds), their mean and sample standard deviation.
+fn cell(values: &[f64], n: usize) -> String {
+    let k = values.len().max(1) as f64;
+    let mean = values.iter().sum::<f64>() / k;
+    if values.len() < 2 {
+        format!("{mean:.1} ± {:.1}", crate::demo::interval95(mean, n))
+    } else {
+        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (k - 1.0);
+        format!("{mean:.1} ± {:.1} sd", var.sqrt())
+    }
+}
+
+/// One row per label of `rows` (several seeds of a label make one row).
+fn grouped<'a, T>(rows: &'a [(String, T)]) -> Vec<(&'a str, Vec<&'a T>)> {
+    let mut out: Vec<(&str, Vec<&T>)> = Vec::new();
+    for (label, r) in rows {
+        match out.iter_mut().find(|(l, _)| *l == label.as_str()) {
+            Some((_, v)) => v.push(r),
+            None => out.push((label.as_str(), vec![r])),
+        }
+    }
+    out
+}
+
+fn score_cells(scores: &[&Scores]) -> String {
+    let n = scores.first().map_or(0, |s| s.n);
+    let col = |f: fn(&Scores) -> f64| cell(&scores.iter().map(|s| f(s)).collect::<Vec<_>>(), n);
+    format!(
+        "{} | {} | {}",
+        col(|s| s.knn20),
+        col(|s| s.knn200),
+        col(|s| s.linear)
+    )
+}
+
+/// The results as a Markdown table (top-1 %: one seed with its 95 % interval, several as
+/// mean ± sd over seeds), with the baselines below: random init of the same backbone for
+/// each readout in use (per seed), and raw pixels.
+pub fn table(results: &[MethodResult], baselines: &[(String, Scores)]) -> String {
     let mut s = String::from(
-        "| method | epochs | train time | images/s | k-NN 20 | k-NN 200 | linear probe |\n|---|---:|---:|---:|---:|---:|---:|\n",
+        "| method | seeds | epochs | train time | images/s | k-NN 20 | k-NN 200 | linear probe |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
-    for r in results {
+    let labelled: Vec<(String, &MethodResult)> =
+        results.iter().map(|r| (r.label.clone(), r)).collect();
+    for (label, runs) in grouped(&labelled) {
+        let k = runs.len() as f64;
+        let scores: Vec<&Scores> = runs.iter().map(|r| &r.scores).collect();
         s += &format!(
-            "| {} | {} | {:.0} s | {:.0} | {:.1} % | {:.1} % | {:.1} % |\n",
-            r.label,
-            r.epochs,
-            r.wall_s,
-            r.images_per_s,
-            r.scores.knn20,
-            r.scores.knn200,
-            r.scores.linear
+            "| {label} | {} | {} | {:.0} s | {:.0} | {} |\n",
+            runs.len(),
+            runs[0].epochs,
+            runs.iter().map(|r| r.wall_s).sum::<f64>() / k,
+            runs.iter().map(|r| r.images_per_s).sum::<f64>() / k,
+            score_cells(&scores)
         );
     }
-    for (label, sc) in random {
+    for (label, runs) in grouped(baselines) {
         s += &format!(
-            "| {label} | - | - | - | {:.1} % | {:.1} % | {:.1} % |\n",
-            sc.knn20, sc.knn200, sc.linear
+            "| {label} | {} | - | - | - | {} |\n",
+            runs.len(),
+            score_cells(&runs)
         );
     }
     s
@@ -213,14 +294,16 @@ pub fn plot(results: &[MethodResult], path: &Path) -> Result<()> {
 }
 
 /// The whole comparison: the [`default_entries`] of `base` (only those whose label starts
-/// with one of `only`, when given) trained for `budget_s` each; the random-init backbone
-/// scored with each readout in use; `results.json`, `table.md` and `knn_vs_time.png` written
-/// to `out`. Returns the Markdown table.
+/// with one of `only`, when given) trained for `budget_s` each with `seeds` seeds; the
+/// random-init backbone scored with each readout in use (for each seed), and raw pixels;
+/// `results.json`, `table.md` and `knn_vs_time.png` written to `out`. Returns the Markdown
+/// table.
 pub fn compare(
     base: &RunConfig,
     splits: &Splits,
     only: &[String],
     budget_s: f64,
+    seeds: usize,
     out: &Path,
     progress: bool,
 ) -> Result<String> {
@@ -243,9 +326,9 @@ pub fn compare(
             .map_err(|e| Error::Config(format!("compare: {label}: {e}")))?;
     }
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let results = run(&entries, splits, budget_s, out, progress)?;
+    let results = run(&entries, splits, budget_s, seeds, out, progress)?;
     let device = crate::device::parse(&base.device)?;
-    let mut random = Vec::new();
+    let mut baselines = Vec::new();
     let mut readouts = Vec::new();
     for (label, cfg) in &entries {
         let r = crate::methods::readout(cfg);
@@ -253,20 +336,30 @@ pub fn compare(
             continue;
         }
         readouts.push(r);
-        device.seed(cfg.seed);
-        let bb = crate::nn::Backbone::new(&cfg.backbone, splits.train.channels, &device);
         let name = match r {
-            eval::Readout::Global => "random init".to_string(),
+            eval::Readout::Global(_) | eval::Readout::Pixels => "random init".to_string(),
             eval::Readout::PatchGrid(g) => format!(
                 "random init, patch readout ({} px patches every {} px, as {label})",
                 g.patch, g.stride
             ),
         };
-        random.push((name, evaluate(&bb, splits, cfg)?));
+        for s in 0..seeds.max(1) as u64 {
+            device.seed(cfg.seed + s);
+            let bb = crate::nn::Backbone::new(&cfg.backbone, splits.train.channels, &device);
+            baselines.push((name.clone(), evaluate(&bb, splits, cfg)?));
+        }
     }
-    let md = table(&results, &random);
-    let json =
-        serde_json::json!({ "budget_s": budget_s, "results": results, "random_init": random });
+    let any = crate::nn::Backbone::new(&base.backbone, splits.train.channels, &device);
+    let pixels = crate::demo::evaluate_readout(&any, splits, base, eval::Readout::Pixels)?;
+    baselines.push(("raw pixels".to_string(), pixels));
+    let md = table(&results, &baselines);
+    let json = serde_json::json!({
+        "budget_s": budget_s,
+        "seeds": seeds,
+        "validation": base.validation,
+        "results": results,
+        "baselines": baselines,
+    });
     checkpoint::write_atomic(
         &out.join("results.json"),
         serde_json::to_string_pretty(&json)

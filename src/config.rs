@@ -106,8 +106,13 @@ pub struct RunConfig {
     pub on_nonfinite: NonFinitePolicy,
     /// Stop on the first unreadable image of a folder instead of skipping it with a warning.
     pub strict_data: bool,
+    /// Tune, do not report: hold out a fixed, class-balanced fifth of the train split and use
+    /// it as the scored split; the test split is not read (`Splits::validation`).
+    pub validation: bool,
     /// Backbone.
     pub backbone: BackboneConfig,
+    /// Which of the backbone's activations evaluation and `embed` read.
+    pub features: crate::nn::FeaturesConfig,
     /// View pipeline.
     pub views: ViewConfig,
     /// Optimizer.
@@ -150,7 +155,9 @@ impl Default for RunConfig {
             init_from: None,
             on_nonfinite: NonFinitePolicy::Stop,
             strict_data: false,
+            validation: false,
             backbone: BackboneConfig::default(),
+            features: crate::nn::FeaturesConfig::default(),
             views: ViewConfig::default(),
             optim: OptimizerConfig::default(),
             schedule: ScheduleConfig::default(),
@@ -383,6 +390,7 @@ impl RunConfig {
             video: self.video.clone(),
             mel: self.audio.clone(),
             holdout_every: self.holdout_every,
+            validation: self.validation,
         }
     }
 

@@ -34,6 +34,7 @@ pub mod nn;
 pub mod plot;
 pub mod pretext;
 pub mod preview;
+pub mod recipes;
 pub mod train;
 
 pub use error::{Error, Result};

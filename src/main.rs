@@ -44,6 +44,8 @@ enum Command {
     Backbones,
     /// List the data formats.
     Datasets,
+    /// List the shipped recipes (`--recipe NAME`).
+    Recipes,
 }
 
 /// mimalloc: measured 15 % more SimCLR images/s than the system allocator on 2 cores (the
@@ -103,5 +105,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Methods => cli::list::methods(),
         Command::Backbones => cli::list::backbones(),
         Command::Datasets => cli::list::datasets(),
+        Command::Recipes => cli::list::recipes(),
     }
 }

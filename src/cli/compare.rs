@@ -14,6 +14,10 @@ pub struct CompareArgs {
     /// Training seconds per method.
     #[arg(long, default_value_t = 120.0)]
     pub budget_s: f64,
+    /// Runs of each method, with seeds 0, 1, ...: the table gives mean ± sd over them (one
+    /// seed: the 95 % interval of the test set).
+    #[arg(long, default_value_t = 1)]
+    pub seeds: usize,
     /// Only these methods (comma-separated label prefixes: simclr, moco (and mocov3), npid, pirl, cpc, swav,
     /// byol, simsiam, barlow, vicreg, rotation, jigsaw, relative, inpainting, multi,
     /// autoencoder, vae).
@@ -28,6 +32,13 @@ pub struct CompareArgs {
     /// Hide the progress bars.
     #[arg(long)]
     quiet: bool,
+    /// Pretrain on four fifths of the train split and score on the fixed fifth held out
+    /// (the validation split, for tuning); the test split is not read.
+    #[arg(long)]
+    validation: bool,
+    /// Any config field by its dotted path, e.g. `--set schedule.lr=0.5` (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    set: Vec<String>,
 }
 
 /// Runs the comparison and prints its table.
@@ -35,6 +46,10 @@ pub fn run(a: CompareArgs) -> Result<()> {
     let mut cfg = selfsup::demo::demo_config();
     if let Some(d) = a.data {
         cfg.data = d;
+    }
+    cfg.validation |= a.validation;
+    for s in &a.set {
+        cfg.set(s)?;
     }
     let mut splits = super::load_data(&cfg)?;
     if let Some(n) = a.train_limit {
@@ -44,7 +59,12 @@ pub fn run(a: CompareArgs) -> Result<()> {
     if !(a.budget_s > 0.0) {
         bail!("--budget-s must be positive");
     }
-    let table = selfsup::compare::compare(&cfg, &splits, &a.methods, a.budget_s, &a.out, !a.quiet)?;
+    if a.seeds == 0 {
+        bail!("--seeds must be at least 1");
+    }
+    let table = selfsup::compare::compare(
+        &cfg, &splits, &a.methods, a.budget_s, a.seeds, &a.out, !a.quiet,
+    )?;
     println!(
         "\n{table}\nfiles: {}/table.md, results.json, knn_vs_time.png",
         a.out.display()

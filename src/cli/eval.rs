@@ -5,6 +5,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use selfsup::data::DataSource;
 use selfsup::eval::{self, knn, linear};
+use selfsup::nn::Backbone;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -39,6 +40,21 @@ pub struct EvalArgs {
     /// Labeled data with a test split (default: the checkpoint run's data).
     #[arg(long)]
     data: Option<DataSource>,
+    /// Score on the validation split (a fixed fifth of the train split) instead of the test
+    /// split: for choosing settings without reading the test split.
+    #[arg(long)]
+    validation: bool,
+    /// A config field of the checkpoint's run, by its dotted path, e.g. `--set
+    /// features.grid=2` to read other features (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Score the same backbone at random initialization (seeded by the run's seed) instead of
+    /// the checkpoint's weights: the baseline a method must beat.
+    #[arg(long, conflicts_with = "pixels")]
+    random_init: bool,
+    /// Score the raw pixels (normalized, flattened) instead of any network's features.
+    #[arg(long)]
+    pixels: bool,
     /// Re-estimate the backbone's BatchNorm statistics on the evaluation data first (AdaBN;
     /// for features pretrained on another domain, e.g. video frames). No weights change.
     #[arg(long)]
@@ -73,6 +89,14 @@ pub struct EvalArgs {
     /// Low-shot: the SVM cost.
     #[arg(long, default_value_t = 1.0)]
     pub cost: f64,
+    /// Linear: the L2 penalties to choose from on a held-out tenth of the train features
+    /// (comma-separated; default 0,1e-4,1e-3).
+    #[arg(long, value_delimiter = ',')]
+    pub weight_decays: Vec<f64>,
+    /// Linear: passes over the train features (0 = about 600,000 rows' worth, at least 2,000
+    /// steps).
+    #[arg(long, default_value_t = 0)]
+    pub probe_epochs: usize,
     /// Layers: each stage pooled to about this many values.
     #[arg(long, default_value_t = 2048)]
     pub layer_dims: usize,
@@ -99,9 +123,25 @@ pub struct EvalArgs {
 
 /// Runs the chosen evaluation and prints its result.
 pub fn run(a: EvalArgs) -> Result<()> {
-    let (cfg, mut splits, mut backbone) = super::load_checkpoint(&a.checkpoint, a.data.clone())?;
+    let (cfg, mut splits, mut backbone) =
+        super::load_checkpoint(&a.checkpoint, a.data.clone(), a.validation, &a.set)?;
     if let Some(n) = a.train_limit {
         splits.train = splits.train.take(n);
+    }
+    let on_features = !matches!(
+        a.mode,
+        EvalMode::Finetune | EvalMode::Neighbors | EvalMode::Layers
+    );
+    if a.pixels && !on_features {
+        bail!("--pixels applies to the modes that score features (knn, linear, svm, lowshot)");
+    }
+    if a.random_init && matches!(a.mode, EvalMode::Finetune) {
+        bail!("finetune runs its random-init baseline itself (unless --no-baseline)");
+    }
+    if a.random_init {
+        let device = selfsup::device::parse(&cfg.device)?;
+        device.seed(cfg.seed);
+        backbone = Backbone::new(&cfg.backbone, splits.train.channels, &device);
     }
     if a.adapt_bn {
         backbone = eval::adapt_batchnorm(backbone, &splits.train, &cfg.views, 256);
@@ -194,7 +234,11 @@ pub fn run(a: EvalArgs) -> Result<()> {
         &backbone,
         &splits,
         &cfg.views,
-        selfsup::methods::readout(&cfg),
+        if a.pixels {
+            eval::Readout::Pixels
+        } else {
+            selfsup::methods::readout(&cfg)
+        },
     )
     .with_context(|| format!("evaluating on '{}'", cfg.data))?;
     match a.mode {
@@ -222,7 +266,15 @@ pub fn run(a: EvalArgs) -> Result<()> {
                 &f.train,
                 &f.train_labels,
                 &f.test,
-                &linear::LinearProbeConfig::default(),
+                &linear::LinearProbeConfig {
+                    weight_decays: if a.weight_decays.is_empty() {
+                        linear::LinearProbeConfig::default().weight_decays
+                    } else {
+                        a.weight_decays.clone()
+                    },
+                    epochs: a.probe_epochs,
+                    ..Default::default()
+                },
             );
             println!(
                 "linear probe top-1: {:.2} % (weight decay {})",

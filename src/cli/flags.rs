@@ -16,9 +16,14 @@ use std::path::PathBuf;
 #[derive(Args, Serialize)]
 pub struct RunFlags {
     /// TOML config file; flags override its fields.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "recipe")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
+    /// Start from a shipped recipe (`selfsup recipes` lists them, e.g. small-grey/simclr);
+    /// flags override its fields.
+    #[arg(long)]
+    #[serde(skip)]
+    pub recipe: Option<String>,
     /// Method (see `selfsup methods`).
     #[arg(long)]
     #[serde(rename = "method", skip_serializing_if = "Option::is_none")]
@@ -119,6 +124,11 @@ pub struct RunFlags {
     #[arg(long)]
     #[serde(rename = "strict_data", skip_serializing_if = "is_false")]
     pub strict: bool,
+    /// Hold out a fixed fifth of the train split and score on it, not on the test split
+    /// (for tuning a recipe; the test split is not read).
+    #[arg(long)]
+    #[serde(rename = "validation", skip_serializing_if = "is_false")]
+    pub validation: bool,
     /// Any config field by its dotted path, e.g. `--set npid.loss=infonce` (repeatable;
     /// applied after the other flags).
     #[arg(long, value_name = "KEY=VALUE")]
@@ -138,13 +148,14 @@ impl RunFlags {
     /// The config these flags describe: `--config` (or the defaults), each given flag, then
     /// each `--set`; checked and completed by the method ([`selfsup::methods::resolve`]).
     pub fn resolve(&self) -> Result<RunConfig> {
-        let mut c = match &self.config {
-            Some(p) => RunConfig::from_toml_file(p)?,
+        let mut c = match (&self.config, &self.recipe) {
+            (Some(p), _) => RunConfig::from_toml_file(p)?,
+            (None, Some(r)) => selfsup::recipes::load(r)?,
             // The supervised baseline starts from supervised views and optimizer.
-            None if self.method.as_deref() == Some("supervised") => {
+            (None, None) if self.method.as_deref() == Some("supervised") => {
                 selfsup::eval::finetune::supervised_config(&RunConfig::default(), 10, None)
             }
-            None => RunConfig::default(),
+            (None, None) => RunConfig::default(),
         };
         let flags = toml::Table::try_from(self).context("reading the flags")?;
         // The method first: the other flags may be its settings.

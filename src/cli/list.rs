@@ -11,6 +11,14 @@ pub fn methods() -> Result<()> {
     Ok(())
 }
 
+/// Lists the shipped recipes.
+pub fn recipes() -> Result<()> {
+    for r in selfsup::recipes::RECIPES {
+        println!("{:<20} {}", r.name, selfsup::recipes::summary(r));
+    }
+    Ok(())
+}
+
 /// Lists the backbones.
 pub fn backbones() -> Result<()> {
     for (_, name, about) in BackboneKind::ALL {
@@ -22,7 +30,7 @@ pub fn backbones() -> Result<()> {
 /// Lists the data formats.
 pub fn datasets() -> Result<()> {
     println!(
-        "embedded        Fashion-MNIST subset in the binary: 10,000 train + 2,000 test, 28x28 grey (MIT)"
+        "embedded        Fashion-MNIST subset in the binary: 10,000 train + 10,000 test, 28x28 grey (MIT)"
     );
     println!(
         "idx:DIR         MNIST-style IDX files (train-images-idx3-ubyte[.gz], t10k-*), gzipped or not"

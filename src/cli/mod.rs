@@ -25,10 +25,15 @@ pub fn load_data(cfg: &RunConfig) -> Result<Splits> {
         .with_context(|| format!("loading data '{}'", cfg.data))
 }
 
-/// Reads the run config beside a checkpoint (or the defaults) and its backbone.
+/// Reads the run config beside a checkpoint (or the defaults) and its backbone; `data`
+/// replaces the run's data source, and `validation` scores on the validation split (a run
+/// pretrained with `--validation` is always scored on it); `sets` are `KEY=VALUE` config
+/// assignments applied last (`features.grid=2` reads other features).
 pub fn load_checkpoint(
     path: &Path,
     data: Option<DataSource>,
+    validation: bool,
+    sets: &[String],
 ) -> Result<(RunConfig, Splits, Backbone)> {
     let cfg_path = path.parent().unwrap_or(Path::new(".")).join("config.toml");
     let mut cfg = if cfg_path.exists() {
@@ -38,6 +43,10 @@ pub fn load_checkpoint(
     };
     if let Some(d) = data {
         cfg.data = d;
+    }
+    cfg.validation |= validation;
+    for s in sets {
+        cfg.set(s)?;
     }
     let mut splits = load_data(&cfg)?;
     if selfsup::methods::pretext::multi_task::input_channels(&cfg, splits.train.channels)

@@ -1,5 +1,5 @@
 //! The default data set compiled into the binary: a real subset of Fashion-MNIST
-//! (the first 10,000 train and 2,000 test images; MIT licence, `assets/fashion-mnist/COPYRIGHT`).
+//! (the first 10,000 train images and all 10,000 test images; MIT licence, `assets/fashion-mnist/COPYRIGHT`).
 
 use super::idx::{FASHION_CLASSES, dataset_from, parse};
 use super::{Splits, maybe_gunzip};
@@ -11,7 +11,7 @@ const TRAIN_LABELS: &[u8] = include_bytes!("../../assets/fashion-mnist/train-lab
 const TEST_IMAGES: &[u8] = include_bytes!("../../assets/fashion-mnist/t10k-images-idx3-ubyte.gz");
 const TEST_LABELS: &[u8] = include_bytes!("../../assets/fashion-mnist/t10k-labels-idx1-ubyte.gz");
 
-/// The embedded Fashion-MNIST subset: 10,000 train and 2,000 test images, 28x28 grey, 10 classes.
+/// The embedded Fashion-MNIST subset: 10,000 train and 10,000 test images, 28x28 grey, 10 classes.
 pub fn fashion_mnist() -> Result<Splits> {
     let load = |name: &str, img: &[u8], lab: &[u8]| {
         let ip = Path::new("<embedded>").join(format!("{name}-images-idx3-ubyte.gz"));

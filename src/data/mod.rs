@@ -178,11 +178,65 @@ pub struct Splits {
     pub test: Option<Dataset>,
 }
 
+/// The seed of the validation split ([`Splits::validation`]): fixed, so every run, tool and
+/// document means the same images.
+pub const VALIDATION_SEED: u64 = 0x7A11_DA7E;
+
+/// The share of each class of the train split that [`Splits::validation`] holds out.
+pub const VALIDATION_FRACTION: f64 = 0.2;
+
+impl Splits {
+    /// The validation protocol: a fixed fifth of each class of the train split (seeded by
+    /// [`VALIDATION_SEED`]; of the whole split when unlabeled) becomes the split that is
+    /// scored, the other four fifths the train split; the test split is dropped unread.
+    /// Every choice of recipe, readout or stopping point is made on this split, so that the
+    /// test split is only ever used for the figure that is reported. Both parts keep the
+    /// train split's order. Errors for video frames (a clip cannot be cut across parts) and
+    /// for fewer than 5 images.
+    pub fn validation(&self) -> Result<Splits> {
+        use rand::SeedableRng;
+        use rand::seq::SliceRandom;
+        let train = &self.train;
+        if !train.clips.is_empty() {
+            return Err(Error::Config(
+                "the validation split is for image data sets: video frames belong to clips \
+                 that it would cut in two (score video on its test split)"
+                    .into(),
+            ));
+        }
+        if train.len() < 5 {
+            return Err(Error::Config(format!(
+                "the validation split needs at least 5 training images, the data has {}",
+                train.len()
+            )));
+        }
+        let mut groups: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
+        for i in 0..train.len() {
+            let class = train.labels.as_ref().map_or(0, |l| l[i]);
+            groups.entry(class).or_default().push(i);
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(VALIDATION_SEED);
+        let mut held = vec![false; train.len()];
+        for members in groups.values_mut() {
+            members.shuffle(&mut rng);
+            let n = (members.len() as f64 * VALIDATION_FRACTION).round() as usize;
+            for &i in &members[..n] {
+                held[i] = true;
+            }
+        }
+        let (val, fit): (Vec<usize>, Vec<usize>) = (0..train.len()).partition(|&i| held[i]);
+        Ok(Splits {
+            train: train.subset(&fit),
+            test: Some(train.subset(&val)),
+        })
+    }
+}
+
 /// Where data comes from, as written on the command line: `KIND:PATH`.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum DataSource {
-    /// The Fashion-MNIST subset compiled into the binary (10,000 train + 2,000 test images).
+    /// The Fashion-MNIST subset compiled into the binary (10,000 train + 10,000 test images).
     Embedded,
     /// A folder with MNIST-style IDX files (gzipped or not): `idx:PATH`.
     Idx(PathBuf),
@@ -270,6 +324,15 @@ impl DataSource {
 
     /// Reads the source as `opts` say (folder image side, video sampling, strictness).
     pub fn load_with(&self, opts: &LoadOptions) -> Result<Splits> {
+        let splits = self.load_all(opts)?;
+        if opts.validation {
+            splits.validation()
+        } else {
+            Ok(splits)
+        }
+    }
+
+    fn load_all(&self, opts: &LoadOptions) -> Result<Splits> {
         match self {
             DataSource::Embedded => embedded::fashion_mnist(),
             DataSource::Idx(p) => idx::load_dir(p),
@@ -301,6 +364,8 @@ pub struct LoadOptions {
     pub mel: crate::features::mel::MelConfig,
     /// Image + sound pairs: every this many of a category is held out.
     pub holdout_every: usize,
+    /// Score on the validation split instead of the test split ([`Splits::validation`]).
+    pub validation: bool,
 }
 
 impl Default for LoadOptions {
@@ -311,6 +376,7 @@ impl Default for LoadOptions {
             video: video::VideoConfig::default(),
             mel: crate::features::mel::MelConfig::default(),
             holdout_every: 5,
+            validation: false,
         }
     }
 }
@@ -331,5 +397,73 @@ pub fn maybe_gunzip(path: &std::path::Path, bytes: Vec<u8>) -> Result<Vec<u8>> {
         Ok(out)
     } else {
         Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` one-pixel images whose pixel is their index mod 256, labelled `i % classes`.
+    fn numbered(n: usize, classes: u32) -> Dataset {
+        Dataset {
+            pixels: (0..n).map(|i| (i % 256) as u8).collect(),
+            labels: Some((0..n as u32).map(|i| i % classes).collect()),
+            class_names: Vec::new(),
+            channels: 1,
+            height: 1,
+            width: 1,
+            clips: Vec::new(),
+            sounds: None,
+        }
+    }
+
+    #[test]
+    fn the_validation_split_is_a_fixed_balanced_fifth_of_train_and_drops_test() {
+        let splits = Splits {
+            train: numbered(1000, 10),
+            test: Some(numbered(50, 10)),
+        };
+        let v = splits.validation().unwrap();
+        let (fit, val) = (&v.train, v.test.as_ref().unwrap());
+        assert_eq!((fit.len(), val.len()), (800, 200));
+        // 20 of each class's 100 images are held out.
+        let val_labels = val.labels.as_ref().unwrap();
+        for c in 0..10 {
+            assert_eq!(val_labels.iter().filter(|&&l| l == c).count(), 20);
+        }
+        // Disjoint and complete: the pixel (index mod 256) and label identify the image, so
+        // count (pixel, label) pairs over both parts against the whole.
+        let key = |d: &Dataset, i: usize| (d.image(i)[0], d.labels.as_ref().unwrap()[i]);
+        let mut seen: Vec<(u8, u32)> = (0..fit.len()).map(|i| key(fit, i)).collect();
+        seen.extend((0..val.len()).map(|i| key(val, i)));
+        let mut whole: Vec<(u8, u32)> = (0..1000).map(|i| key(&splits.train, i)).collect();
+        seen.sort_unstable();
+        whole.sort_unstable();
+        assert_eq!(seen, whole);
+        // Fixed: the same images every time, and not simply the first ones.
+        let again = splits.validation().unwrap();
+        assert_eq!(again.test.unwrap().pixels, val.pixels);
+        assert_ne!(val.pixels[..20], splits.train.pixels[..20]);
+    }
+
+    #[test]
+    fn the_validation_split_refuses_video_and_tiny_data() {
+        let mut video = numbered(100, 2);
+        video.clips = vec![0..50, 50..100];
+        let e = Splits {
+            train: video,
+            test: None,
+        }
+        .validation()
+        .unwrap_err();
+        assert!(e.to_string().contains("video"), "{e}");
+        let e = Splits {
+            train: numbered(4, 2),
+            test: None,
+        }
+        .validation()
+        .unwrap_err();
+        assert!(e.to_string().contains("at least 5"), "{e}");
     }
 }

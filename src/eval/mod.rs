@@ -36,20 +36,29 @@ impl Features {
 }
 
 /// How an image's feature vector is read from the backbone.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Readout {
-    /// The backbone's pooled output on the whole view.
-    #[default]
-    Global,
+    /// The backbone's features (the stages and pooling the run's `[features]` say) on the
+    /// whole view.
+    Global(crate::nn::FeaturesConfig),
     /// The mean of the backbone's outputs on an overlapping grid of patches (CPC, whose
     /// encoder only ever sees patches).
     PatchGrid(crate::pretext::tiles::PatchGrid),
+    /// No network: the view's normalized pixels, flattened (the raw-pixel baseline every
+    /// results table carries).
+    Pixels,
 }
 
 /// Runs the frozen `backbone` (inference mode: BN uses running statistics) over every image of
 /// `data`, preprocessed with `view` (normalization and resize only), in batches.
 pub fn extract(backbone: &Backbone, data: &Dataset, view: &ViewConfig, batch: usize) -> Features {
-    extract_with(backbone, data, view, Readout::Global, batch)
+    extract_with(
+        backbone,
+        data,
+        view,
+        Readout::Global(Default::default()),
+        batch,
+    )
 }
 
 /// Images `range` of `data` made by `view` (use [`ViewConfig::eval_only`] for evaluation:
@@ -84,7 +93,14 @@ pub fn read_features(
 ) -> burn::tensor::Tensor<2> {
     let n = host.shape[0];
     match readout {
-        Readout::Global => backbone.forward(host.to_tensor(device)),
+        Readout::Global(features) => backbone.features(host.to_tensor(device), &features),
+        Readout::Pixels => {
+            let d = host.data.len() / n.max(1);
+            burn::tensor::Tensor::from_data(
+                burn::tensor::TensorData::new(host.data.clone(), [n, d]),
+                device,
+            )
+        }
         Readout::PatchGrid(grid) => {
             let g = grid.side(host.shape[2].min(host.shape[3]));
             let f = backbone.forward(grid.cut(host).to_tensor(device));

@@ -153,9 +153,10 @@ pub fn complete_settings<T: Settings>(run: &RunConfig) -> Result<toml::Table> {
     Ok(toml::Table::try_from(&s).expect("settings serialize to a table"))
 }
 
-/// The readout of a method whose backbone sees whole images: global features.
-pub fn global_readout(_run: &RunConfig) -> Result<Readout> {
-    Ok(Readout::Global)
+/// The readout of a method whose backbone sees whole images: the run's `[features]` of the
+/// whole view.
+pub fn global_readout(run: &RunConfig) -> Result<Readout> {
+    Ok(Readout::Global(run.features))
 }
 
 /// A registry entry: name, paper, settings and constructor of a method.
@@ -236,7 +237,7 @@ pub fn validate(run: &RunConfig) -> Result<()> {
 pub fn readout(run: &RunConfig) -> Readout {
     find(&run.method)
         .and_then(|info| (info.readout)(run))
-        .unwrap_or(Readout::Global)
+        .unwrap_or(Readout::Global(run.features))
 }
 
 /// The view most pretext tasks start from: the run's crop, flip and normalization, without
@@ -307,7 +308,10 @@ mod tests {
         let mut run = RunConfig::default().for_method("jigsaw");
         run.views.size = 64;
         assert!(matches!(readout(&run), Readout::PatchGrid(_)));
-        assert_eq!(readout(&run.for_method("simclr")), Readout::Global);
+        assert_eq!(
+            readout(&run.for_method("simclr")),
+            Readout::Global(run.features)
+        );
         let mut bad = RunConfig::default().for_method("cpc");
         bad.views.size = 4;
         assert!(validate(&bad).is_err());

@@ -262,6 +262,7 @@ fn pretrain_eval_and_embed_end_to_end() {
         ckpt.to_str().unwrap(),
         "--k",
         "5",
+        "--validation",
     ]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -270,10 +271,13 @@ fn pretrain_eval_and_embed_end_to_end() {
         String::from_utf8_lossy(&out.stderr)
     );
     let npy = dir.path().join("f.npy");
+    // The validation fifth of the train split, read as the ConvNet's default features: the
+    // last three blocks pooled to 3x3 (64 + 128 + 256 channels x 9 = 4,032 values).
     let out = selfsup(&[
         "embed",
         "--checkpoint",
         ckpt.to_str().unwrap(),
+        "--validation",
         "--out",
         npy.to_str().unwrap(),
     ]);
@@ -286,7 +290,7 @@ fn pretrain_eval_and_embed_end_to_end() {
     assert_eq!(&bytes[..6], b"\x93NUMPY");
     let header = String::from_utf8_lossy(&bytes[..128]);
     assert!(
-        header.contains("(2000, 256") && header.contains("<f4"),
+        header.contains("(1999, 4032") && header.contains("<f4"),
         "{header}"
     );
     assert!(dir.path().join("f.labels.npy").exists());
@@ -304,6 +308,9 @@ fn compare_writes_table_json_and_plot() {
             "512",
             "--methods",
             "simclr,npid",
+            "--seeds",
+            "2",
+            "--validation",
             "--quiet",
             "--out",
         ])
@@ -318,13 +325,24 @@ fn compare_writes_table_json_and_plot() {
     );
     let table = std::fs::read_to_string(dir.path().join("table.md")).unwrap();
     assert!(
-        table.contains("| simclr | 1 |")
-            && table.contains("| npid | 1 |")
-            && table.contains("| random init |"),
+        table.contains("| simclr | 2 | 1 |")
+            && table.contains("| npid | 2 | 1 |")
+            && table.contains("| random init | 2 |")
+            && table.contains("| raw pixels | 1 |")
+            && table.contains(" sd |"),
         "{table}"
     );
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("results.json")).unwrap()).unwrap();
+    // Two seeds of each method, scored on the 1,999 validation images.
+    let results = json["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4);
+    assert_eq!(
+        (results[0]["seed"].as_u64(), results[1]["seed"].as_u64()),
+        (Some(0), Some(1))
+    );
+    assert_eq!(results[0]["scores"]["n"].as_u64(), Some(1999));
+    assert!(dir.path().join("simclr/seed-1/last.safetensors").exists());
     // Each curve starts at the untrained model (time 0) and ends after the one epoch.
     let curve = json["results"][0]["curve"].as_array().unwrap();
     assert_eq!(curve.len(), 2);
@@ -393,6 +411,11 @@ fn eval_modes_svm_lowshot_layers_neighbors_finetune() {
         .parse()
         .unwrap();
     assert!(map > 30.0 && map <= 100.0, "{svm}");
+    // The baselines: raw pixels and the same backbone at random init.
+    for extra in [&["linear", "--pixels"][..], &["linear", "--random-init"]] {
+        let text = eval(extra);
+        assert!(text.contains("linear probe top-1"), "{extra:?}: {text}");
+    }
     let low = eval(&["lowshot", "--shots", "1,16", "--seeds", "2"]);
     assert!(low.contains("| 1 |") && low.contains("| 16 |"), "{low}");
     let layers = eval(&["layers", "--layer-dims", "256"]);

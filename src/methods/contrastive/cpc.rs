@@ -38,7 +38,7 @@ pub const INFO: MethodInfo = MethodInfo {
         Ok(crate::methods::settings::<CpcConfig>(run)?
             .grid(run.views.size)
             .map_or(
-                crate::eval::Readout::Global,
+                crate::eval::Readout::Global(run.features),
                 crate::eval::Readout::PatchGrid,
             ))
     },

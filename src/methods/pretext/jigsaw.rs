@@ -37,9 +37,11 @@ pub const INFO: MethodInfo = MethodInfo {
     settings: crate::methods::complete_settings::<JigsawConfig>,
     readout: |run| {
         let grid = crate::methods::settings::<JigsawConfig>(run)?.grid(run.views.size);
-        Ok(grid.map_or(crate::eval::Readout::Global, |g| {
-            super::multi_task::tile_readout(g.tile, run.views.size)
-        }))
+        Ok(
+            grid.map_or(crate::eval::Readout::Global(run.features), |g| {
+                super::multi_task::tile_readout(g.tile, run.views.size)
+            }),
+        )
     },
     build: |run, c, d| build_single(TaskKind::Jigsaw, run, c, d),
 };

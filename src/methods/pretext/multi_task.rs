@@ -46,11 +46,11 @@ pub const INFO: MethodInfo = MethodInfo {
     readout: |run| {
         let m = crate::methods::settings::<MultiConfig>(run)?;
         if m.tasks != [TaskKind::Jigsaw] {
-            return Ok(crate::eval::Readout::Global);
+            return Ok(crate::eval::Readout::Global(run.features));
         }
         Ok(m.jigsaw
             .grid(run.views.size)
-            .map_or(crate::eval::Readout::Global, |g| {
+            .map_or(crate::eval::Readout::Global(run.features), |g| {
                 tile_readout(g.tile, run.views.size)
             }))
     },

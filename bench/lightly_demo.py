@@ -1,0 +1,137 @@
+"""The demo's workload in PyTorch + lightly, for a side-by-side at equal wall time (a benchmark,
+not a dependency of the product; needs torch, torchvision, lightly and scikit-learn).
+
+SimCLR on the same 10,000 embedded Fashion-MNIST training images with the same ConvNet
+(bench/torch_ref.py), lightly's recipe for small images (SGD lr 0.1 momentum 0.9 weight decay
+5e-4, cosine, batch 128, NT-Xent T 0.5, crops 0.4-1, flips, colour jitter), trained for
+`--seconds` of wall time (the demo's pretraining time), then frozen and scored on the 10,000
+test images with a linear probe (bench/linear_sklearn.py's protocol) on two readouts: the
+last block pooled globally, and selfsup's ConvNet default (the last three blocks each pooled
+to 3x3, concatenated). Random init of the same network is scored the same way.
+
+    python3 bench/lightly_demo.py --seconds 400 [--threads 2] [--validation]
+"""
+import argparse
+import gzip
+import json
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from linear_sklearn import probe as sklearn_probe
+from torch_ref import ConvNet, Images
+
+ASSETS = os.path.join(os.path.dirname(__file__), "..", "assets", "fashion-mnist")
+
+
+def idx(name):
+    with gzip.open(os.path.join(ASSETS, name)) as f:
+        data = f.read()
+    dims = data[3]
+    shape = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(dims)]
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+def validation_split(labels, fraction=0.2, seed=0):
+    """A fixed, class-balanced fifth of train (numpy's seed, not selfsup's ChaCha stream: the
+    same size and balance, other images)."""
+    rng = np.random.default_rng(seed)
+    held = np.zeros(len(labels), bool)
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        rng.shuffle(members)
+        held[members[: int(round(len(members) * fraction))]] = True
+    return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+def readouts(net, x):
+    """(last block pooled globally, last three blocks pooled to 3x3 and concatenated)."""
+    maps, h = [], x
+    for layer in net.features:
+        h = layer(h)
+        if isinstance(layer, (nn.ReLU, nn.MaxPool2d)):
+            maps.append(h)
+    # Block outputs: after ReLU for block 1 and 4, after max-pool for blocks 2 and 3.
+    blocks = [maps[0], maps[2], maps[4], maps[5]]
+    grid = torch.cat([F.adaptive_avg_pool2d(b, 3).flatten(1) for b in blocks[1:]], 1)
+    return blocks[3].mean(dim=(2, 3)), grid
+
+
+@torch.no_grad()
+def features(net, images):
+    net.eval()
+    outs = [[], []]
+    for i in range(0, len(images), 500):
+        x = torch.from_numpy(images[i:i + 500]).float().div(255).sub(0.5).div(0.5)[:, None]
+        for o, f in zip(outs, readouts(net, x)):
+            o.append(f.numpy())
+    return [np.concatenate(o) for o in outs]
+
+
+def probe(ftr, ytr, fte, yte):
+    return sklearn_probe(ftr.astype(np.float64), ytr, fte.astype(np.float64), yte)[0]
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--seconds", type=float, required=True)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--validation", action="store_true")
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    from lightly.loss import NTXentLoss
+    from lightly.models.modules import SimCLRProjectionHead
+    from lightly.transforms import SimCLRTransform
+
+    xtr, ytr = idx("train-images-idx3-ubyte.gz"), idx("train-labels-idx1-ubyte.gz")
+    xte, yte = idx("t10k-images-idx3-ubyte.gz"), idx("t10k-labels-idx1-ubyte.gz")
+    if a.validation:
+        fit, val = validation_split(ytr)
+        xtr, ytr, xte, yte = xtr[fit], ytr[fit], xtr[val], ytr[val]
+    transform = SimCLRTransform(input_size=28, min_scale=0.4, cj_prob=0.8, random_gray_scale=0.0,
+                                gaussian_blur=0.0, vf_prob=0.0, hf_prob=0.5, rr_prob=0.0,
+                                normalize={"mean": [0.5], "std": [0.5]})
+    ds = Images(xtr[:, None], transform)
+    dl = torch.utils.data.DataLoader(ds, batch_size=128, shuffle=True, drop_last=True,
+                                     num_workers=1, persistent_workers=True)
+    net = ConvNet(1)
+    random = ConvNet(1)
+    random.load_state_dict(net.state_dict())
+    head = SimCLRProjectionHead(256, 512, 128)
+    params = list(net.parameters()) + list(head.parameters())
+    opt = torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=5e-4)
+    # Cosine over the steps the time budget allows, estimated from the first epoch.
+    loss_fn = NTXentLoss(temperature=0.5)
+    start, steps, epochs, total = time.perf_counter(), 0, 0, None
+    while time.perf_counter() - start < a.seconds:
+        net.train()
+        for v1, v2 in dl:
+            if time.perf_counter() - start >= a.seconds:
+                break
+            if total is not None:
+                for g in opt.param_groups:
+                    g["lr"] = 0.1 * 0.5 * (1 + np.cos(np.pi * min(steps / total, 1.0)))
+            loss = loss_fn(head(net(v1)), head(net(v2)))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            steps += 1
+        epochs += 1
+        if total is None:
+            per_step = (time.perf_counter() - start) / max(steps, 1)
+            total = a.seconds / per_step
+    train_s = time.perf_counter() - start
+    out = {"seconds": train_s, "steps": steps, "epochs": epochs, "torch": torch.__version__,
+           "split": "validation" if a.validation else "test", "n_test": int(len(yte))}
+    for name, model in [("simclr", net), ("random init", random)]:
+        (gtr, rtr), (gte, rte) = features(model, xtr), features(model, xte)
+        out[name] = {"global": probe(gtr, ytr, gte, yte), "3 blocks 3x3": probe(rtr, ytr, rte, yte)}
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
