@@ -32,13 +32,8 @@ pub struct CompareArgs {
     /// Hide the progress bars.
     #[arg(long)]
     quiet: bool,
-    /// Pretrain on four fifths of the train split and score on the fixed fifth held out
-    /// (the validation split, for tuning); the test split is not read.
-    #[arg(long)]
-    validation: bool,
-    /// Any config field by its dotted path, e.g. `--set schedule.lr=0.5` (repeatable).
-    #[arg(long, value_name = "KEY=VALUE")]
-    set: Vec<String>,
+    #[command(flatten)]
+    scoring: super::flags::ScoringFlags,
 }
 
 /// Runs the comparison and prints its table.
@@ -47,14 +42,12 @@ pub fn run(a: CompareArgs) -> Result<()> {
     if let Some(d) = a.data {
         cfg.data = d;
     }
-    cfg.validation |= a.validation;
-    for s in &a.set {
-        cfg.set(s)?;
-    }
+    a.scoring.apply_to_config(&mut cfg)?;
     let mut splits = super::load_data(&cfg)?;
     if let Some(n) = a.train_limit {
         splits.train = splits.train.take(n);
     }
+    a.scoring.apply_to_splits(&mut splits);
     cfg.fit_views_to(&splits.train);
     if !(a.budget_s > 0.0) {
         bail!("--budget-s must be positive");

@@ -21,13 +21,8 @@ pub struct DemoArgs {
     /// Hide the progress bar.
     #[arg(long)]
     quiet: bool,
-    /// Pretrain on four fifths of the train split and score on the fixed fifth held out
-    /// (the validation split, for tuning); the test split is not read.
-    #[arg(long)]
-    validation: bool,
-    /// Any config field by its dotted path, e.g. `--set schedule.lr=0.5` (repeatable).
-    #[arg(long, value_name = "KEY=VALUE")]
-    set: Vec<String>,
+    #[command(flatten)]
+    scoring: super::flags::ScoringFlags,
 }
 
 /// Runs the demo and prints its table.
@@ -39,11 +34,9 @@ pub fn run(a: DemoArgs) -> Result<()> {
     if let Some(d) = a.data {
         cfg.data = d;
     }
-    cfg.validation |= a.validation;
-    for s in &a.set {
-        cfg.set(s)?;
-    }
-    let splits = super::load_data(&cfg)?;
+    a.scoring.apply_to_config(&mut cfg)?;
+    let mut splits = super::load_data(&cfg)?;
+    a.scoring.apply_to_splits(&mut splits);
     cfg.fit_views_to(&splits.train);
     println!(
         "selfsup demo: SimCLR, {} backbone, {} epochs on {} ({} train / {} test images)",
