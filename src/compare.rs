@@ -214,13 +214,11 @@ pub fn run(
 /// An accuracy cell: with one value, the value and its 95 % binomial interval on `n`
 /// images; with several (seeds), their mean and sample standard deviation.
 fn cell(values: &[f64], n: usize) -> String {
-    let k = values.len().max(1) as f64;
-    let mean = values.iter().sum::<f64>() / k;
+    let (mean, sd) = eval::mean_sd(values);
     if values.len() < 2 {
         format!("{mean:.1} ± {:.1}", crate::demo::interval95(mean, n))
     } else {
-        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (k - 1.0);
-        format!("{mean:.1} ± {:.1} sd", var.sqrt())
+        format!("{mean:.1} ± {sd:.1} sd")
     }
 }
 
@@ -344,8 +342,9 @@ pub fn compare(
             ),
         };
         for s in 0..seeds.max(1) as u64 {
-            device.seed(cfg.seed + s);
-            let bb = crate::nn::Backbone::new(&cfg.backbone, splits.train.channels, &device);
+            let channels = splits.train.channels;
+            let bb =
+                crate::nn::Backbone::random_init(&cfg.backbone, channels, cfg.seed + s, &device);
             baselines.push((name.clone(), evaluate(&bb, splits, cfg)?));
         }
     }

@@ -125,8 +125,7 @@ pub fn run(
     )?;
     let pretrained = evaluate(&outcome.method.backbone(), splits, cfg)?;
     let base = crate::device::parse(&cfg.device)?;
-    base.seed(cfg.seed);
-    let random = Backbone::new(&cfg.backbone, splits.train.channels, &base);
+    let random = Backbone::random_init(&cfg.backbone, splits.train.channels, cfg.seed, &base);
     let random_init = evaluate(&random, splits, cfg)?;
     let raw_pixels = evaluate_readout(&random, splits, cfg, eval::Readout::Pixels)?;
     let report = DemoReport {

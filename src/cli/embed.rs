@@ -21,13 +21,8 @@ pub struct EmbedArgs {
     /// Data to embed (default: the checkpoint run's data).
     #[arg(long)]
     data: Option<DataSource>,
-    /// Split train into four fifths (`--split train`) and the validation fifth (`--split
-    /// test`), as `--validation` does for `eval`.
-    #[arg(long)]
-    validation: bool,
-    /// A config field of the checkpoint's run, e.g. `--set features.grid=2` (repeatable).
-    #[arg(long, value_name = "KEY=VALUE")]
-    set: Vec<String>,
+    #[command(flatten)]
+    checkpoint_flags: super::flags::CheckpointFlags,
     /// Which split to embed.
     #[arg(long, value_enum, default_value = "test")]
     pub split: Split,
@@ -39,7 +34,7 @@ pub struct EmbedArgs {
 /// Extracts and writes the features (and labels, if any).
 pub fn run(a: EmbedArgs) -> Result<()> {
     let (cfg, splits, backbone) =
-        super::load_checkpoint(&a.checkpoint, a.data, a.validation, &a.set)?;
+        super::load_checkpoint(&a.checkpoint, a.data, &a.checkpoint_flags)?;
     let data = match a.split {
         Split::Train => &splits.train,
         Split::Test => splits

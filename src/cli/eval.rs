@@ -40,14 +40,8 @@ pub struct EvalArgs {
     /// Labeled data with a test split (default: the checkpoint run's data).
     #[arg(long)]
     data: Option<DataSource>,
-    /// Score on the validation split (a fixed fifth of the train split) instead of the test
-    /// split: for choosing settings without reading the test split.
-    #[arg(long)]
-    validation: bool,
-    /// A config field of the checkpoint's run, by its dotted path, e.g. `--set
-    /// features.grid=2` to read other features (repeatable).
-    #[arg(long, value_name = "KEY=VALUE")]
-    set: Vec<String>,
+    #[command(flatten)]
+    checkpoint_flags: super::flags::CheckpointFlags,
     /// Score the same backbone at random initialization (seeded by the run's seed) instead of
     /// the checkpoint's weights: the baseline a method must beat.
     #[arg(long, conflicts_with = "pixels")]
@@ -124,7 +118,7 @@ pub struct EvalArgs {
 /// Runs the chosen evaluation and prints its result.
 pub fn run(a: EvalArgs) -> Result<()> {
     let (cfg, mut splits, mut backbone) =
-        super::load_checkpoint(&a.checkpoint, a.data.clone(), a.validation, &a.set)?;
+        super::load_checkpoint(&a.checkpoint, a.data.clone(), &a.checkpoint_flags)?;
     if let Some(n) = a.train_limit {
         splits.train = splits.train.take(n);
     }
@@ -140,8 +134,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
     }
     if a.random_init {
         let device = selfsup::device::parse(&cfg.device)?;
-        device.seed(cfg.seed);
-        backbone = Backbone::new(&cfg.backbone, splits.train.channels, &device);
+        backbone = Backbone::random_init(&cfg.backbone, splits.train.channels, cfg.seed, &device);
     }
     if a.adapt_bn {
         backbone = eval::adapt_batchnorm(backbone, &splits.train, &cfg.views, 256);

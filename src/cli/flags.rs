@@ -185,6 +185,21 @@ impl RunFlags {
     }
 }
 
+/// The flags of the commands that read a checkpoint (`eval`, `embed`): which split is
+/// scored, and edits of the checkpoint run's config.
+#[derive(Args)]
+pub struct CheckpointFlags {
+    /// Score (embed) the validation split, a fixed fifth of the train split, instead of the
+    /// test split, and fit on the other four fifths: for choosing settings without reading
+    /// the test split.
+    #[arg(long)]
+    pub validation: bool,
+    /// A config field of the checkpoint's run, by its dotted path, e.g. `--set
+    /// features.grid=2` to read other features (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
 /// The flags of the commands that pretrain and score in one go (`demo`, `compare`): which
 /// split is scored, and config edits.
 #[derive(Args)]

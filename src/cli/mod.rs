@@ -27,13 +27,12 @@ pub fn load_data(cfg: &RunConfig) -> Result<Splits> {
 
 /// Reads the run config beside a checkpoint (or the defaults) and its backbone; `data`
 /// replaces the run's data source, and `validation` scores on the validation split (a run
-/// pretrained with `--validation` is always scored on it); `sets` are `KEY=VALUE` config
-/// assignments applied last (`features.grid=2` reads other features).
+/// pretrained with `--validation` is always scored on it); `--set` assignments are applied
+/// last (`features.grid=2` reads other features).
 pub fn load_checkpoint(
     path: &Path,
     data: Option<DataSource>,
-    validation: bool,
-    sets: &[String],
+    flags: &flags::CheckpointFlags,
 ) -> Result<(RunConfig, Splits, Backbone)> {
     let cfg_path = path.parent().unwrap_or(Path::new(".")).join("config.toml");
     let mut cfg = if cfg_path.exists() {
@@ -44,8 +43,8 @@ pub fn load_checkpoint(
     if let Some(d) = data {
         cfg.data = d;
     }
-    cfg.validation |= validation;
-    for s in sets {
+    cfg.validation |= flags.validation;
+    for s in &flags.set {
         cfg.set(s)?;
     }
     let mut splits = load_data(&cfg)?;

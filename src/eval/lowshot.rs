@@ -136,14 +136,12 @@ pub fn run(
                     accuracy(&pred, test_labels)
                 })
                 .collect();
-            let mean = accuracies.iter().sum::<f64>() / accuracies.len().max(1) as f64;
-            let var = accuracies.iter().map(|a| (a - mean).powi(2)).sum::<f64>()
-                / (accuracies.len().max(2) - 1) as f64;
+            let (mean, std) = super::mean_sd(&accuracies);
             LowShotRow {
                 k,
                 accuracies,
                 mean,
-                std: var.sqrt(),
+                std,
             }
         })
         .collect()

@@ -180,6 +180,14 @@ pub fn labeled_features(
     })
 }
 
+/// Mean and sample standard deviation (n - 1) of `values` (sd 0 for fewer than two).
+pub fn mean_sd(values: &[f64]) -> (f64, f64) {
+    let n = values.len();
+    let mean = values.iter().sum::<f64>() / n.max(1) as f64;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n.max(2) - 1) as f64;
+    (mean, var.sqrt())
+}
+
 /// Top-1 accuracy of `predicted` against `labels`, in percent.
 pub fn accuracy(predicted: &[u32], labels: &[u32]) -> f64 {
     let hits = predicted.iter().zip(labels).filter(|(p, l)| p == l).count();

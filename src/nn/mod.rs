@@ -151,6 +151,19 @@ impl Backbone {
         }
     }
 
+    /// The backbone at random initialization drawn from `seed` (the device's generator is
+    /// seeded first): the baseline every method is scored against, the same network for the
+    /// same seed in every command.
+    pub fn random_init(
+        cfg: &BackboneConfig,
+        in_channels: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Backbone {
+        device.seed(seed);
+        Backbone::new(cfg, in_channels, device)
+    }
+
     /// Dimension of [`Backbone::forward`]'s output.
     pub fn feature_dim(&self) -> usize {
         match self {

@@ -90,8 +90,12 @@ pub fn knn_pretrained_vs_random(
         eval::accuracy(&p, test.labels.as_ref().unwrap()) / 100.0
     };
     let device = burn::tensor::Device::flex();
-    device.seed(seeded(cfg).seed);
-    let random = selfsup::nn::Backbone::new(&cfg.backbone, train.channels, &device);
+    let random = selfsup::nn::Backbone::random_init(
+        &cfg.backbone,
+        train.channels,
+        seeded(cfg).seed,
+        &device,
+    );
     (score(pretrained), score(&random))
 }
 
@@ -242,8 +246,8 @@ pub fn assert_matches_views_better_than_random_init(
 ) {
     let n = 2000;
     let device = burn::tensor::Device::flex();
-    device.seed(seeded(cfg).seed);
-    let random = selfsup::nn::Backbone::new(&cfg.backbone, channels, &device);
+    let random =
+        selfsup::nn::Backbone::random_init(&cfg.backbone, channels, seeded(cfg).seed, &device);
     let test = fashion_test();
     let (trained, untrained) = (
         view_matching(pretrained, cfg, test, n),
