@@ -41,7 +41,7 @@ impl ConvBlock {
 
     /// Applies conv, BN and ReLU.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let y = self.conv.forward(x);
+        let y = super::conv::conv2d(&self.conv, x);
         let y = match &self.bn {
             Some(bn) => bn.forward(y),
             None => y,

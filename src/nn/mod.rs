@@ -4,6 +4,7 @@
 //! `fc.weight`...), so checkpoints read naturally from Python.
 
 pub mod audio_visual;
+pub mod conv;
 pub mod convnet;
 pub mod decoder;
 pub mod heads;
