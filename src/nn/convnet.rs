@@ -43,7 +43,7 @@ impl ConvBlock {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let y = super::conv::conv2d(&self.conv, x);
         let y = match &self.bn {
-            Some(bn) => bn.forward(y),
+            Some(bn) => super::batch_norm::batch_norm(bn, y),
             None => y,
         };
         self.act.forward(y)

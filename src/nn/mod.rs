@@ -4,9 +4,11 @@
 //! `fc.weight`...), so checkpoints read naturally from Python.
 
 pub mod audio_visual;
+pub mod batch_norm;
 pub mod conv;
 pub mod convnet;
 pub mod decoder;
+mod flex;
 pub mod heads;
 pub mod resnet;
 

@@ -10,9 +10,9 @@ use burn::backend::autodiff::{
 };
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, backend_extension};
-use burn::tensor::{DType, Shape};
-use burn_flex::{FlexTensor, Layout};
-use std::borrow::Cow;
+use crate::nn::flex::{tensor, values};
+use burn::tensor::Shape;
+use burn_flex::FlexTensor;
 
 /// Convolution by im2col + GEMM over chunks of images (see [`kernels`]).
 #[backend_extension(Flex, Autodiff)]
@@ -48,26 +48,10 @@ fn dims4(s: &Shape) -> [usize; 4] {
     [s[0], s[1], s[2], s[3]]
 }
 
-/// The values of an f32 Flex tensor, row-major (copied only if it is a strided view).
-fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
-    match t.as_slice::<f32>() {
-        Some(s) => Cow::Borrowed(s),
-        None => Cow::Owned(t.to_contiguous().as_slice::<f32>().expect("contiguous").to_vec()),
-    }
-}
-
-fn tensor(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
-    FlexTensor::new(
-        burn::tensor::Bytes::from_elems(values),
-        Layout::contiguous(Shape::from(shape)),
-        DType::F32,
-    )
-}
-
 fn forward_flex(x: &FlexTensor, weight: &FlexTensor, packed: [usize; 6]) -> FlexTensor {
     let g = geometry_of(x, weight, packed);
     let y = kernels::forward(&g, &values(x), &values(weight));
-    tensor(y, [g.batch, g.cout, g.ho, g.wo])
+    tensor(y, &[g.batch, g.cout, g.ho, g.wo])
 }
 
 impl GemmConv for Flex {
@@ -96,10 +80,10 @@ impl Backward<Flex, 2> for ConvBackward {
             node_x.is_some(),
         );
         if let (Some(node), Some(dx)) = (node_x, dx) {
-            grads.register::<Flex>(node.id, tensor(dx, [g.batch, g.cin, g.h, g.w]));
+            grads.register::<Flex>(node.id, tensor(dx, &[g.batch, g.cin, g.h, g.w]));
         }
         if let Some(node) = node_w {
-            grads.register::<Flex>(node.id, tensor(dw, [g.cout, g.cin, g.kh, g.kw]));
+            grads.register::<Flex>(node.id, tensor(dw, &[g.cout, g.cin, g.kh, g.kw]));
         }
     }
 }

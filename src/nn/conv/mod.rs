@@ -35,15 +35,20 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
-/// Turns the GEMM path on or off for the whole process (on by default): off, every convolution
-/// runs burn's `conv2d`. For comparisons (`examples/conv_timing.rs`, the equivalence tests).
+/// Turns selfsup's own CPU kernels (GEMM convolution, fused BatchNorm) on or off for the whole
+/// process (on by default): off, burn's `conv2d` and `BatchNorm` run. For comparisons (`examples/conv_timing.rs`, the equivalence tests).
 pub fn set_enabled(on: bool) {
     ENABLED.store(on, Ordering::Relaxed);
 }
 
+/// Whether selfsup's own CPU kernels (this GEMM convolution, the fused BatchNorm) are on.
+pub fn gemm_enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
 /// `[stride_h, stride_w, pad_top, pad_left, ho, wo]` when the GEMM path applies.
 fn gemm_geometry(conv: &Conv2d, x: &Tensor<4>) -> Option<[usize; 6]> {
-    if !ENABLED.load(Ordering::Relaxed) || !on_flex(&x.device()) || x.dtype() != DType::F32 || conv.weight.val().dtype() != DType::F32
+    if !ENABLED.load(Ordering::Relaxed) || !crate::nn::flex::on_flex(&x.device()) || x.dtype() != DType::F32 || conv.weight.val().dtype() != DType::F32
     {
         return None;
     }
@@ -62,12 +67,4 @@ fn gemm_geometry(conv: &Conv2d, x: &Tensor<4>) -> Option<[usize; 6]> {
     }
     let g = kernels::Geometry::new([b, cin, h, w], [cout, kh, kw], conv.stride, padding)?;
     Some([g.stride[0], g.stride[1], g.pad[0], g.pad[1], g.ho, g.wo])
-}
-
-/// Whether `device` is the Flex CPU backend (with or without autodiff).
-fn on_flex(device: &Device) -> bool {
-    matches!(
-        device.clone().inner().as_dispatch(),
-        burn::backend::DispatchDevice::Flex(_)
-    )
 }

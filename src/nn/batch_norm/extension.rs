@@ -1,0 +1,138 @@
+//! The fused BatchNorm as a burn backend extension on Flex, with an autodiff backward.
+
+use super::kernels::{self, Dims};
+use crate::nn::flex::{tensor, values};
+use burn::backend::autodiff::{
+    Autodiff,
+    checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
+    grads::Gradients,
+    ops::{Backward, Ops, OpsKind},
+};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Dispatch, Flex, backend_extension};
+use burn_flex::FlexTensor;
+
+/// Training-mode batch normalization over `[B, C, ...]` in two passes each way.
+#[backend_extension(Flex, Autodiff)]
+pub trait FusedBatchNorm: Backend {
+    /// Per-channel `[mean, biased variance]` of `x`, `[2, C]` (not differentiated).
+    fn batch_norm_stats(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// `gamma * (x - mean) / sqrt(var + eps) + beta` with the batch's statistics.
+    fn batch_norm_train_fused(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self>;
+}
+
+fn dims(x: &FlexTensor) -> Dims {
+    let s = x.layout().shape();
+    Dims {
+        batch: s[0],
+        channels: s[1],
+        plane: (2..s.num_dims()).map(|i| s[i]).product(),
+    }
+}
+
+fn stats_flex(x: &FlexTensor) -> FlexTensor {
+    let d = dims(x);
+    let (mut mean, var) = kernels::stats(&d, &values(x));
+    mean.extend(var);
+    tensor(mean, &[2, d.channels])
+}
+
+fn forward_flex(x: &FlexTensor, gamma: &FlexTensor, beta: &FlexTensor, eps: f64) -> FlexTensor {
+    let d = dims(x);
+    let xs = values(x);
+    let (mean, var) = kernels::stats(&d, &xs);
+    let y = kernels::forward(&d, &xs, &mean, &kernels::inv_std(&var, eps), &values(gamma), &values(beta));
+    tensor(y, &x.layout().shape().to_vec())
+}
+
+impl FusedBatchNorm for Flex {
+    fn batch_norm_stats(x: FlexTensor) -> FlexTensor {
+        stats_flex(&x)
+    }
+    fn batch_norm_train_fused(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, eps: f64) -> FlexTensor {
+        forward_flex(&x, &gamma, &beta, eps)
+    }
+}
+
+/// The backward step: the saved input, gamma and epsilon.
+#[derive(Debug)]
+struct BatchNormBackward;
+
+impl Backward<Flex, 3> for BatchNormBackward {
+    type State = (FlexTensor, FlexTensor, f64);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (x, gamma, eps) = ops.state;
+        let d = dims(&x);
+        let xs = values(&x);
+        let (mean, var) = kernels::stats(&d, &xs);
+        let (dx, dgamma, dbeta) =
+            kernels::backward(&d, &xs, &mean, &kernels::inv_std(&var, eps), &values(&gamma), &values(&dy));
+        if let Some(node) = node_x {
+            grads.register::<Flex>(node.id, tensor(dx, &x.layout().shape().to_vec()));
+        }
+        if let Some(node) = node_gamma {
+            grads.register::<Flex>(node.id, tensor(dgamma, &[d.channels]));
+        }
+        if let Some(node) = node_beta {
+            grads.register::<Flex>(node.id, tensor(dbeta, &[d.channels]));
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> FusedBatchNorm for Autodiff<Flex, C> {
+    fn batch_norm_stats(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        <FloatTensor<Self>>::new(stats_flex(x.primitive()))
+    }
+
+    fn batch_norm_train_fused(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self> {
+        match BatchNormBackward
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (xp, gp) = (x.primitive().clone(), gamma.primitive().clone());
+                let y = forward_flex(&xp, &gp, beta.primitive(), eps);
+                prep.finish((xp, gp, eps), y)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(forward_flex(x.primitive(), gamma.primitive(), beta.primitive(), eps))
+            }
+        }
+    }
+}
+
+/// `[2, C]` statistics through burn's dispatch.
+pub(super) fn stats<const D: usize>(x: burn::tensor::Tensor<D>) -> burn::tensor::Tensor<2> {
+    burn::tensor::Tensor::from_dispatch(<Dispatch as FusedBatchNorm>::batch_norm_stats(
+        x.into_dispatch(),
+    ))
+}
+
+/// The normalized output through burn's dispatch.
+pub(super) fn train<const D: usize>(
+    x: burn::tensor::Tensor<D>,
+    gamma: burn::tensor::Tensor<1>,
+    beta: burn::tensor::Tensor<1>,
+    eps: f64,
+) -> burn::tensor::Tensor<D> {
+    burn::tensor::Tensor::from_dispatch(<Dispatch as FusedBatchNorm>::batch_norm_train_fused(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        eps,
+    ))
+}

@@ -1,0 +1,217 @@
+//! Training-mode batch normalization of NCHW `f32` data in two passes over memory each way,
+//! without the transposed copies of burn's composite (`swap_dims` to `[C, B*H*W]` before every
+//! reduction).
+//!
+//! For channel `c` over its `N = B*H*W` values: `mean`, biased `var`, `x̂ = (x - mean) /
+//! sqrt(var + eps)`, `y = gamma * x̂ + beta`. Backward (Ioffe & Szegedy 2015, eq. after Alg. 1):
+//! `dbeta = Σ dy`, `dgamma = Σ dy * x̂`, `dx = gamma / sqrt(var + eps) * (dy - dbeta / N - x̂ *
+//! dgamma / N)`. Sums are taken in f64, per channel, in a fixed order.
+
+use rayon::prelude::*;
+
+/// Shape of the normalized data: `[batch, channels, plane]` with `plane = H*W`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dims {
+    /// Images.
+    pub batch: usize,
+    /// Channels (the statistics are per channel).
+    pub channels: usize,
+    /// Values per channel per image (`H*W`).
+    pub plane: usize,
+}
+
+impl Dims {
+    fn count(&self) -> f64 {
+        (self.batch * self.plane) as f64
+    }
+
+    /// The `plane` values of image `b`, channel `c`.
+    fn at<'a>(&self, x: &'a [f32], b: usize, c: usize) -> &'a [f32] {
+        &x[(b * self.channels + c) * self.plane..][..self.plane]
+    }
+}
+
+/// Per-channel mean and biased variance (two-pass, f64 sums): `(mean, var)`.
+pub fn stats(d: &Dims, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let pairs: Vec<(f32, f32)> = (0..d.channels)
+        .into_par_iter()
+        .map(|c| {
+            let mut s = 0.0f64;
+            for b in 0..d.batch {
+                s += d.at(x, b, c).iter().map(|v| *v as f64).sum::<f64>();
+            }
+            let mean = s / d.count();
+            let mut q = 0.0f64;
+            for b in 0..d.batch {
+                q += d
+                    .at(x, b, c)
+                    .iter()
+                    .map(|v| (*v as f64 - mean).powi(2))
+                    .sum::<f64>();
+            }
+            (mean as f32, (q / d.count()) as f32)
+        })
+        .collect();
+    pairs.into_iter().unzip()
+}
+
+/// `1 / sqrt(var + eps)` per channel.
+pub fn inv_std(var: &[f32], eps: f64) -> Vec<f32> {
+    var.iter()
+        .map(|v| (1.0 / (*v as f64 + eps).sqrt()) as f32)
+        .collect()
+}
+
+/// `y = gamma * (x - mean) * inv_std + beta`.
+pub fn forward(
+    d: &Dims,
+    x: &[f32],
+    mean: &[f32],
+    inv_std: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+) -> Vec<f32> {
+    let mut y = vec![0.0f32; x.len()];
+    if d.plane == 0 {
+        return y;
+    }
+    y.par_chunks_mut(d.plane)
+        .zip(x.par_chunks(d.plane))
+        .enumerate()
+        .for_each(|(i, (ys, xs))| {
+            let c = i % d.channels;
+            let a = gamma[c] * inv_std[c];
+            let s = beta[c] - mean[c] * a;
+            for (o, v) in ys.iter_mut().zip(xs) {
+                *o = v * a + s;
+            }
+        });
+    y
+}
+
+/// Gradients of [`forward`] with the batch statistics: `(dx, dgamma, dbeta)`.
+pub fn backward(
+    d: &Dims,
+    x: &[f32],
+    mean: &[f32],
+    inv_std: &[f32],
+    gamma: &[f32],
+    dy: &[f32],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let sums: Vec<(f64, f64)> = (0..d.channels)
+        .into_par_iter()
+        .map(|c| {
+            let (m, r) = (mean[c], inv_std[c]);
+            let (mut sb, mut sg) = (0.0f64, 0.0f64);
+            for b in 0..d.batch {
+                let (xs, gs) = (d.at(x, b, c), d.at(dy, b, c));
+                let (mut pb, mut pg) = (0.0f32, 0.0f32);
+                for (v, g) in xs.iter().zip(gs) {
+                    pb += g;
+                    pg += g * (v - m) * r;
+                }
+                sb += pb as f64;
+                sg += pg as f64;
+            }
+            (sb, sg)
+        })
+        .collect();
+    let dbeta: Vec<f32> = sums.iter().map(|s| s.0 as f32).collect();
+    let dgamma: Vec<f32> = sums.iter().map(|s| s.1 as f32).collect();
+    let mut dx = vec![0.0f32; x.len()];
+    if d.plane > 0 {
+        let n = d.count();
+        dx.par_chunks_mut(d.plane)
+            .zip(x.par_chunks(d.plane).zip(dy.par_chunks(d.plane)))
+            .enumerate()
+            .for_each(|(i, (out, (xs, gs)))| {
+                let c = i % d.channels;
+                let (m, r) = (mean[c], inv_std[c]);
+                let k = gamma[c] * r;
+                let (mb, mg) = ((sums[c].0 / n) as f32, (sums[c].1 / n) as f32);
+                for ((o, v), g) in out.iter_mut().zip(xs).zip(gs) {
+                    *o = k * (g - mb - (v - m) * r * mg);
+                }
+            });
+    }
+    (dx, dgamma, dbeta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 1.5
+            })
+            .collect()
+    }
+
+    /// The loss `L = Σ r * BN(x)` in f64, recomputing the statistics from `x`.
+    fn loss(d: &Dims, x: &[f64], gamma: &[f64], beta: &[f64], r: &[f32], eps: f64) -> f64 {
+        let mut total = 0.0;
+        for c in 0..d.channels {
+            let idx: Vec<usize> = (0..d.batch)
+                .flat_map(|b| (0..d.plane).map(move |p| (b * d.channels + c) * d.plane + p))
+                .collect();
+            let mean = idx.iter().map(|&i| x[i]).sum::<f64>() / idx.len() as f64;
+            let var = idx.iter().map(|&i| (x[i] - mean).powi(2)).sum::<f64>() / idx.len() as f64;
+            for &i in &idx {
+                total += r[i] as f64 * (gamma[c] * (x[i] - mean) / (var + eps).sqrt() + beta[c]);
+            }
+        }
+        total
+    }
+
+    #[test]
+    fn forward_normalizes_each_channel() {
+        let d = Dims { batch: 3, channels: 2, plane: 5 };
+        let x = values(30, 1);
+        let (mean, var) = stats(&d, &x);
+        let y = forward(&d, &x, &mean, &inv_std(&var, 1e-5), &[1.0, 2.0], &[0.0, 3.0]);
+        let (ym, yv) = stats(&d, &y);
+        assert!(ym[0].abs() < 1e-5 && (ym[1] - 3.0).abs() < 1e-5, "{ym:?}");
+        assert!((yv[0] - 1.0).abs() < 1e-3 && (yv[1] - 4.0).abs() < 4e-3, "{yv:?}");
+    }
+
+    /// Central finite differences of the f64 loss against every gradient.
+    #[test]
+    fn backward_matches_finite_differences_in_f64() {
+        let d = Dims { batch: 2, channels: 3, plane: 4 };
+        let eps = 1e-5;
+        let x = values(24, 2);
+        let gamma = [0.5f32, -1.2, 2.0];
+        let beta = [0.1f32, 0.0, -0.3];
+        let r = values(24, 3);
+        let (mean, var) = stats(&d, &x);
+        let (dx, dgamma, dbeta) = backward(&d, &x, &mean, &inv_std(&var, eps), &gamma, &r);
+        let f64s = |v: &[f32]| v.iter().map(|a| *a as f64).collect::<Vec<f64>>();
+        let (x64, g64, b64) = (f64s(&x), f64s(&gamma), f64s(&beta));
+        let h = 1e-6;
+        let fd = |v: &[f64], i: usize, which: u8| {
+            let mut plus = v.to_vec();
+            let mut minus = v.to_vec();
+            plus[i] += h;
+            minus[i] -= h;
+            let f = |t: &[f64]| match which {
+                0 => loss(&d, t, &g64, &b64, &r, eps),
+                1 => loss(&d, &x64, t, &b64, &r, eps),
+                _ => loss(&d, &x64, &g64, t, &r, eps),
+            };
+            (f(&plus) - f(&minus)) / (2.0 * h)
+        };
+        for (i, g) in dx.iter().enumerate() {
+            let want = fd(&x64, i, 0);
+            assert!((*g as f64 - want).abs() < 1e-3, "dx[{i}]: {g} vs {want}");
+        }
+        for c in 0..3 {
+            let (wg, wb) = (fd(&g64, c, 1), fd(&b64, c, 2));
+            assert!((dgamma[c] as f64 - wg).abs() < 1e-3, "dgamma[{c}]: {} vs {wg}", dgamma[c]);
+            assert!((dbeta[c] as f64 - wb).abs() < 1e-3, "dbeta[{c}]: {} vs {wb}", dbeta[c]);
+        }
+    }
+}

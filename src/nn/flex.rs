@@ -1,0 +1,37 @@
+//! Plumbing shared by selfsup's own CPU kernels (the GEMM convolution, the fused BatchNorm):
+//! reading and building the Flex backend's tensors.
+
+use burn::tensor::{Bytes, DType, Shape};
+use burn_flex::{FlexTensor, Layout};
+use std::borrow::Cow;
+
+/// The values of an f32 Flex tensor, row-major (copied only when it is a strided view).
+pub(crate) fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
+    match t.as_slice::<f32>() {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(
+            t.to_contiguous()
+                .as_slice::<f32>()
+                .expect("a contiguous f32 tensor")
+                .to_vec(),
+        ),
+    }
+}
+
+/// A contiguous f32 Flex tensor of `shape` holding `values`.
+pub(crate) fn tensor(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
+    debug_assert_eq!(values.len(), shape.iter().product::<usize>());
+    FlexTensor::new(
+        Bytes::from_elems(values),
+        Layout::contiguous(Shape::from(shape.to_vec())),
+        DType::F32,
+    )
+}
+
+/// Whether `device` is the Flex CPU backend (with or without autodiff).
+pub(crate) fn on_flex(device: &burn::tensor::Device) -> bool {
+    matches!(
+        device.clone().inner().as_dispatch(),
+        burn::backend::DispatchDevice::Flex(_)
+    )
+}
