@@ -42,11 +42,10 @@ impl ConvBlock {
     /// Applies conv, BN and ReLU.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let y = super::conv::conv2d(&self.conv, x);
-        let y = match &self.bn {
-            Some(bn) => super::batch_norm::batch_norm(bn, y),
-            None => y,
-        };
-        self.act.forward(y)
+        match &self.bn {
+            Some(bn) => super::batch_norm::batch_norm_relu(bn, y),
+            None => self.act.forward(y),
+        }
     }
 }
 

@@ -102,7 +102,7 @@ impl Decoder {
         for (i, b) in self.blocks.iter().enumerate() {
             let side = out.div_ceil(1 << (n - 1 - i));
             x = resize(x, side);
-            x = b.act.forward(super::batch_norm::batch_norm(&b.bn, super::conv::conv2d(&b.conv, x)));
+            x = super::batch_norm::batch_norm_relu(&b.bn, super::conv::conv2d(&b.conv, x));
         }
         self.out.forward(resize(x, out))
     }

@@ -6,7 +6,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d, Relu};
 use burn::prelude::*;
-use super::batch_norm::batch_norm;
+use super::batch_norm::{batch_norm, batch_norm_relu};
 use super::conv::conv2d;
 
 fn conv(cin: usize, cout: usize, k: usize, stride: usize, device: &Device) -> Conv2d {
@@ -89,7 +89,7 @@ impl Block {
             Some(d) => batch_norm(&d.bn, conv2d(&d.conv, x.clone())),
             None => x.clone(),
         };
-        let mut y = self.act.forward(batch_norm(&self.bn1, conv2d(&self.conv1, x)));
+        let mut y = batch_norm_relu(&self.bn1, conv2d(&self.conv1, x));
         y = batch_norm(&self.bn2, conv2d(&self.conv2, y));
         if let (Some(c3), Some(b3)) = (&self.conv3, &self.bn3) {
             y = batch_norm(b3, conv2d(c3, self.act.forward(y)));
@@ -186,7 +186,7 @@ impl ResNet {
 
     /// Stem output, then each stage's output.
     pub fn forward_stages(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
-        let mut x = self.act.forward(batch_norm(&self.bn1, conv2d(&self.conv1, x)));
+        let mut x = batch_norm_relu(&self.bn1, conv2d(&self.conv1, x));
         if let Some(p) = &self.maxpool {
             x = p.forward(x);
         }

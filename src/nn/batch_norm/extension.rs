@@ -17,12 +17,14 @@ use burn_flex::FlexTensor;
 pub trait FusedBatchNorm: Backend {
     /// Per-channel `[mean, biased variance]` of `x`, `[2, C]` (not differentiated).
     fn batch_norm_stats(x: FloatTensor<Self>) -> FloatTensor<Self>;
-    /// `gamma * (x - mean) / sqrt(var + eps) + beta` with the batch's statistics.
+    /// `gamma * (x - mean) / sqrt(var + eps) + beta` with the batch's statistics, rectified
+    /// when `relu`.
     fn batch_norm_train_fused(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         eps: f64,
+        relu: bool,
     ) -> FloatTensor<Self>;
 }
 
@@ -42,11 +44,17 @@ fn stats_flex(x: &FlexTensor) -> FlexTensor {
     tensor(mean, &[2, d.channels])
 }
 
-fn forward_flex(x: &FlexTensor, gamma: &FlexTensor, beta: &FlexTensor, eps: f64) -> FlexTensor {
+fn forward_flex(
+    x: &FlexTensor,
+    gamma: &FlexTensor,
+    beta: &FlexTensor,
+    eps: f64,
+    relu: bool,
+) -> FlexTensor {
     let d = dims(x);
     let xs = values(x);
     let (mean, var) = kernels::stats(&d, &xs);
-    let y = kernels::forward(&d, &xs, &mean, &kernels::inv_std(&var, eps), &values(gamma), &values(beta));
+    let y = kernels::forward(&d, &xs, &mean, &kernels::inv_std(&var, eps), &values(gamma), &values(beta), relu);
     tensor(y, &x.layout().shape().to_vec())
 }
 
@@ -54,27 +62,41 @@ impl FusedBatchNorm for Flex {
     fn batch_norm_stats(x: FlexTensor) -> FlexTensor {
         stats_flex(&x)
     }
-    fn batch_norm_train_fused(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, eps: f64) -> FlexTensor {
-        forward_flex(&x, &gamma, &beta, eps)
+    fn batch_norm_train_fused(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        eps: f64,
+        relu: bool,
+    ) -> FlexTensor {
+        forward_flex(&x, &gamma, &beta, eps, relu)
     }
 }
 
-/// The backward step: the saved input, gamma and epsilon.
+/// The backward step: the saved input, gamma, beta, epsilon and whether a ReLU follows.
 #[derive(Debug)]
 struct BatchNormBackward;
 
 impl Backward<Flex, 3> for BatchNormBackward {
-    type State = (FlexTensor, FlexTensor, f64);
+    type State = (FlexTensor, FlexTensor, FlexTensor, f64, bool);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x, node_gamma, node_beta] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
-        let (x, gamma, eps) = ops.state;
+        let (x, gamma, beta, eps, relu) = ops.state;
         let d = dims(&x);
         let xs = values(&x);
         let (mean, var) = kernels::stats(&d, &xs);
-        let (dx, dgamma, dbeta) =
-            kernels::backward(&d, &xs, &mean, &kernels::inv_std(&var, eps), &values(&gamma), &values(&dy));
+        let (dx, dgamma, dbeta) = kernels::backward(
+            &d,
+            &xs,
+            &mean,
+            &kernels::inv_std(&var, eps),
+            &values(&gamma),
+            &values(&beta),
+            relu,
+            &values(&dy),
+        );
         if let Some(node) = node_x {
             grads.register::<Flex>(node.id, tensor(dx, &x.layout().shape().to_vec()));
         }
@@ -97,6 +119,7 @@ impl<C: CheckpointStrategy> FusedBatchNorm for Autodiff<Flex, C> {
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         eps: f64,
+        relu: bool,
     ) -> FloatTensor<Self> {
         match BatchNormBackward
             .prepare::<C>([x.node(), gamma.node(), beta.node()])
@@ -104,12 +127,16 @@ impl<C: CheckpointStrategy> FusedBatchNorm for Autodiff<Flex, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let (xp, gp) = (x.primitive().clone(), gamma.primitive().clone());
-                let y = forward_flex(&xp, &gp, beta.primitive(), eps);
-                prep.finish((xp, gp, eps), y)
+                let (xp, gp, bp) = (
+                    x.primitive().clone(),
+                    gamma.primitive().clone(),
+                    beta.primitive().clone(),
+                );
+                let y = forward_flex(&xp, &gp, &bp, eps, relu);
+                prep.finish((xp, gp, bp, eps, relu), y)
             }
             OpsKind::UnTracked(prep) => {
-                prep.finish(forward_flex(x.primitive(), gamma.primitive(), beta.primitive(), eps))
+                prep.finish(forward_flex(x.primitive(), gamma.primitive(), beta.primitive(), eps, relu))
             }
         }
     }
@@ -128,11 +155,13 @@ pub(super) fn train<const D: usize>(
     gamma: burn::tensor::Tensor<1>,
     beta: burn::tensor::Tensor<1>,
     eps: f64,
+    relu: bool,
 ) -> burn::tensor::Tensor<D> {
     burn::tensor::Tensor::from_dispatch(<Dispatch as FusedBatchNorm>::batch_norm_train_fused(
         x.into_dispatch(),
         gamma.into_dispatch(),
         beta.into_dispatch(),
         eps,
+        relu,
     ))
 }

@@ -62,7 +62,19 @@ pub fn inv_std(var: &[f32], eps: f64) -> Vec<f32> {
         .collect()
 }
 
-/// `y = gamma * (x - mean) * inv_std + beta`.
+/// The affine map of channel `c`: `y = x * a + s`.
+fn affine(c: usize, mean: &[f32], inv_std: &[f32], gamma: &[f32], beta: &[f32]) -> (f32, f32) {
+    let a = gamma[c] * inv_std[c];
+    (a, beta[c] - mean[c] * a)
+}
+
+/// Planes per rayon task, so that tiny planes (a 3x3 map) do not make one task each.
+fn min_planes(d: &Dims) -> usize {
+    (4096 / d.plane.max(1)).max(1)
+}
+
+/// `y = gamma * (x - mean) * inv_std + beta`, then `max(y, 0)` when `relu`.
+#[allow(clippy::too_many_arguments)]
 pub fn forward(
     d: &Dims,
     x: &[f32],
@@ -70,6 +82,7 @@ pub fn forward(
     inv_std: &[f32],
     gamma: &[f32],
     beta: &[f32],
+    relu: bool,
 ) -> Vec<f32> {
     let mut y = vec![0.0f32; x.len()];
     if d.plane == 0 {
@@ -78,35 +91,48 @@ pub fn forward(
     y.par_chunks_mut(d.plane)
         .zip(x.par_chunks(d.plane))
         .enumerate()
+        .with_min_len(min_planes(d))
         .for_each(|(i, (ys, xs))| {
-            let c = i % d.channels;
-            let a = gamma[c] * inv_std[c];
-            let s = beta[c] - mean[c] * a;
-            for (o, v) in ys.iter_mut().zip(xs) {
-                *o = v * a + s;
+            let (a, s) = affine(i % d.channels, mean, inv_std, gamma, beta);
+            if relu {
+                for (o, v) in ys.iter_mut().zip(xs) {
+                    *o = (v * a + s).max(0.0);
+                }
+            } else {
+                for (o, v) in ys.iter_mut().zip(xs) {
+                    *o = v * a + s;
+                }
             }
         });
     y
 }
 
-/// Gradients of [`forward`] with the batch statistics: `(dx, dgamma, dbeta)`.
+/// Gradients of [`forward`] with the batch statistics: `(dx, dgamma, dbeta)`. With `relu`,
+/// `dy` is the gradient of the rectified output (it passes where `gamma * x̂ + beta > 0`).
+#[allow(clippy::too_many_arguments)]
 pub fn backward(
     d: &Dims,
     x: &[f32],
     mean: &[f32],
     inv_std: &[f32],
     gamma: &[f32],
+    beta: &[f32],
+    relu: bool,
     dy: &[f32],
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    // The gradient reaching the affine output: `dy`, masked where the ReLU was off.
+    let gate = |g: f32, v: f32, a: f32, s: f32| if relu && v * a + s <= 0.0 { 0.0 } else { g };
     let sums: Vec<(f64, f64)> = (0..d.channels)
         .into_par_iter()
         .map(|c| {
             let (m, r) = (mean[c], inv_std[c]);
+            let (a, s) = affine(c, mean, inv_std, gamma, beta);
             let (mut sb, mut sg) = (0.0f64, 0.0f64);
             for b in 0..d.batch {
                 let (xs, gs) = (d.at(x, b, c), d.at(dy, b, c));
                 let (mut pb, mut pg) = (0.0f32, 0.0f32);
                 for (v, g) in xs.iter().zip(gs) {
+                    let g = gate(*g, *v, a, s);
                     pb += g;
                     pg += g * (v - m) * r;
                 }
@@ -124,13 +150,15 @@ pub fn backward(
         dx.par_chunks_mut(d.plane)
             .zip(x.par_chunks(d.plane).zip(dy.par_chunks(d.plane)))
             .enumerate()
+            .with_min_len(min_planes(d))
             .for_each(|(i, (out, (xs, gs)))| {
                 let c = i % d.channels;
                 let (m, r) = (mean[c], inv_std[c]);
+                let (a, s) = affine(c, mean, inv_std, gamma, beta);
                 let k = gamma[c] * r;
                 let (mb, mg) = ((sums[c].0 / n) as f32, (sums[c].1 / n) as f32);
                 for ((o, v), g) in out.iter_mut().zip(xs).zip(gs) {
-                    *o = k * (g - mb - (v - m) * r * mg);
+                    *o = k * (gate(*g, *v, a, s) - mb - (v - m) * r * mg);
                 }
             });
     }
@@ -151,8 +179,9 @@ mod tests {
             .collect()
     }
 
-    /// The loss `L = Σ r * BN(x)` in f64, recomputing the statistics from `x`.
-    fn loss(d: &Dims, x: &[f64], gamma: &[f64], beta: &[f64], r: &[f32], eps: f64) -> f64 {
+    /// The loss `L = Σ r * BN(x)` (rectified when `relu`) in f64, recomputing the statistics
+    /// from `x`.
+    fn loss(d: &Dims, x: &[f64], gamma: &[f64], beta: &[f64], r: &[f32], eps: f64, relu: bool) -> f64 {
         let mut total = 0.0;
         for c in 0..d.channels {
             let idx: Vec<usize> = (0..d.batch)
@@ -161,7 +190,8 @@ mod tests {
             let mean = idx.iter().map(|&i| x[i]).sum::<f64>() / idx.len() as f64;
             let var = idx.iter().map(|&i| (x[i] - mean).powi(2)).sum::<f64>() / idx.len() as f64;
             for &i in &idx {
-                total += r[i] as f64 * (gamma[c] * (x[i] - mean) / (var + eps).sqrt() + beta[c]);
+                let y = gamma[c] * (x[i] - mean) / (var + eps).sqrt() + beta[c];
+                total += r[i] as f64 * if relu { y.max(0.0) } else { y };
             }
         }
         total
@@ -172,15 +202,22 @@ mod tests {
         let d = Dims { batch: 3, channels: 2, plane: 5 };
         let x = values(30, 1);
         let (mean, var) = stats(&d, &x);
-        let y = forward(&d, &x, &mean, &inv_std(&var, 1e-5), &[1.0, 2.0], &[0.0, 3.0]);
+        let y = forward(&d, &x, &mean, &inv_std(&var, 1e-5), &[1.0, 2.0], &[0.0, 3.0], false);
         let (ym, yv) = stats(&d, &y);
         assert!(ym[0].abs() < 1e-5 && (ym[1] - 3.0).abs() < 1e-5, "{ym:?}");
         assert!((yv[0] - 1.0).abs() < 1e-3 && (yv[1] - 4.0).abs() < 4e-3, "{yv:?}");
     }
 
-    /// Central finite differences of the f64 loss against every gradient.
+    /// Central finite differences of the f64 loss against every gradient, with and without the
+    /// ReLU (no value sits within the step of its kink).
     #[test]
     fn backward_matches_finite_differences_in_f64() {
+        for relu in [false, true] {
+            check_backward(relu);
+        }
+    }
+
+    fn check_backward(relu: bool) {
         let d = Dims { batch: 2, channels: 3, plane: 4 };
         let eps = 1e-5;
         let x = values(24, 2);
@@ -188,7 +225,8 @@ mod tests {
         let beta = [0.1f32, 0.0, -0.3];
         let r = values(24, 3);
         let (mean, var) = stats(&d, &x);
-        let (dx, dgamma, dbeta) = backward(&d, &x, &mean, &inv_std(&var, eps), &gamma, &r);
+        let (dx, dgamma, dbeta) =
+            backward(&d, &x, &mean, &inv_std(&var, eps), &gamma, &beta, relu, &r);
         let f64s = |v: &[f32]| v.iter().map(|a| *a as f64).collect::<Vec<f64>>();
         let (x64, g64, b64) = (f64s(&x), f64s(&gamma), f64s(&beta));
         let h = 1e-6;
@@ -198,15 +236,15 @@ mod tests {
             plus[i] += h;
             minus[i] -= h;
             let f = |t: &[f64]| match which {
-                0 => loss(&d, t, &g64, &b64, &r, eps),
-                1 => loss(&d, &x64, t, &b64, &r, eps),
-                _ => loss(&d, &x64, &g64, t, &r, eps),
+                0 => loss(&d, t, &g64, &b64, &r, eps, relu),
+                1 => loss(&d, &x64, t, &b64, &r, eps, relu),
+                _ => loss(&d, &x64, &g64, t, &r, eps, relu),
             };
             (f(&plus) - f(&minus)) / (2.0 * h)
         };
         for (i, g) in dx.iter().enumerate() {
             let want = fd(&x64, i, 0);
-            assert!((*g as f64 - want).abs() < 1e-3, "dx[{i}]: {g} vs {want}");
+            assert!((*g as f64 - want).abs() < 1e-3, "relu {relu} dx[{i}]: {g} vs {want}");
         }
         for c in 0..3 {
             let (wg, wb) = (fd(&g64, c, 1), fd(&b64, c, 2));

@@ -15,6 +15,16 @@ use burn::tensor::DType;
 
 /// `bn.forward(x)` for `x` `[B, C, ...]`, fused on the CPU backend in training.
 pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
+    fused(bn, x, false).unwrap_or_else(|x| bn.forward(x))
+}
+
+/// `relu(bn.forward(x))`, fused into one operation on the CPU backend in training.
+pub fn batch_norm_relu<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
+    fused(bn, x, true).unwrap_or_else(|x| burn::tensor::activation::relu(bn.forward(x)))
+}
+
+/// The fused kernel's output, or `x` back when it does not apply.
+fn fused<const D: usize>(bn: &BatchNorm, x: Tensor<D>, relu: bool) -> Result<Tensor<D>, Tensor<D>> {
     let device = x.device();
     let training = device.is_autodiff() && bn.training.is_enabled();
     if !training
@@ -22,7 +32,7 @@ pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
         || !crate::nn::flex::on_flex(&device)
         || x.dtype() != DType::F32
     {
-        return bn.forward(x);
+        return Err(x);
     }
     let stats = extension::stats(x.clone().detach());
     let [_, c] = stats.dims();
@@ -43,5 +53,5 @@ pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
             .add(var.mul_scalar(bn.momentum))
             .detach(),
     );
-    extension::train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon)
+    Ok(extension::train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon, relu))
 }
