@@ -17,12 +17,14 @@ use burn_flex::FlexTensor;
 pub trait FusedBatchNorm: Backend {
     /// Per-channel `[mean, biased variance]` of `x`, `[2, C]` (not differentiated).
     fn batch_norm_stats(x: FloatTensor<Self>) -> FloatTensor<Self>;
-    /// `gamma * (x - mean) / sqrt(var + eps) + beta` with the batch's statistics, rectified
-    /// when `relu`.
+    /// `gamma * (x - mean) / sqrt(var + eps) + beta` with the batch's statistics `stats`
+    /// (`batch_norm_stats(x)`, not differentiated: the backward is the full batch-statistics
+    /// gradient), rectified when `relu`.
     fn batch_norm_train_fused(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
         eps: f64,
         relu: bool,
     ) -> FloatTensor<Self>;
@@ -44,17 +46,32 @@ fn stats_flex(x: &FlexTensor) -> FlexTensor {
     tensor(mean, &[2, d.channels])
 }
 
+/// `(mean, var)` from a `[2, C]` statistics tensor.
+fn split_stats(stats: &FlexTensor) -> (Vec<f32>, Vec<f32>) {
+    let v = values(stats);
+    let c = v.len() / 2;
+    (v[..c].to_vec(), v[c..].to_vec())
+}
+
 fn forward_flex(
     x: &FlexTensor,
     gamma: &FlexTensor,
     beta: &FlexTensor,
+    stats: &FlexTensor,
     eps: f64,
     relu: bool,
 ) -> FlexTensor {
     let d = dims(x);
-    let xs = values(x);
-    let (mean, var) = kernels::stats(&d, &xs);
-    let y = kernels::forward(&d, &xs, &mean, &kernels::inv_std(&var, eps), &values(gamma), &values(beta), relu);
+    let (mean, var) = split_stats(stats);
+    let y = kernels::forward(
+        &d,
+        &values(x),
+        &mean,
+        &kernels::inv_std(&var, eps),
+        &values(gamma),
+        &values(beta),
+        relu,
+    );
     tensor(y, &x.layout().shape().to_vec())
 }
 
@@ -66,27 +83,29 @@ impl FusedBatchNorm for Flex {
         x: FlexTensor,
         gamma: FlexTensor,
         beta: FlexTensor,
+        stats: FlexTensor,
         eps: f64,
         relu: bool,
     ) -> FlexTensor {
-        forward_flex(&x, &gamma, &beta, eps, relu)
+        forward_flex(&x, &gamma, &beta, &stats, eps, relu)
     }
 }
 
-/// The backward step: the saved input, gamma, beta, epsilon and whether a ReLU follows.
+/// The backward step: the saved input, gamma, beta, statistics, epsilon and whether a ReLU
+/// follows.
 #[derive(Debug)]
 struct BatchNormBackward;
 
 impl Backward<Flex, 3> for BatchNormBackward {
-    type State = (FlexTensor, FlexTensor, FlexTensor, f64, bool);
+    type State = (FlexTensor, FlexTensor, FlexTensor, FlexTensor, f64, bool);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x, node_gamma, node_beta] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
-        let (x, gamma, beta, eps, relu) = ops.state;
+        let (x, gamma, beta, stats, eps, relu) = ops.state;
         let d = dims(&x);
         let xs = values(&x);
-        let (mean, var) = kernels::stats(&d, &xs);
+        let (mean, var) = split_stats(&stats);
         let (dx, dgamma, dbeta) = kernels::backward(
             &d,
             &xs,
@@ -118,9 +137,11 @@ impl<C: CheckpointStrategy> FusedBatchNorm for Autodiff<Flex, C> {
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
         eps: f64,
         relu: bool,
     ) -> FloatTensor<Self> {
+        let stats = stats.primitive().clone();
         match BatchNormBackward
             .prepare::<C>([x.node(), gamma.node(), beta.node()])
             .compute_bound()
@@ -132,11 +153,18 @@ impl<C: CheckpointStrategy> FusedBatchNorm for Autodiff<Flex, C> {
                     gamma.primitive().clone(),
                     beta.primitive().clone(),
                 );
-                let y = forward_flex(&xp, &gp, &bp, eps, relu);
-                prep.finish((xp, gp, bp, eps, relu), y)
+                let y = forward_flex(&xp, &gp, &bp, &stats, eps, relu);
+                prep.finish((xp, gp, bp, stats, eps, relu), y)
             }
             OpsKind::UnTracked(prep) => {
-                prep.finish(forward_flex(x.primitive(), gamma.primitive(), beta.primitive(), eps, relu))
+                prep.finish(forward_flex(
+                x.primitive(),
+                gamma.primitive(),
+                beta.primitive(),
+                &stats,
+                eps,
+                relu,
+            ))
             }
         }
     }
@@ -154,6 +182,7 @@ pub(super) fn train<const D: usize>(
     x: burn::tensor::Tensor<D>,
     gamma: burn::tensor::Tensor<1>,
     beta: burn::tensor::Tensor<1>,
+    stats: burn::tensor::Tensor<2>,
     eps: f64,
     relu: bool,
 ) -> burn::tensor::Tensor<D> {
@@ -161,6 +190,7 @@ pub(super) fn train<const D: usize>(
         x.into_dispatch(),
         gamma.into_dispatch(),
         beta.into_dispatch(),
+        stats.into_dispatch(),
         eps,
         relu,
     ))
