@@ -2,12 +2,12 @@
 //! with torchvision's parameter names and an optional CIFAR stem (3x3 stride-1 conv, no
 //! max-pool), as used by SimCLR and solo-learn for 32 px images.
 
+use super::batch_norm::{batch_norm, batch_norm_relu};
+use super::conv::conv2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d, Relu};
 use burn::prelude::*;
-use super::batch_norm::{batch_norm, batch_norm_relu};
-use super::conv::conv2d;
 
 fn conv(cin: usize, cout: usize, k: usize, stride: usize, device: &Device) -> Conv2d {
     let p = k / 2;

@@ -156,16 +156,14 @@ impl<C: CheckpointStrategy> FusedBatchNorm for Autodiff<Flex, C> {
                 let y = forward_flex(&xp, &gp, &bp, &stats, eps, relu);
                 prep.finish((xp, gp, bp, stats, eps, relu), y)
             }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(forward_flex(
+            OpsKind::UnTracked(prep) => prep.finish(forward_flex(
                 x.primitive(),
                 gamma.primitive(),
                 beta.primitive(),
                 &stats,
                 eps,
                 relu,
-            ))
-            }
+            )),
         }
     }
 }

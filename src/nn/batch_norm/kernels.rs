@@ -228,7 +228,9 @@ mod tests {
         let mut s = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
         (0..n)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 1.5
             })
             .collect()
@@ -236,7 +238,15 @@ mod tests {
 
     /// The loss `L = Σ r * BN(x)` (rectified when `relu`) in f64, recomputing the statistics
     /// from `x`.
-    fn loss(d: &Dims, x: &[f64], gamma: &[f64], beta: &[f64], r: &[f32], eps: f64, relu: bool) -> f64 {
+    fn loss(
+        d: &Dims,
+        x: &[f64],
+        gamma: &[f64],
+        beta: &[f64],
+        r: &[f32],
+        eps: f64,
+        relu: bool,
+    ) -> f64 {
         let mut total = 0.0;
         for c in 0..d.channels {
             let idx: Vec<usize> = (0..d.batch)
@@ -254,27 +264,55 @@ mod tests {
 
     #[test]
     fn forward_normalizes_each_channel() {
-        let d = Dims { batch: 3, channels: 2, plane: 5 };
+        let d = Dims {
+            batch: 3,
+            channels: 2,
+            plane: 5,
+        };
         let x = values(30, 1);
         let (mean, var) = stats(&d, &x);
-        let y = forward(&d, &x, &mean, &inv_std(&var, 1e-5), &[1.0, 2.0], &[0.0, 3.0], false);
+        let y = forward(
+            &d,
+            &x,
+            &mean,
+            &inv_std(&var, 1e-5),
+            &[1.0, 2.0],
+            &[0.0, 3.0],
+            false,
+        );
         let (ym, yv) = stats(&d, &y);
         assert!(ym[0].abs() < 1e-5 && (ym[1] - 3.0).abs() < 1e-5, "{ym:?}");
-        assert!((yv[0] - 1.0).abs() < 1e-3 && (yv[1] - 4.0).abs() < 4e-3, "{yv:?}");
+        assert!(
+            (yv[0] - 1.0).abs() < 1e-3 && (yv[1] - 4.0).abs() < 4e-3,
+            "{yv:?}"
+        );
     }
 
     /// The one-pass statistics agree with two-pass f64 ones on data far from zero.
     #[test]
     fn stats_match_two_pass_f64_with_a_large_mean() {
-        let d = Dims { batch: 3, channels: 2, plane: 37 };
-        let x: Vec<f32> = values(3 * 2 * 37, 4).iter().map(|v| v * 0.01 + 1000.0).collect();
+        let d = Dims {
+            batch: 3,
+            channels: 2,
+            plane: 37,
+        };
+        let x: Vec<f32> = values(3 * 2 * 37, 4)
+            .iter()
+            .map(|v| v * 0.01 + 1000.0)
+            .collect();
         let (mean, var) = stats(&d, &x);
         for c in 0..2 {
-            let vals: Vec<f64> = (0..3).flat_map(|b| d.at(&x, b, c).iter().map(|v| *v as f64)).collect();
+            let vals: Vec<f64> = (0..3)
+                .flat_map(|b| d.at(&x, b, c).iter().map(|v| *v as f64))
+                .collect();
             let m = vals.iter().sum::<f64>() / vals.len() as f64;
             let v = vals.iter().map(|a| (a - m).powi(2)).sum::<f64>() / vals.len() as f64;
             assert!((mean[c] as f64 - m).abs() < 1e-4, "mean {} vs {m}", mean[c]);
-            assert!((var[c] as f64 - v).abs() < 1e-3 * v, "var {} vs {v}", var[c]);
+            assert!(
+                (var[c] as f64 - v).abs() < 1e-3 * v,
+                "var {} vs {v}",
+                var[c]
+            );
         }
     }
 
@@ -288,7 +326,11 @@ mod tests {
     }
 
     fn check_backward(relu: bool) {
-        let d = Dims { batch: 2, channels: 3, plane: 4 };
+        let d = Dims {
+            batch: 2,
+            channels: 3,
+            plane: 4,
+        };
         let eps = 1e-5;
         let x = values(24, 2);
         let gamma = [0.5f32, -1.2, 2.0];
@@ -314,12 +356,23 @@ mod tests {
         };
         for (i, g) in dx.iter().enumerate() {
             let want = fd(&x64, i, 0);
-            assert!((*g as f64 - want).abs() < 1e-3, "relu {relu} dx[{i}]: {g} vs {want}");
+            assert!(
+                (*g as f64 - want).abs() < 1e-3,
+                "relu {relu} dx[{i}]: {g} vs {want}"
+            );
         }
         for c in 0..3 {
             let (wg, wb) = (fd(&g64, c, 1), fd(&b64, c, 2));
-            assert!((dgamma[c] as f64 - wg).abs() < 1e-3, "dgamma[{c}]: {} vs {wg}", dgamma[c]);
-            assert!((dbeta[c] as f64 - wb).abs() < 1e-3, "dbeta[{c}]: {} vs {wb}", dbeta[c]);
+            assert!(
+                (dgamma[c] as f64 - wg).abs() < 1e-3,
+                "dgamma[{c}]: {} vs {wg}",
+                dgamma[c]
+            );
+            assert!(
+                (dbeta[c] as f64 - wb).abs() < 1e-3,
+                "dbeta[{c}]: {} vs {wb}",
+                dbeta[c]
+            );
         }
     }
 }

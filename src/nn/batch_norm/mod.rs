@@ -55,5 +55,12 @@ fn fused<const D: usize>(bn: &BatchNorm, x: Tensor<D>, relu: bool) -> Result<Ten
             .add(var.mul_scalar(bn.momentum))
             .detach(),
     );
-    Ok(extension::train(x, bn.gamma.val(), bn.beta.val(), stats, bn.epsilon, relu))
+    Ok(extension::train(
+        x,
+        bn.gamma.val(),
+        bn.beta.val(),
+        stats,
+        bn.epsilon,
+        relu,
+    ))
 }

@@ -2,6 +2,7 @@
 //! an autodiff operation whose backward computes both gradients with [`kernels::backward`].
 
 use super::kernels::{self, Geometry};
+use crate::nn::flex::{tensor, values};
 use burn::backend::autodiff::{
     Autodiff,
     checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
@@ -10,7 +11,6 @@ use burn::backend::autodiff::{
 };
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, backend_extension};
-use crate::nn::flex::{tensor, values};
 use burn::tensor::Shape;
 use burn_flex::FlexTensor;
 
@@ -20,8 +20,11 @@ pub trait GemmConv: Backend {
     /// `x` `[B, Cin, H, W]` convolved with `weight` `[Cout, Cin, kh, kw]`; `geometry` holds
     /// `[stride_h, stride_w, pad_top, pad_left]` (the bottom and right padding follow from
     /// `ho`, `wo`: `[.., .., ho, wo]` is the last pair).
-    fn conv2d_gemm(x: FloatTensor<Self>, weight: FloatTensor<Self>, geometry: [usize; 6])
-    -> FloatTensor<Self>;
+    fn conv2d_gemm(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        geometry: [usize; 6],
+    ) -> FloatTensor<Self>;
 }
 
 /// The geometry of `x` and `weight` (f32 Flex tensors) under the packed `[sh, sw, pt, pl, ho, wo]`.

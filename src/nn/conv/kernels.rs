@@ -60,7 +60,10 @@ impl Geometry {
         stride: [usize; 2],
         padding: [(usize, usize); 2],
     ) -> Option<Geometry> {
-        let (ph, pw) = (h + padding[0].0 + padding[0].1, w + padding[1].0 + padding[1].1);
+        let (ph, pw) = (
+            h + padding[0].0 + padding[0].1,
+            w + padding[1].0 + padding[1].1,
+        );
         if kh == 0 || kw == 0 || stride[0] == 0 || stride[1] == 0 || ph < kh || pw < kw {
             return None;
         }
@@ -120,7 +123,11 @@ fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) ->
 /// The output columns `[lo, hi)` whose input column `ox * stride + offset` lies in `[0, len)`.
 fn valid_range(offset: isize, stride: usize, len: usize, out: usize) -> (usize, usize) {
     let s = stride as isize;
-    let lo = if offset >= 0 { 0 } else { (-offset + s - 1) / s };
+    let lo = if offset >= 0 {
+        0
+    } else {
+        (-offset + s - 1) / s
+    };
     let last = len as isize - 1 - offset;
     let hi = if last < 0 { 0 } else { last / s + 1 };
     let (lo, hi) = (lo.min(out as isize) as usize, hi.min(out as isize) as usize);
@@ -274,7 +281,8 @@ pub fn forward(g: &Geometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
                 matmul((g.cout, n, k), out, n, false, weight, (k, 1), col, (n, 1));
                 for i in 0..images {
                     for co in 0..g.cout {
-                        ys[(i * g.cout + co) * p..][..p].copy_from_slice(&out[co * n + i * p..][..p]);
+                        ys[(i * g.cout + co) * p..][..p]
+                            .copy_from_slice(&out[co * n + i * p..][..p]);
                     }
                 }
             });
@@ -343,10 +351,28 @@ pub fn backward(
                     };
                     im2col(g, &x[b0 * image_in..(b0 + images) * image_in], images, col);
                     // dW += dY · colᵀ
-                    matmul((g.cout, k, n), &mut dw, k, true, lhs, (lhs_rs, 1), col, (1, n));
+                    matmul(
+                        (g.cout, k, n),
+                        &mut dw,
+                        k,
+                        true,
+                        lhs,
+                        (lhs_rs, 1),
+                        col,
+                        (1, n),
+                    );
                     if let Some(dxp) = dx_part.as_deref_mut() {
                         // dcol = Wᵀ · dY, then scatter-add into dX.
-                        matmul((k, n, g.cout), col, n, false, weight, (1, k), lhs, (lhs_rs, 1));
+                        matmul(
+                            (k, n, g.cout),
+                            col,
+                            n,
+                            false,
+                            weight,
+                            (1, k),
+                            lhs,
+                            (lhs_rs, 1),
+                        );
                         let off = (b0 - start) * image_in;
                         col2im(g, col, images, &mut dxp[off..off + images * image_in]);
                     }
@@ -386,8 +412,9 @@ mod tests {
                                     {
                                         continue;
                                     }
-                                    let xv = x[((b * g.cin + ci) * g.h + iy as usize) * g.w
-                                        + ix as usize] as f64;
+                                    let xv = x
+                                        [((b * g.cin + ci) * g.h + iy as usize) * g.w + ix as usize]
+                                        as f64;
                                     let wv = w[((co * g.cin + ci) * g.kh + ky) * g.kw + kx] as f64;
                                     s += xv * wv;
                                 }
@@ -402,10 +429,14 @@ mod tests {
     }
 
     fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (0..n)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
             })
             .collect()
@@ -433,6 +464,9 @@ mod tests {
             Geometry::new([1, 2, 15, 13], [3, 7, 7], [2, 2], [(3, 3), (3, 3)]).unwrap(),
             Geometry::new([2, 3, 5, 6], [2, 2, 3], [1, 1], [(0, 0), (0, 0)]).unwrap(),
             Geometry::new([70, 2, 4, 4], [3, 3, 3], [1, 1], [(1, 1), (1, 1)]).unwrap(),
+            // The ConvNet's first block at 10 px: (10 + 2 - 3) is odd, so the last row and
+            // column of the input meet no window's bottom-right tap.
+            Geometry::new([2, 1, 10, 10], [3, 3, 3], [2, 2], [(1, 1), (1, 1)]).unwrap(),
         ]
     }
 
@@ -441,7 +475,11 @@ mod tests {
         for (i, g) in cases().into_iter().enumerate() {
             let x = values(g.batch * g.cin * g.h * g.w, i as u64);
             let w = values(g.cout * g.patch_len(), 100 + i as u64);
-            close(&forward(&g, &x, &w), &direct(&g, &x, &w), &format!("case {i}"));
+            close(
+                &forward(&g, &x, &w),
+                &direct(&g, &x, &w),
+                &format!("case {i}"),
+            );
         }
     }
 

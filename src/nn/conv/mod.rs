@@ -48,7 +48,10 @@ pub fn gemm_enabled() -> bool {
 
 /// `[stride_h, stride_w, pad_top, pad_left, ho, wo]` when the GEMM path applies.
 fn gemm_geometry(conv: &Conv2d, x: &Tensor<4>) -> Option<[usize; 6]> {
-    if !ENABLED.load(Ordering::Relaxed) || !crate::nn::flex::on_flex(&x.device()) || x.dtype() != DType::F32 || conv.weight.val().dtype() != DType::F32
+    if !ENABLED.load(Ordering::Relaxed)
+        || !crate::nn::flex::on_flex(&x.device())
+        || x.dtype() != DType::F32
+        || conv.weight.val().dtype() != DType::F32
     {
         return None;
     }
