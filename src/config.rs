@@ -20,6 +20,23 @@ use crate::train::optim::OptimizerConfig;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+/// The linear probe of `demo` and `compare` (`eval linear` takes the same as flags).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProbeConfig {
+    /// Candidate L2 penalties, chosen on a held-out tenth of the fit split (one value: no
+    /// choice, one fit instead of one per value plus the refit).
+    pub weight_decays: Vec<f64>,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        ProbeConfig {
+            weight_decays: crate::eval::linear::LinearProbeConfig::default().weight_decays,
+        }
+    }
+}
+
 /// Learning-rate schedule: linear warm-up, then cosine decay to `final_lr`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -119,6 +136,8 @@ pub struct RunConfig {
     pub optim: OptimizerConfig,
     /// Learning-rate schedule.
     pub schedule: ScheduleConfig,
+    /// The linear probe that `demo` and `compare` score with.
+    pub probe: ProbeConfig,
     /// How video clips are read (`video:PATH` sources).
     pub video: VideoConfig,
     /// How sounds become log-mel spectrograms (`av:PATH` sources).
@@ -161,6 +180,7 @@ impl Default for RunConfig {
             views: ViewConfig::default(),
             optim: OptimizerConfig::default(),
             schedule: ScheduleConfig::default(),
+            probe: ProbeConfig::default(),
             video: VideoConfig::default(),
             audio: MelConfig::default(),
             holdout_every: 5,

@@ -48,6 +48,7 @@ pub fn evaluate_readout(
     let knn = knn::predict_many(&f.train, &f.train_labels, &f.test, &[20, 200], 0.07);
     let probe = linear::LinearProbeConfig {
         seed: run.seed,
+        weight_decays: run.probe.weight_decays.clone(),
         ..Default::default()
     };
     let lin = linear::fit_predict(&f.train, &f.train_labels, &f.test, &probe);
