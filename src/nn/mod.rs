@@ -268,6 +268,23 @@ impl Backbone {
     }
 }
 
+/// `n` pseudo-random values in [-1, 1) from `seed` (a linear congruential generator), for the
+/// kernels' unit tests.
+#[cfg(test)]
+pub(crate) fn test_values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
 /// Averages a feature map over its spatial dimensions: `[B, C, H, W] -> [B, C]`.
 pub fn global_avg_pool(x: Tensor<4>) -> Tensor<2> {
     let [b, c, h, w] = x.dims();

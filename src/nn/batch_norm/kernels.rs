@@ -63,30 +63,11 @@ pub fn stats(d: &Dims, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
 /// loop vectorizes), returned in f64.
 #[inline]
 fn lane_sums(xs: &[f32], f: impl Fn(f32) -> (f32, f32)) -> (f64, f64) {
-    let (mut a, mut b) = ([0.0f32; 8], [0.0f32; 8]);
-    let chunks = xs.chunks_exact(8);
-    let rest = chunks.remainder();
-    for ch in chunks {
-        for l in 0..8 {
-            let (u, v) = f(ch[l]);
-            a[l] += u;
-            b[l] += v;
-        }
-    }
-    let (mut sa, mut sb) = (0.0f64, 0.0f64);
-    for l in 0..8 {
-        sa += a[l] as f64;
-        sb += b[l] as f64;
-    }
-    for v in rest {
-        let (u, w) = f(*v);
-        sa += u as f64;
-        sb += w as f64;
-    }
-    (sa, sb)
+    lane_sums_zip(xs, xs, |v, _| f(v))
 }
 
-/// [`lane_sums`] over pairs of `xs` and `ys`.
+/// The sums of both components of `f` over pairs of `xs` and `ys`, in eight independent f32
+/// lanes, returned in f64.
 #[inline]
 fn lane_sums_zip(xs: &[f32], ys: &[f32], f: impl Fn(f32, f32) -> (f32, f32)) -> (f64, f64) {
     let (mut a, mut b) = ([0.0f32; 8], [0.0f32; 8]);
@@ -224,15 +205,11 @@ pub fn backward(
 mod tests {
     use super::*;
 
+    /// Values in [-1.5, 2.5).
     fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 1.5
-            })
+        crate::nn::test_values(n, seed ^ 0x9E37_79B9_7F4A_7C15)
+            .iter()
+            .map(|v| v * 2.0 + 0.5)
             .collect()
     }
 

@@ -33,10 +33,12 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     }
 }
 
+/// Whether selfsup's own CPU kernels run (see [`set_enabled`]).
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
 /// Turns selfsup's own CPU kernels (GEMM convolution, fused BatchNorm) on or off for the whole
-/// process (on by default): off, burn's `conv2d` and `BatchNorm` run. For comparisons (`examples/conv_timing.rs`, the equivalence tests).
+/// process (on by default): off, burn's `conv2d` and `BatchNorm` run. For comparisons
+/// (`examples/conv_timing.rs`, the equivalence tests in `tests/it/nets.rs`).
 pub fn set_enabled(on: bool) {
     ENABLED.store(on, Ordering::Relaxed);
 }
