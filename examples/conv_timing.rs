@@ -33,7 +33,7 @@ fn main() {
             if !gemm && std::env::var("ONLY_GEMM").is_ok() {
                 continue;
             }
-            selfsup::nn::conv::set_enabled(gemm);
+            selfsup::nn::set_own_cpu_kernels(gemm);
             let t0 = Instant::now();
             let y = global_avg_pool(backbone.forward_stages(x.clone()).pop().unwrap());
             let l = y.powi_scalar(2).sum();

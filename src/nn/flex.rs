@@ -4,6 +4,7 @@
 use burn::tensor::{Bytes, DType, Shape};
 use burn_flex::{FlexTensor, Layout};
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The values of an f32 Flex tensor, row-major (copied only when it is a strided view).
 pub(crate) fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
@@ -28,10 +29,23 @@ pub(crate) fn tensor(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
     )
 }
 
-/// Whether `device` is the Flex CPU backend (with or without autodiff).
-pub(crate) fn on_flex(device: &burn::tensor::Device) -> bool {
-    matches!(
-        device.clone().inner().as_dispatch(),
-        burn::backend::DispatchDevice::Flex(_)
-    )
+/// Whether selfsup's own CPU kernels run (see [`set_own_cpu_kernels`]).
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turns selfsup's own CPU kernels (the GEMM convolution, the fused BatchNorm) on or off for
+/// the whole process (on by default): off, burn's `conv2d` and `BatchNorm` run. For comparisons
+/// (`examples/conv_timing.rs`, the equivalence tests in `tests/it/nets.rs`).
+pub fn set_own_cpu_kernels(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
+/// Whether the own kernels apply to a tensor on `device` of `dtype`: they are on, the device
+/// is the Flex CPU backend (with or without autodiff), and the values are f32.
+pub(crate) fn own_kernels_apply(device: &burn::tensor::Device, dtype: DType) -> bool {
+    ENABLED.load(Ordering::Relaxed)
+        && dtype == DType::F32
+        && matches!(
+            device.clone().inner().as_dispatch(),
+            burn::backend::DispatchDevice::Flex(_)
+        )
 }

@@ -9,6 +9,7 @@ pub mod conv;
 pub mod convnet;
 pub mod decoder;
 mod flex;
+pub use flex::set_own_cpu_kernels;
 pub mod heads;
 pub mod resnet;
 

@@ -94,7 +94,7 @@ struct KernelsOn;
 
 impl Drop for KernelsOn {
     fn drop(&mut self) {
-        selfsup::nn::conv::set_enabled(true);
+        selfsup::nn::set_own_cpu_kernels(true);
     }
 }
 
@@ -106,7 +106,7 @@ fn outputs_and_grads(
     r: &Tensor<2>,
     kernels: bool,
 ) -> (Vec<f32>, Vec<f32>, Vec<Vec<f32>>) {
-    selfsup::nn::conv::set_enabled(kernels);
+    selfsup::nn::set_own_cpu_kernels(kernels);
     let x = x.clone().require_grad();
     let y = b.forward(x.clone());
     let grads = (y.clone() * r.clone()).sum().backward();
@@ -232,7 +232,7 @@ fn gemm_convolution_gradients_through_autodiff_match_the_kernel() {
             true,
         );
         for on in [false, true] {
-            selfsup::nn::conv::set_enabled(on);
+            selfsup::nn::set_own_cpu_kernels(on);
             let xg = x.clone().detach().require_grad();
             let y = selfsup::nn::conv::conv2d(&conv, xg.clone());
             let grads = (y * r.clone()).sum().backward();

@@ -13,7 +13,6 @@ pub mod kernels;
 
 use burn::nn::BatchNorm;
 use burn::prelude::*;
-use burn::tensor::DType;
 
 /// `bn.forward(x)` for `x` `[B, C, ...]`, fused on the CPU backend in training.
 pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
@@ -29,11 +28,7 @@ pub fn batch_norm_relu<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D
 fn fused<const D: usize>(bn: &BatchNorm, x: Tensor<D>, relu: bool) -> Result<Tensor<D>, Tensor<D>> {
     let device = x.device();
     let training = device.is_autodiff() && bn.training.is_enabled();
-    if !training
-        || !crate::nn::conv::gemm_enabled()
-        || !crate::nn::flex::on_flex(&device)
-        || x.dtype() != DType::F32
-    {
+    if !training || !crate::nn::flex::own_kernels_apply(&device, x.dtype()) {
         return Err(x);
     }
     let stats = extension::stats(x.clone().detach());

@@ -13,7 +13,6 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 use burn::tensor::DType;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Applies `conv` to `x` `[B, Cin, H, W]`: the same result as `conv.forward(x)` (up to float
 /// summation order), by GEMM on the CPU backend.
@@ -33,26 +32,9 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     }
 }
 
-/// Whether selfsup's own CPU kernels run (see [`set_enabled`]).
-static ENABLED: AtomicBool = AtomicBool::new(true);
-
-/// Turns selfsup's own CPU kernels (GEMM convolution, fused BatchNorm) on or off for the whole
-/// process (on by default): off, burn's `conv2d` and `BatchNorm` run. For comparisons
-/// (`examples/conv_timing.rs`, the equivalence tests in `tests/it/nets.rs`).
-pub fn set_enabled(on: bool) {
-    ENABLED.store(on, Ordering::Relaxed);
-}
-
-/// Whether selfsup's own CPU kernels (this GEMM convolution, the fused BatchNorm) are on.
-pub fn gemm_enabled() -> bool {
-    ENABLED.load(Ordering::Relaxed)
-}
-
 /// `[stride_h, stride_w, pad_top, pad_left, ho, wo]` when the GEMM path applies.
 fn gemm_geometry(conv: &Conv2d, x: &Tensor<4>) -> Option<[usize; 6]> {
-    if !ENABLED.load(Ordering::Relaxed)
-        || !crate::nn::flex::on_flex(&x.device())
-        || x.dtype() != DType::F32
+    if !crate::nn::flex::own_kernels_apply(&x.device(), x.dtype())
         || conv.weight.val().dtype() != DType::F32
     {
         return None;
