@@ -292,23 +292,33 @@ pub fn plot(results: &[MethodResult], path: &Path) -> Result<()> {
 }
 
 /// The whole comparison: the [`default_entries`] of `base` (only those whose label starts
-/// with one of `only`, when given) trained for `budget_s` each with `seeds` seeds; the
+/// with one of `only`, when given), each with the `overrides` (`key=value`, as `--set`)
+/// applied on top of its recipe, trained for `budget_s` each with `seeds` seeds; the
 /// random-init backbone scored with each readout in use (for each seed), and raw pixels;
 /// `results.json`, `table.md` and `knn_vs_time.png` written to `out`. Returns the Markdown
 /// table.
+#[allow(clippy::too_many_arguments)]
 pub fn compare(
     base: &RunConfig,
     splits: &Splits,
     only: &[String],
+    overrides: &[String],
     budget_s: f64,
     seeds: usize,
     out: &Path,
     progress: bool,
 ) -> Result<String> {
-    let entries: Vec<_> = default_entries(base)
+    let mut entries: Vec<_> = default_entries(base)
         .into_iter()
         .filter(|(label, _)| only.is_empty() || only.iter().any(|o| label.starts_with(o.as_str())))
         .collect();
+    // A recipe replaces the base config, so `--set` values are applied again on top of it.
+    for (label, cfg) in &mut entries {
+        for o in overrides {
+            cfg.set(o)
+                .map_err(|e| Error::Config(format!("compare: {label}: {e}")))?;
+        }
+    }
     if entries.is_empty() {
         return Err(Error::Config(format!(
             "compare: no method matches {only:?}; labels: {}",

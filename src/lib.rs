@@ -27,6 +27,7 @@ pub mod dist;
 pub mod error;
 pub mod eval;
 pub mod features;
+pub mod linalg;
 pub mod losses;
 pub mod memory;
 pub mod methods;

@@ -212,9 +212,10 @@ pub struct ScoringFlags {
     /// (the validation split, for tuning); the test split is not read.
     #[arg(long)]
     validation: bool,
-    /// Any config field by its dotted path, e.g. `--set schedule.lr=0.5` (repeatable).
+    /// Any config field by its dotted path, e.g. `--set schedule.lr=0.5` (repeatable; in
+    /// `compare`, applied on top of each method's recipe).
     #[arg(long, value_name = "KEY=VALUE")]
-    set: Vec<String>,
+    pub set: Vec<String>,
 }
 
 impl ScoringFlags {

@@ -311,6 +311,10 @@ fn compare_writes_table_json_and_plot() {
             "--seeds",
             "2",
             "--validation",
+            // One L2 candidate (no inner validation fits) keeps the probe cheap; it also
+            // checks that `--set` reaches runs whose recipe replaces the base config.
+            "--set",
+            "probe.weight_decays=[0.0]",
             "--quiet",
             "--out",
         ])
@@ -343,6 +347,8 @@ fn compare_writes_table_json_and_plot() {
     );
     assert_eq!(results[0]["scores"]["n"].as_u64(), Some(1999));
     assert!(dir.path().join("simclr/seed-1/last.safetensors").exists());
+    let run_cfg = std::fs::read_to_string(dir.path().join("npid/seed-0/config.toml")).unwrap();
+    assert!(run_cfg.contains("weight_decays = [0.0]"), "{run_cfg}");
     // Each curve starts at the untrained model (time 0) and ends after the one epoch.
     let curve = json["results"][0]["curve"].as_array().unwrap();
     assert_eq!(curve.len(), 2);
