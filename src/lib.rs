@@ -36,6 +36,7 @@ pub mod plot;
 pub mod pretext;
 pub mod preview;
 pub mod recipes;
+mod simd;
 pub mod train;
 
 pub use error::{Error, Result};

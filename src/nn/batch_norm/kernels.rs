@@ -8,6 +8,7 @@
 //! dgamma / N)`. Sums run in f32 lanes within a plane and in f64 across planes, in a fixed
 //! order.
 
+use crate::simd::avx2_when_available;
 use rayon::prelude::*;
 
 /// Shape of the normalized data: `[batch, channels, plane]` with `plane = H*W`.
@@ -38,37 +39,42 @@ impl Dims {
 pub fn stats(d: &Dims, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
     let pairs: Vec<(f32, f32)> = (0..d.channels)
         .into_par_iter()
-        .map(|c| {
-            if d.batch == 0 || d.plane == 0 {
-                return (0.0, 0.0);
-            }
-            let shift = d.at(x, 0, c)[0];
-            let (mut s, mut q) = (0.0f64, 0.0f64);
-            for b in 0..d.batch {
-                let (ps, pq) = lane_sums(d.at(x, b, c), |v| {
-                    let t = v - shift;
-                    (t, t * t)
-                });
-                s += ps;
-                q += pq;
-            }
-            let (m, e2) = (s / d.count(), q / d.count());
-            ((m + shift as f64) as f32, (e2 - m * m).max(0.0) as f32)
-        })
+        .map(|c| channel_stats(d, x, c))
         .collect();
     pairs.into_iter().unzip()
 }
 
+avx2_when_available! {
+    /// `(mean, var)` of channel `c` (see [`stats`]).
+    fn channel_stats(d: &Dims, x: &[f32], c: usize) -> (f32, f32) {
+        if d.batch == 0 || d.plane == 0 {
+            return (0.0, 0.0);
+        }
+        let shift = d.at(x, 0, c)[0];
+        let (mut s, mut q) = (0.0f64, 0.0f64);
+        for b in 0..d.batch {
+            let (ps, pq) = lane_sums(d.at(x, b, c), |v| {
+                let t = v - shift;
+                (t, t * t)
+            });
+            s += ps;
+            q += pq;
+        }
+        let (m, e2) = (s / d.count(), q / d.count());
+        ((m + shift as f64) as f32, (e2 - m * m).max(0.0) as f32)
+    }
+}
+
 /// The sums of both components of `f` over `xs`, in eight independent f32 lanes (so that the
 /// loop vectorizes), returned in f64.
-#[inline]
+#[inline(always)]
 fn lane_sums(xs: &[f32], f: impl Fn(f32) -> (f32, f32)) -> (f64, f64) {
     lane_sums_zip(xs, xs, |v, _| f(v))
 }
 
 /// The sums of both components of `f` over pairs of `xs` and `ys`, in eight independent f32
 /// lanes, returned in f64.
-#[inline]
+#[inline(always)]
 fn lane_sums_zip(xs: &[f32], ys: &[f32], f: impl Fn(f32, f32) -> (f32, f32)) -> (f64, f64) {
     let (mut a, mut b) = ([0.0f32; 8], [0.0f32; 8]);
     let (cx, cy) = (xs.chunks_exact(8), ys.chunks_exact(8));
@@ -101,6 +107,7 @@ pub fn inv_std(var: &[f32], eps: f64) -> Vec<f32> {
 }
 
 /// The affine map of channel `c`: `y = x * a + s`.
+#[inline(always)]
 fn affine(c: usize, mean: &[f32], inv_std: &[f32], gamma: &[f32], beta: &[f32]) -> (f32, f32) {
     let a = gamma[c] * inv_std[c];
     (a, beta[c] - mean[c] * a)
@@ -132,17 +139,24 @@ pub fn forward(
         .with_min_len(min_planes(d))
         .for_each(|(i, (ys, xs))| {
             let (a, s) = affine(i % d.channels, mean, inv_std, gamma, beta);
-            if relu {
-                for (o, v) in ys.iter_mut().zip(xs) {
-                    *o = (v * a + s).max(0.0);
-                }
-            } else {
-                for (o, v) in ys.iter_mut().zip(xs) {
-                    *o = v * a + s;
-                }
-            }
+            plane_forward(ys, xs, a, s, relu);
         });
     y
+}
+
+avx2_when_available! {
+    /// One plane of [`forward`]: `ys = xs * a + s`, rectified when `relu`.
+    fn plane_forward(ys: &mut [f32], xs: &[f32], a: f32, s: f32, relu: bool) {
+        if relu {
+            for (o, v) in ys.iter_mut().zip(xs) {
+                *o = (v * a + s).max(0.0);
+            }
+        } else {
+            for (o, v) in ys.iter_mut().zip(xs) {
+                *o = v * a + s;
+            }
+        }
+    }
 }
 
 /// Gradients of [`forward`] with the batch statistics: `(dx, dgamma, dbeta)`. With `relu`,
@@ -158,24 +172,11 @@ pub fn backward(
     relu: bool,
     dy: &[f32],
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    // The gradient reaching the affine output: `dy`, masked where the ReLU was off.
-    let gate = |g: f32, v: f32, a: f32, s: f32| if relu && v * a + s <= 0.0 { 0.0 } else { g };
     let sums: Vec<(f64, f64)> = (0..d.channels)
         .into_par_iter()
         .map(|c| {
-            let (m, r) = (mean[c], inv_std[c]);
             let (a, s) = affine(c, mean, inv_std, gamma, beta);
-            let (mut sb, mut sg) = (0.0f64, 0.0f64);
-            for b in 0..d.batch {
-                let (xs, gs) = (d.at(x, b, c), d.at(dy, b, c));
-                let (pb, pg) = lane_sums_zip(xs, gs, |v, g| {
-                    let g = gate(g, v, a, s);
-                    (g, g * (v - m) * r)
-                });
-                sb += pb;
-                sg += pg;
-            }
-            (sb, sg)
+            channel_grad_sums(d, x, dy, c, (mean[c], inv_std[c]), (a, s), relu)
         })
         .collect();
     let dbeta: Vec<f32> = sums.iter().map(|s| s.0 as f32).collect();
@@ -189,16 +190,80 @@ pub fn backward(
             .with_min_len(min_planes(d))
             .for_each(|(i, (out, (xs, gs)))| {
                 let c = i % d.channels;
-                let (m, r) = (mean[c], inv_std[c]);
                 let (a, s) = affine(c, mean, inv_std, gamma, beta);
-                let k = gamma[c] * r;
-                let (mb, mg) = ((sums[c].0 / n) as f32, (sums[c].1 / n) as f32);
-                for ((o, v), g) in out.iter_mut().zip(xs).zip(gs) {
-                    *o = k * (gate(*g, *v, a, s) - mb - (v - m) * r * mg);
-                }
+                let k = gamma[c] * inv_std[c];
+                let means = ((sums[c].0 / n) as f32, (sums[c].1 / n) as f32);
+                let stats = (mean[c], inv_std[c]);
+                plane_backward(out, xs, gs, k, stats, means, (a, s), relu);
             });
     }
     (dx, dgamma, dbeta)
+}
+
+/// The gradient reaching the affine output `v * a + s`: `g`, or 0 where the ReLU (when
+/// `relu`) was off.
+#[inline(always)]
+fn gate(relu: bool, g: f32, v: f32, a: f32, s: f32) -> f32 {
+    if relu && v * a + s <= 0.0 { 0.0 } else { g }
+}
+
+avx2_when_available! {
+    /// `(Σ dy', Σ dy' * x̂)` over channel `c`, `dy'` being `dy` through the ReLU's gate;
+    /// `(m, r)` the channel's mean and `1 / std`, `(a, s)` its affine map.
+    fn channel_grad_sums(
+        d: &Dims,
+        x: &[f32],
+        dy: &[f32],
+        c: usize,
+        stats: (f32, f32),
+        map: (f32, f32),
+        relu: bool,
+    ) -> (f64, f64) {
+        let ((m, r), (a, s)) = (stats, map);
+        let (mut sb, mut sg) = (0.0f64, 0.0f64);
+        // The gated gradient of one plane, written first: with the gate inside the lane sums,
+        // LLVM branches around each lane's load and the loop loses its vectors.
+        let mut gated = vec![0.0f32; if relu { d.plane } else { 0 }];
+        for b in 0..d.batch {
+            let (xs, mut gs) = (d.at(x, b, c), d.at(dy, b, c));
+            if relu {
+                for ((o, v), g) in gated.iter_mut().zip(xs).zip(gs) {
+                    *o = gate(true, *g, *v, a, s);
+                }
+                gs = &gated;
+            }
+            let (pb, pg) = lane_sums_zip(xs, gs, |v, g| (g, g * (v - m) * r));
+            sb += pb;
+            sg += pg;
+        }
+        (sb, sg)
+    }
+}
+
+avx2_when_available! {
+    /// One plane of the input gradient: `dx = k * (dy' - mean(dy') - x̂ * mean(dy' * x̂))`
+    /// with `k = gamma / std` and `(mb, mg)` those two means.
+    fn plane_backward(
+        out: &mut [f32],
+        xs: &[f32],
+        gs: &[f32],
+        k: f32,
+        stats: (f32, f32),
+        means: (f32, f32),
+        map: (f32, f32),
+        relu: bool,
+    ) {
+        let ((m, r), (mb, mg), (a, s)) = (stats, means, map);
+        if relu {
+            for ((o, v), g) in out.iter_mut().zip(xs).zip(gs) {
+                *o = k * (gate(true, *g, *v, a, s) - mb - (v - m) * r * mg);
+            }
+        } else {
+            for ((o, v), g) in out.iter_mut().zip(xs).zip(gs) {
+                *o = k * (g - mb - (v - m) * r * mg);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
