@@ -56,7 +56,14 @@ pub fn run(a: CompareArgs) -> Result<()> {
         bail!("--seeds must be at least 1");
     }
     let table = selfsup::compare::compare(
-        &cfg, &splits, &a.methods, &a.scoring.set, a.budget_s, a.seeds, &a.out, !a.quiet,
+        &cfg,
+        &splits,
+        &a.methods,
+        &a.scoring.set,
+        a.budget_s,
+        a.seeds,
+        &a.out,
+        !a.quiet,
     )?;
     println!(
         "\n{table}\nfiles: {}/table.md, results.json, knn_vs_time.png",

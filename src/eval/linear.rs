@@ -6,9 +6,9 @@ use super::Features;
 use crate::data::loader::mix_seed;
 use crate::linalg::matmul;
 use rand::SeedableRng;
-use rayon::prelude::*;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 /// Linear-probe settings.
 #[derive(Clone, Debug, PartialEq)]
@@ -235,7 +235,16 @@ fn fit(x: &[f32], y: &[u32], d: usize, k: usize, wd: f64, cfg: &LinearProbeConfi
 fn predict(x: &[f32], n: usize, d: usize, probe: &Probe) -> Vec<u32> {
     let k = probe.b.len();
     let mut logits = vec![0.0f32; n * k];
-    matmul((n, k, d), &mut logits, k, false, x, (d, 1), &probe.w, (1, d));
+    matmul(
+        (n, k, d),
+        &mut logits,
+        k,
+        false,
+        x,
+        (d, 1),
+        &probe.w,
+        (1, d),
+    );
     logits
         .chunks_exact(k)
         .map(|row| {
@@ -335,7 +344,16 @@ mod tests {
         let loss_and_grad = |p: &[f32]| {
             let (mut gw, mut gb) = (vec![0.0; d * k], vec![0.0; k]);
             let mut scratch = Scratch::default();
-            let loss = gradient(&xb, &yb, &rows, &probe_of(p), wd, &mut gw, &mut gb, &mut scratch);
+            let loss = gradient(
+                &xb,
+                &yb,
+                &rows,
+                &probe_of(p),
+                wd,
+                &mut gw,
+                &mut gb,
+                &mut scratch,
+            );
             (loss, [gw, gb].concat())
         };
         let (_, analytic) = loss_and_grad(&params);

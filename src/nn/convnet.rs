@@ -98,7 +98,7 @@ impl ConvNet {
         for (i, b) in self.blocks.iter().enumerate() {
             x = b.forward(x);
             if i > 0 && i + 1 < n {
-                x = self.pool.forward(x);
+                x = super::max_pool::max_pool2d(&self.pool, x);
             }
             out.push(x.clone());
         }

@@ -1,5 +1,5 @@
-//! Plumbing shared by selfsup's own CPU kernels (the GEMM convolution, the fused BatchNorm):
-//! reading and building the Flex backend's tensors.
+//! Plumbing shared by selfsup's own CPU kernels (the GEMM convolution, the fused BatchNorm,
+//! the 2x2 max pooling): reading and building the Flex backend's tensors.
 
 use burn::tensor::{Bytes, DType, Shape};
 use burn_flex::{FlexTensor, Layout};
@@ -32,8 +32,9 @@ pub(crate) fn tensor(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
 /// Whether selfsup's own CPU kernels run (see [`set_own_cpu_kernels`]).
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
-/// Turns selfsup's own CPU kernels (the GEMM convolution, the fused BatchNorm) on or off for
-/// the whole process (on by default): off, burn's `conv2d` and `BatchNorm` run. For comparisons
+/// Turns selfsup's own CPU kernels (the GEMM convolution, the fused BatchNorm, the 2x2 max
+/// pooling) on or off for the whole process (on by default): off, burn's `conv2d`,
+/// `BatchNorm` and `MaxPool2d` run. For comparisons
 /// (`examples/conv_timing.rs`, the equivalence tests in `tests/it/nets.rs`).
 pub fn set_own_cpu_kernels(on: bool) {
     ENABLED.store(on, Ordering::Relaxed);

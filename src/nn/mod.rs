@@ -11,6 +11,7 @@ pub mod decoder;
 mod flex;
 pub use flex::set_own_cpu_kernels;
 pub mod heads;
+pub mod max_pool;
 pub mod resnet;
 
 use burn::prelude::*;

@@ -148,9 +148,10 @@ fn assert_close(a: &[f32], b: &[f32], tol: f32, what: &str) {
     );
 }
 
-/// The GEMM convolution and fused BatchNorm(+ReLU) of `selfsup::nn::{conv, batch_norm}` give
-/// burn's outputs and gradients (training mode: batch statistics) for the ConvNet (3x3 stride
-/// 1 and 2) and a CIFAR ResNet-18 (1x1 stride-2 shortcuts, residual BN without ReLU), within
+/// The GEMM convolution, fused BatchNorm(+ReLU) and 2x2 max pooling of
+/// `selfsup::nn::{conv, batch_norm, max_pool}` give burn's outputs and gradients (training
+/// mode: batch statistics) for the ConvNet (3x3 stride 1 and 2, pooling of 14 and 7 px maps,
+/// the odd one dropping a row and column) and a CIFAR ResNet-18 (1x1 stride-2 shortcuts, residual BN without ReLU), within
 /// f32 summation-order differences, relative to the largest value: outputs 1e-4; gradients 1e-4
 /// for the ConvNet (measured: 1e-6) and 5e-2 for the ResNet, whose 20 BatchNorms over small
 /// maps amplify the rounding on the way down (measured at 16 px, batch 6: 3e-6 in layer2,

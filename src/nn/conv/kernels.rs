@@ -212,7 +212,6 @@ fn col2im(g: &Geometry, col: &[f32], images: usize, dx: &mut [f32]) {
     }
 }
 
-
 /// Forward convolution: `x` `[B, Cin, H, W]`, `weight` `[Cout, Cin, kh, kw]` (contiguous)
 /// -> `[B, Cout, Ho, Wo]`.
 pub fn forward(g: &Geometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
