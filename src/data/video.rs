@@ -215,7 +215,10 @@ pub fn read_frame_folder(dir: &Path, cfg: &VideoConfig) -> Result<Clip> {
     if files.is_empty() {
         return Err(Error::format(
             dir,
-            "no frame images (PNG or JPEG) in the folder",
+            format!(
+                "no frame images ({}) in the folder",
+                super::folder::IMAGE_FORMATS
+            ),
         ));
     }
     let s = cfg.side;

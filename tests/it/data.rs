@@ -220,7 +220,7 @@ fn folder_reads_classes_and_rejects_bad_images() {
     // An empty folder.
     let empty = tempfile::tempdir().unwrap();
     let e = err_text(folder::load_folder(empty.path(), 32, false));
-    assert!(e.contains("no PNG or JPEG"), "{e}");
+    assert!(e.contains("no image (PNG, JPEG"), "{e}");
 }
 
 #[test]
