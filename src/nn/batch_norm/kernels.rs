@@ -200,11 +200,11 @@ pub fn backward(
     (dx, dgamma, dbeta)
 }
 
-/// The gradient reaching the affine output `v * a + s`: `g`, or 0 where the ReLU (when
-/// `relu`) was off.
+/// The gradient reaching the affine output `v * a + s` through the ReLU: `g`, or 0 where
+/// the ReLU was off.
 #[inline(always)]
-fn gate(relu: bool, g: f32, v: f32, a: f32, s: f32) -> f32 {
-    if relu && v * a + s <= 0.0 { 0.0 } else { g }
+fn relu_gate(g: f32, v: f32, a: f32, s: f32) -> f32 {
+    if v * a + s <= 0.0 { 0.0 } else { g }
 }
 
 avx2_when_available! {
@@ -228,7 +228,7 @@ avx2_when_available! {
             let (xs, mut gs) = (d.at(x, b, c), d.at(dy, b, c));
             if relu {
                 for ((o, v), g) in gated.iter_mut().zip(xs).zip(gs) {
-                    *o = gate(true, *g, *v, a, s);
+                    *o = relu_gate(*g, *v, a, s);
                 }
                 gs = &gated;
             }
@@ -256,7 +256,7 @@ avx2_when_available! {
         let ((m, r), (mb, mg), (a, s)) = (stats, means, map);
         if relu {
             for ((o, v), g) in out.iter_mut().zip(xs).zip(gs) {
-                *o = k * (gate(true, *g, *v, a, s) - mb - (v - m) * r * mg);
+                *o = k * (relu_gate(*g, *v, a, s) - mb - (v - m) * r * mg);
             }
         } else {
             for ((o, v), g) in out.iter_mut().zip(xs).zip(gs) {
