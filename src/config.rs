@@ -83,7 +83,8 @@ pub struct RunConfig {
     pub data: DataSource,
     /// Use only the first N training images (0 = all).
     pub train_limit: usize,
-    /// Side in pixels at which the images of a `folder:` source are loaded (centre square).
+    /// Side in pixels at which the images of a `folder:` or `av:` source are loaded: each
+    /// image is centre-cropped to a square and resized to this side (`--image-size`).
     pub folder_side: usize,
     /// Train on this many random square crops of side `random_crop_side`, cut from the
     /// training images at random places (0 = on the images themselves): many small training

@@ -1,5 +1,5 @@
-//! The `selfsup` command line: pretrain, evaluate, embed, compare, bench, demo, and list what
-//! is available. Each command lives in `cli/<command>.rs`; this file parses and dispatches.
+//! The `selfsup` command line: pretrain, evaluate, embed, search neighbours, compare, bench,
+//! demo, and list what is available. Each command lives in `cli/<command>.rs`; this file parses and dispatches.
 
 mod cli;
 
@@ -27,6 +27,9 @@ enum Command {
     Eval(cli::eval::EvalArgs),
     /// Write a checkpoint's features of a data set to a .npy file.
     Embed(cli::embed::EmbedArgs),
+    /// Find the images most similar to given ones, or near-duplicate pairs, with a
+    /// checkpoint's features: picture grids and CSVs of paths and cosine similarities.
+    Neighbors(cli::neighbors::NeighborsArgs),
     /// Train every method with the same backbone, data and wall-clock budget; table and plot.
     Compare(cli::compare::CompareArgs),
     /// Run the same workloads in selfsup and in PyTorch (`bench/torch_ref.py`), alternating;
@@ -102,6 +105,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Eval(a) => cli::eval::run(a),
         Command::Embed(a) => cli::embed::run(a),
+        Command::Neighbors(a) => cli::neighbors::run(a),
         Command::Methods => cli::list::methods(),
         Command::Backbones => cli::list::backbones(),
         Command::Datasets => cli::list::datasets(),

@@ -26,7 +26,9 @@ pub struct EmbedArgs {
     /// Which split to embed.
     #[arg(long, value_enum, default_value = "test")]
     pub split: Split,
-    /// Output .npy file (float32, N x D); labels, if any, go to the same name with `.labels.npy`.
+    /// Output .npy file (float32, N x D); labels, if any, go to the same name with
+    /// `.labels.npy`, and for images read from files (`folder:`) their paths, one per line,
+    /// to `.paths.txt`.
     #[arg(long)]
     out: PathBuf,
 }
@@ -54,6 +56,14 @@ pub fn run(a: EmbedArgs) -> Result<()> {
         let lp = a.out.with_extension("labels.npy");
         let l: Vec<i64> = l.iter().map(|&v| v as i64).collect();
         selfsup::eval::write_npy_i64(&lp, &l)?;
+    }
+    if !data.paths.is_empty() {
+        let pp = a.out.with_extension("paths.txt");
+        let mut text = String::new();
+        for p in &data.paths {
+            text += &format!("{}\n", p.display());
+        }
+        selfsup::train::checkpoint::write_atomic(&pp, text.as_bytes())?;
     }
     println!("wrote {} x {} features to {}", f.n, f.dim, a.out.display());
     Ok(())

@@ -181,7 +181,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
         return Ok(());
     }
     if let EvalMode::Neighbors = a.mode {
-        return super::neighbors::run(&a, &cfg, &splits, &backbone);
+        return super::eval_neighbors::run(&a, &cfg, &splits, &backbone);
     }
     if let EvalMode::Layers = a.mode {
         let test = splits

@@ -79,7 +79,13 @@ pub struct RunFlags {
         skip_serializing_if = "Option::is_none"
     )]
     pub temperature: Option<f32>,
-    /// View size in pixels.
+    /// Side in pixels of the images of a `folder:` (or `av:`) source: each file is
+    /// centre-cropped to its largest square and resized (bilinear) to this side when read;
+    /// training views are then cut from these (default 64; `folder_side`).
+    #[arg(long)]
+    #[serde(rename = "folder_side", skip_serializing_if = "Option::is_none")]
+    pub image_size: Option<usize>,
+    /// View size in pixels (default: the images' size).
     #[arg(long)]
     #[serde(rename = "views.size", skip_serializing_if = "Option::is_none")]
     pub view_size: Option<usize>,

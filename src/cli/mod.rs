@@ -7,6 +7,7 @@ pub mod demo;
 pub mod dist_check;
 pub mod embed;
 pub mod eval;
+pub mod eval_neighbors;
 pub mod flags;
 pub mod list;
 pub mod neighbors;

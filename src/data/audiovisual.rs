@@ -114,6 +114,7 @@ pub fn load_splits(
             width: side,
             clips: Vec::new(),
             sounds: Some(Arc::new(sounds)),
+            paths: Vec::new(),
         }
     };
     let test = make(true);

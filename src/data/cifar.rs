@@ -53,6 +53,7 @@ pub fn parse(path: &Path, bytes: &[u8], label_bytes: usize) -> Result<Dataset> {
         width: 32,
         clips: Vec::new(),
         sounds: None,
+        paths: Vec::new(),
     })
 }
 

@@ -138,6 +138,7 @@ pub fn dataset_from(
         width: w,
         clips: Vec::new(),
         sounds: None,
+        paths: Vec::new(),
     })
 }
 

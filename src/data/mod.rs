@@ -36,6 +36,9 @@ pub struct Dataset {
     /// For image + sound pairs (and video frames with their sound): the log-mel spectrogram
     /// of each image's sound (shared by clones); `None` for images alone.
     pub sounds: Option<std::sync::Arc<Vec<crate::features::mel::Spectrogram>>>,
+    /// For images read from files (`folder:` sources): the file of each image, in order;
+    /// empty for other sources.
+    pub paths: Vec<PathBuf>,
 }
 
 impl Dataset {
@@ -88,6 +91,11 @@ impl Dataset {
                 .sounds
                 .as_ref()
                 .map(|s| std::sync::Arc::new(indices.iter().map(|&i| s[i].clone()).collect())),
+            paths: if self.paths.is_empty() {
+                Vec::new()
+            } else {
+                indices.iter().map(|&i| self.paths[i].clone()).collect()
+            },
         }
     }
 
@@ -132,6 +140,7 @@ impl Dataset {
             width: side,
             clips: Vec::new(),
             sounds: None,
+            paths: Vec::new(),
         })
     }
 
@@ -151,6 +160,7 @@ impl Dataset {
             width: self.width,
             clips: self.clips.clone(),
             sounds: self.sounds.clone(),
+            paths: self.paths.clone(),
         }
     }
 
@@ -415,6 +425,7 @@ mod tests {
             width: 1,
             clips: Vec::new(),
             sounds: None,
+            paths: Vec::new(),
         }
     }
 

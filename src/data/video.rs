@@ -308,6 +308,7 @@ pub fn clips_to_dataset(clips: &[Clip]) -> Dataset {
         width: s,
         clips: ranges,
         sounds: None,
+        paths: Vec::new(),
     }
 }
 

@@ -9,22 +9,79 @@ use crate::error::{Error, Result};
 use image::{Rgb, RgbImage};
 use std::path::Path;
 
+fn norm(v: &[f32]) -> f32 {
+    v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12)
+}
+
 /// Indices of the `k` rows of `bank` most cosine-similar to row `q` of `queries`, best first.
 pub fn nearest(bank: &Features, queries: &Features, q: usize, k: usize) -> Vec<usize> {
-    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-    let qr = queries.row(q);
-    let qn = norm(qr);
-    let mut sims: Vec<(f32, usize)> = (0..bank.n)
+    most_similar(bank, queries.row(q), k, None)
+        .into_iter()
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// The `k` rows of `bank` most cosine-similar to `query`, best first (ties by index), with
+/// their cosine similarity; row `exclude` (the query itself, when it is in the bank) is left
+/// out.
+pub fn most_similar(
+    bank: &Features,
+    query: &[f32],
+    k: usize,
+    exclude: Option<usize>,
+) -> Vec<(usize, f32)> {
+    let qn = norm(query);
+    let mut sims: Vec<(usize, f32)> = (0..bank.n)
+        .filter(|&i| Some(i) != exclude)
         .map(|i| {
             let r = bank.row(i);
-            (
-                r.iter().zip(qr).map(|(a, b)| a * b).sum::<f32>() / (norm(r) * qn),
-                i,
-            )
+            let dot = r.iter().zip(query).map(|(a, b)| a * b).sum::<f32>();
+            (i, dot / (norm(r) * qn))
         })
         .collect();
-    sims.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    sims.into_iter().take(k).map(|(_, i)| i).collect()
+    sims.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    sims.truncate(k);
+    sims
+}
+
+/// Every pair of rows `(i, j)`, `i < j`, whose cosine similarity is at least `threshold`,
+/// most similar first: near-duplicate images. The Gram matrix of the normalized rows is
+/// computed a block of 256 rows at a time (memory stays at 256 x n), by GEMM.
+pub fn near_duplicates(f: &Features, threshold: f32) -> Vec<(usize, usize, f32)> {
+    let (n, d) = (f.n, f.dim);
+    let mut unit = f.data.clone();
+    for row in unit.chunks_mut(d.max(1)) {
+        let s = 1.0 / norm(row);
+        row.iter_mut().for_each(|x| *x *= s);
+    }
+    const BLOCK: usize = 256;
+    let mut pairs = Vec::new();
+    let mut gram = vec![0.0f32; BLOCK * n];
+    for start in (0..n).step_by(BLOCK) {
+        let m = BLOCK.min(n - start);
+        // gram[m, n] = unit[start.., :] · unitᵀ
+        crate::linalg::matmul(
+            (m, n, d),
+            &mut gram,
+            n,
+            false,
+            &unit[start * d..],
+            (d, 1),
+            &unit,
+            (1, d),
+        );
+        for r in 0..m {
+            let i = start + r;
+            for j in i + 1..n {
+                let s = gram[r * n + j];
+                if s >= threshold {
+                    pairs.push((i, j, s.min(1.0)));
+                }
+            }
+        }
+    }
+    pairs.sort_by(|a, b| b.2.total_cmp(&a.2).then((a.0, a.1).cmp(&(b.0, b.1))));
+    pairs
 }
 
 /// Tile side in the picture (images are scaled up by whole pixels to about this size).
@@ -267,4 +324,58 @@ pub fn save_map(
         .draw()
         .map_err(|e| err(e.to_string()))?;
     root.present().map_err(|e| err(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Brute force in f64: every pair, its cosine, kept when at least `t`.
+    fn pairs_f64(f: &Features, t: f64) -> Vec<(usize, usize)> {
+        let cos = |i: usize, j: usize| {
+            let (a, b) = (f.row(i), f.row(j));
+            let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+            let n = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+            dot / (n(a) * n(b))
+        };
+        let mut out = vec![];
+        for i in 0..f.n {
+            for j in i + 1..f.n {
+                if cos(i, j) >= t {
+                    out.push((i, j));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn near_duplicates_match_brute_force_across_blocks() {
+        // 300 rows (two GEMM blocks), 6-d; rows 10 and 290 (different blocks) and 20 and 21
+        // are copies up to scale, the rest random.
+        let (n, d) = (300, 6);
+        let mut data = crate::nn::test_values(n * d, 7);
+        for c in 0..d {
+            data[290 * d + c] = 2.5 * data[10 * d + c];
+            data[21 * d + c] = data[20 * d + c];
+        }
+        let f = Features { data, n, dim: d };
+        let found = near_duplicates(&f, 0.999);
+        let mut got: Vec<(usize, usize)> = found.iter().map(|&(i, j, _)| (i, j)).collect();
+        got.sort();
+        assert_eq!(got, pairs_f64(&f, 0.999));
+        assert!(got.contains(&(10, 290)) && got.contains(&(20, 21)));
+        assert!(found.iter().all(|p| (p.2 - 1.0).abs() < 1e-3));
+        // A lower threshold: the same pairs as brute force (away from the boundary).
+        let mut loose: Vec<(usize, usize)> = near_duplicates(&f, 0.9)
+            .iter()
+            .map(|&(i, j, _)| (i, j))
+            .collect();
+        loose.sort();
+        assert_eq!(loose, pairs_f64(&f, 0.9));
+        // Best first, and the query itself left out.
+        let top = most_similar(&f, f.row(10), 2, Some(10));
+        assert_eq!(top[0].0, 290);
+        assert!(top[0].1 > top[1].1);
+    }
 }

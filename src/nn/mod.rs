@@ -318,14 +318,89 @@ impl ParamPath {
         }
     }
 
-    /// The current dotted path.
+    /// The current dotted path, under PyTorch's names: a norm layer's `gamma` / `beta` are
+    /// `weight` / `bias`, and a ResNet shortcut's convolution and BN are `downsample.0` /
+    /// `downsample.1` (torchvision's `nn.Sequential` indices).
     pub fn name(&self) -> String {
-        self.names.join(".")
+        let parts: Vec<&str> = self
+            .names
+            .iter()
+            .zip(&self.types)
+            .map(|(n, t)| torch_field_name(n, t))
+            .collect();
+        parts.join(".")
     }
 
     /// Whether the current tensor is a `Linear` weight (burn stores `[in, out]`, PyTorch `[out, in]`).
     pub fn is_linear_weight(&self) -> bool {
         self.types.last().is_some_and(|t| t == "Struct:Linear")
             && self.names.last().is_some_and(|p| p == "weight")
+    }
+}
+
+/// PyTorch's name for field `name` of a burn module of type `container` (`Struct:BatchNorm`).
+fn torch_field_name<'a>(name: &'a str, container: &str) -> &'a str {
+    match (container, name) {
+        ("Struct:BatchNorm" | "Struct:LayerNorm" | "Struct:GroupNorm", "gamma") => "weight",
+        ("Struct:BatchNorm" | "Struct:LayerNorm" | "Struct:GroupNorm", "beta") => "bias",
+        ("Struct:Downsample", "conv") => "0",
+        ("Struct:Downsample", "bn") => "1",
+        _ => name,
+    }
+}
+
+/// The PyTorch-style name of a tensor named `old` in a checkpoint written before
+/// [`ParamPath::name`] used PyTorch's names (burn's field names then: `bn1.gamma`,
+/// `layer2.0.downsample.conv.weight`). Old names are unambiguous: only norm layers have
+/// `gamma` / `beta`, and only shortcuts a `downsample.conv` / `downsample.bn`. Optimizer
+/// state (`optim.bn1.gamma.0`) maps the same way.
+pub fn upgrade_legacy_param_name(old: &str) -> String {
+    let mut parts: Vec<&str> = old.split('.').collect();
+    for i in 0..parts.len() {
+        let last_field = i + 1 == parts.len() || (parts[0] == "optim" && i + 2 == parts.len());
+        parts[i] = match (parts[i], i.checked_sub(1).map(|j| parts[j])) {
+            ("gamma", _) if last_field => "weight",
+            ("beta", _) if last_field => "bias",
+            ("conv", Some("downsample")) => "0",
+            ("bn", Some("downsample")) => "1",
+            (p, _) => p,
+        };
+    }
+    parts.join(".")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::upgrade_legacy_param_name as up;
+
+    #[test]
+    fn legacy_burn_names_become_pytorch_names() {
+        assert_eq!(up("backbone.bn1.gamma"), "backbone.bn1.weight");
+        assert_eq!(up("blocks.3.bn.beta"), "blocks.3.bn.bias");
+        assert_eq!(
+            up("backbone.layer2.0.downsample.conv.weight"),
+            "backbone.layer2.0.downsample.0.weight"
+        );
+        assert_eq!(
+            up("layer2.0.downsample.bn.running_mean"),
+            "layer2.0.downsample.1.running_mean"
+        );
+        assert_eq!(
+            up("optim.backbone.bn1.gamma.1"),
+            "optim.backbone.bn1.weight.1"
+        );
+        assert_eq!(
+            up("optim.layer3.0.downsample.bn.beta.0"),
+            "optim.layer3.0.downsample.1.bias.0"
+        );
+        // Names that did not change.
+        for same in [
+            "conv1.weight",
+            "head.fc.bias",
+            "memory.bank",
+            "gamma_net.weight",
+        ] {
+            assert_eq!(up(same), same);
+        }
     }
 }

@@ -1,7 +1,12 @@
 //! Checkpoints as safetensors files, written atomically (temporary file, fsync, rename).
 //!
-//! `last.safetensors` holds the model's tensors under PyTorch-style names (Linear weights
-//! transposed to PyTorch's `[out, in]`), so `safetensors.torch.load_file` reads it directly.
+//! `last.safetensors` holds the model's tensors under PyTorch's names (Linear weights
+//! transposed to PyTorch's `[out, in]`; BatchNorm's `weight`, `bias`, `running_mean`,
+//! `running_var` and an `int64` `num_batches_tracked`; ResNet shortcuts as `downsample.0` /
+//! `downsample.1`), so `safetensors.torch.load_file` reads it directly and the tensors under
+//! `backbone.` load into torchvision's `resnet18` / `resnet50` as they are. Checkpoints written
+//! before these names (burn's `gamma` / `beta`, `downsample.conv`) still load: their names are
+//! upgraded when read ([`crate::nn::upgrade_legacy_param_name`]).
 //! `last.ckpt.safetensors` holds what `--resume` needs: the same tensors, the method's state
 //! (queues, memory banks, positive sets), the optimizer state (`optim.PATH.0`, ...) and, in
 //! its metadata, the step and the method.
@@ -206,27 +211,57 @@ pub fn remove_stale_temporaries(dir: &Path) {
     }
 }
 
-/// Serializes named tensors and string metadata to safetensors bytes.
+/// Metadata key saying which naming scheme a checkpoint's tensors follow; files without it
+/// were written with burn's names and are upgraded when read.
+const NAMES_KEY: &str = "tensor_names";
+/// [`NAMES_KEY`]'s value for PyTorch's names.
+const TORCH_NAMES: &str = "pytorch";
+
+/// The BatchNorm layers among `tensors` (those with a `running_mean` and a `running_var`):
+/// the prefixes under which PyTorch keeps a `num_batches_tracked` counter.
+fn batch_norm_prefixes(tensors: &BTreeMap<String, HostParam>) -> Vec<String> {
+    tensors
+        .keys()
+        .filter_map(|k| k.strip_suffix(".running_var"))
+        .filter(|p| tensors.contains_key(&format!("{p}.running_mean")))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Serializes named tensors and string metadata to safetensors bytes. Each BatchNorm layer
+/// also gets PyTorch's `int64` scalar `num_batches_tracked`, set to the `step` the metadata
+/// names (selfsup's BatchNorm uses a fixed momentum, so PyTorch never reads the count; the
+/// tensor is there so that `load_state_dict` finds every key it expects).
 pub fn to_safetensors(
     tensors: &BTreeMap<String, HostParam>,
-    metadata: BTreeMap<String, String>,
+    mut metadata: BTreeMap<String, String>,
 ) -> Result<Vec<u8>> {
-    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+    metadata.insert(NAMES_KEY.to_string(), TORCH_NAMES.to_string());
+    let batches: i64 = metadata
+        .get("step")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut bytes: Vec<(String, Dtype, Vec<u8>, Vec<usize>)> = tensors
         .iter()
         .map(|(k, p)| {
             (
                 k.clone(),
+                Dtype::F32,
                 p.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
                 p.shape.clone(),
             )
         })
         .collect();
+    for p in batch_norm_prefixes(tensors) {
+        let name = format!("{p}.num_batches_tracked");
+        bytes.push((name, Dtype::I64, batches.to_le_bytes().to_vec(), vec![]));
+    }
     let views: Vec<(String, TensorView<'_>)> = bytes
         .iter()
-        .map(|(k, b, s)| {
+        .map(|(k, dtype, b, s)| {
             (
                 k.clone(),
-                TensorView::new(Dtype::F32, s.clone(), b).expect("consistent tensor view"),
+                TensorView::new(*dtype, s.clone(), b).expect("consistent tensor view"),
             )
         })
         .collect();
@@ -244,7 +279,9 @@ pub fn save(
     write_atomic(path, &to_safetensors(tensors, metadata)?)
 }
 
-/// Reads a safetensors file: its `f32` tensors by name, and its metadata.
+/// Reads a safetensors file: its `f32` tensors by PyTorch-style name (old burn-named files
+/// upgraded), and its metadata. BatchNorm's `int64` `num_batches_tracked` counters are
+/// skipped (nothing in selfsup reads them).
 pub fn load(path: &Path) -> Result<(HashMap<String, HostParam>, BTreeMap<String, String>)> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let st = safetensors::SafeTensors::deserialize(&bytes)
@@ -256,8 +293,12 @@ pub fn load(path: &Path) -> Result<(HashMap<String, HostParam>, BTreeMap<String,
         .clone()
         .map(|m| m.into_iter().collect())
         .unwrap_or_default();
+    let legacy = metadata.get(NAMES_KEY).map(String::as_str) != Some(TORCH_NAMES);
     let mut out = HashMap::new();
     for (name, view) in st.tensors() {
+        if view.dtype() == Dtype::I64 && name.ends_with(".num_batches_tracked") {
+            continue;
+        }
         if view.dtype() != Dtype::F32 {
             return Err(Error::format(
                 path,
@@ -272,6 +313,11 @@ pub fn load(path: &Path) -> Result<(HashMap<String, HostParam>, BTreeMap<String,
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
+        let name = if legacy {
+            crate::nn::upgrade_legacy_param_name(&name)
+        } else {
+            name
+        };
         out.insert(
             name,
             HostParam {

@@ -174,6 +174,8 @@ pub fn tuxpaint_run(method: &str, epochs: usize) -> TuxpaintRun {
         epochs,
         batch_size: 32,
         log_every: 1,
+        // The size the learning margins were measured at (the default is 64).
+        folder_side: 32,
         ..RunConfig::default()
     };
     cfg.backbone.width = 0.5;

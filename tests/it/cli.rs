@@ -538,3 +538,153 @@ fn bench_runs_workloads_in_fresh_processes_and_writes_its_table() {
         "cannot import torch",
     );
 }
+
+/// A user's own folder, end to end: pretrain at `--image-size`, `embed` writes the image
+/// paths beside the features, and `neighbors` finds a query's copy first (cosine 1, the
+/// query itself left out) and lists the copy as a near-duplicate pair; bad requests are
+/// clear errors.
+#[test]
+fn neighbors_finds_queries_and_duplicates_in_a_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = dir.path().join("photos");
+    std::fs::create_dir(&photos).unwrap();
+    let samples = crate::shared_data().join("cifar10-samples");
+    let mut names: Vec<_> = std::fs::read_dir(&samples)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    for n in &names {
+        std::fs::copy(samples.join(n), photos.join(n)).unwrap();
+    }
+    // A copy of the first image under another name: the one exact duplicate.
+    std::fs::copy(samples.join(&names[0]), photos.join("zz-copy.png")).unwrap();
+    let run = dir.path().join("run");
+    let data = format!("folder:{}", photos.display());
+    let out = selfsup(&[
+        "pretrain",
+        "--data",
+        &data,
+        "--image-size",
+        "24",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--quiet",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let saved = selfsup::config::RunConfig::from_toml_file(&run.join("config.toml")).unwrap();
+    assert_eq!((saved.folder_side, saved.views.size), (24, 24));
+    let ckpt = run.join("last.safetensors");
+    let ckpt = ckpt.to_str().unwrap();
+    let npy = dir.path().join("f.npy");
+    let out = selfsup(&[
+        "embed",
+        "--checkpoint",
+        ckpt,
+        "--split",
+        "train",
+        "--out",
+        npy.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let paths = std::fs::read_to_string(dir.path().join("f.paths.txt")).unwrap();
+    let listed: Vec<&str> = paths.lines().collect();
+    assert_eq!(listed.len(), names.len() + 1);
+    assert!(listed[0].ends_with(&names[0]) && listed[names.len()].ends_with("zz-copy.png"));
+
+    let found = dir.path().join("found");
+    let query = photos.join(&names[0]);
+    let other = samples.join(&names[5]);
+    let out = selfsup(&[
+        "neighbors",
+        "--checkpoint",
+        ckpt,
+        "--query",
+        query.to_str().unwrap(),
+        other.to_str().unwrap(),
+        "-k",
+        "3",
+        "--duplicates",
+        "--threshold",
+        "0.9999",
+        "--out",
+        found.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = std::fs::read_to_string(found.join("neighbors.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), 6, "{csv}");
+    // The first query is in the folder: itself left out, its copy first at similarity 1.
+    assert!(rows[0][2].ends_with("zz-copy.png"), "{csv}");
+    assert!(rows[0][4].parse::<f32>().unwrap() > 0.9999, "{csv}");
+    assert!(
+        rows[..3].iter().all(|r| !r[2].ends_with(&names[0])),
+        "{csv}"
+    );
+    // The second query is outside the folder: its own copy inside is its best match.
+    assert!(rows[3][2].ends_with(&names[5]), "{csv}");
+    let sims: Vec<f32> = rows[3..].iter().map(|r| r[4].parse().unwrap()).collect();
+    assert!(sims[0] >= sims[1] && sims[1] >= sims[2], "{csv}");
+    let dups = std::fs::read_to_string(found.join("duplicates.csv")).unwrap();
+    let pairs: Vec<&str> = dups.lines().skip(1).collect();
+    assert!(!pairs.is_empty(), "{dups}");
+    assert!(
+        pairs[0].contains(&names[0]) && pairs[0].contains("zz-copy.png"),
+        "{dups}"
+    );
+    for png in ["neighbors.png", "duplicates.png"] {
+        let img = image::open(found.join(png)).unwrap();
+        assert!(img.width() > 64 && img.height() > 64, "{png}");
+    }
+
+    let out_dir = found.to_str().unwrap();
+    fails_with(
+        &["neighbors", "--checkpoint", ckpt, "--out", out_dir],
+        "nothing to search for",
+    );
+    fails_with(
+        &[
+            "neighbors",
+            "--checkpoint",
+            ckpt,
+            "--query",
+            "/no/such.png",
+            "--out",
+            out_dir,
+        ],
+        "/no/such.png",
+    );
+    fails_with(
+        &[
+            "neighbors",
+            "--checkpoint",
+            ckpt,
+            "--duplicates",
+            "--threshold",
+            "2",
+            "--out",
+            out_dir,
+        ],
+        "--threshold",
+    );
+}

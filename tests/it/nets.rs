@@ -1,4 +1,5 @@
-//! Backbones: output shapes and parameter counts against torchvision's published numbers.
+//! Backbones: output shapes, parameter counts against torchvision's published numbers, and
+//! checkpoint tensor names against torchvision's state-dict keys.
 
 use burn::prelude::*;
 use selfsup::nn::{Backbone, BackboneConfig, BackboneKind};
@@ -42,7 +43,7 @@ fn resnets_match_torchvision_parameter_counts() {
     let names = checkpoint::collect(&r50);
     assert!(
         names.contains_key("layer3.5.conv3.weight")
-            && names.contains_key("layer1.0.downsample.conv.weight")
+            && names.contains_key("layer1.0.downsample.0.weight")
     );
 }
 
@@ -253,4 +254,132 @@ fn gemm_convolution_gradients_through_autodiff_match_the_kernel() {
             );
         }
     }
+}
+
+fn resnet(kind: BackboneKind, cifar_stem: bool) -> Backbone {
+    let cfg = BackboneConfig {
+        kind,
+        cifar_stem,
+        width: 1.0,
+        norm: selfsup::nn::Norm::Batch,
+    };
+    Backbone::new(&cfg, 3, &Device::flex())
+}
+
+/// `name dtype [shape]` lines of a safetensors file, sorted.
+fn safetensors_keys(bytes: &[u8]) -> Vec<String> {
+    let st = safetensors::SafeTensors::deserialize(bytes).unwrap();
+    let mut keys: Vec<String> = st
+        .tensors()
+        .into_iter()
+        .map(|(name, v)| {
+            let dtype = match v.dtype() {
+                safetensors::Dtype::F32 => "float32",
+                safetensors::Dtype::I64 => "int64",
+                d => panic!("{name}: unexpected dtype {d:?}"),
+            };
+            format!("{name} {dtype} {:?}", v.shape())
+        })
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// A selfsup ResNet checkpoint (ImageNet stem) holds exactly torchvision's state-dict keys,
+/// dtypes and shapes but the classifier's (`fc.weight`, `fc.bias`): what
+/// `torchvision.models.resnet18().load_state_dict(backbone, strict=False)` needs to report no
+/// unexpected and no missing keys but `fc.*`. The key lists are torchvision's own, written by
+/// `bench/torchvision_keys.py`.
+#[test]
+fn resnet_checkpoints_carry_torchvision_state_dict_keys() {
+    for (kind, file) in [
+        (BackboneKind::ResNet18, "resnet18.txt"),
+        (BackboneKind::ResNet50, "resnet50.txt"),
+    ] {
+        let listed = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/data/torchvision")
+                .join(file),
+        )
+        .unwrap();
+        let mut want: Vec<String> = listed
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.starts_with("fc."))
+            .map(str::to_string)
+            .collect();
+        want.sort();
+        assert!(want.len() > 100, "{file}");
+        let tensors = checkpoint::collect(&resnet(kind, false));
+        let meta = [("step".to_string(), "7".to_string())].into();
+        let bytes = checkpoint::to_safetensors(&tensors, meta).unwrap();
+        assert_eq!(safetensors_keys(&bytes), want, "{file}");
+        // The counter holds the step.
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        assert_eq!(
+            st.tensor("layer4.1.bn2.num_batches_tracked")
+                .unwrap()
+                .data(),
+            7i64.to_le_bytes()
+        );
+    }
+    // The CIFAR stem differs in conv1's shape only.
+    let cifar = checkpoint::collect(&resnet(BackboneKind::ResNet18, true));
+    let imagenet = checkpoint::collect(&resnet(BackboneKind::ResNet18, false));
+    assert!(cifar.keys().eq(imagenet.keys()));
+    let differ: Vec<&String> = cifar
+        .iter()
+        .filter(|(k, v)| v.shape != imagenet[*k].shape)
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(differ, ["conv1.weight"]);
+}
+
+/// A checkpoint written with burn's names (before the PyTorch names: `bn1.gamma`,
+/// `downsample.conv.weight`, no `tensor_names` metadata) still loads, to the same tensors.
+#[test]
+fn checkpoints_with_burn_names_still_load() {
+    let model = resnet(BackboneKind::ResNet18, true);
+    let tensors = checkpoint::collect(&model);
+    let old_name = |k: &str| {
+        k.replace(".downsample.0.", ".downsample.conv.")
+            .replace(".downsample.1.", ".downsample.bn.")
+    };
+    let bn: Vec<String> = tensors
+        .keys()
+        .filter_map(|k| k.strip_suffix(".running_var").map(str::to_string))
+        .collect();
+    let mut old = Vec::new();
+    for (k, v) in &tensors {
+        let mut name = old_name(k);
+        for p in &bn {
+            if *k == format!("{p}.weight") {
+                name = old_name(&format!("{p}.gamma"));
+            } else if *k == format!("{p}.bias") {
+                name = old_name(&format!("{p}.beta"));
+            }
+        }
+        old.push((name, v));
+    }
+    assert!(old.iter().any(|(k, _)| k == "layer2.0.downsample.bn.gamma"));
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = old
+        .iter()
+        .map(|(k, v)| {
+            let b = v.data.iter().flat_map(|x| x.to_le_bytes()).collect();
+            (k.clone(), b, v.shape.clone())
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = bytes
+        .iter()
+        .map(|(k, b, s)| {
+            let v = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b);
+            (k.clone(), v.unwrap())
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.safetensors");
+    std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
+    let (back, _) = checkpoint::load(&path).unwrap();
+    let fresh = resnet(BackboneKind::ResNet18, true);
+    let loaded = checkpoint::apply(fresh, &back, &path).unwrap();
+    assert_eq!(checkpoint::collect(&loaded), tensors);
 }

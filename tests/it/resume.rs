@@ -123,6 +123,7 @@ fn resume_case(method: &str) -> (RunConfig, Arc<Dataset>) {
             // 101 training pairs in batches of 32: 3 steps an epoch; of 3 epochs, CMA starts
             // at epoch 1 (step 3), so the stop at step 4 holds positive sets in use.
             cfg.data = DataSource::AudioVisual(crate::shared_data().join("audiovisual/tuxpaint"));
+            cfg.folder_side = 32;
             cfg.epochs = 3;
             cfg.optim.kind = selfsup::train::optim::OptimizerKind::AdamW;
             cfg.schedule.lr = 1e-3;

@@ -35,6 +35,7 @@ fn synthetic(clips: &[&[u8]]) -> Dataset {
         width: 4,
         clips: ranges,
         sounds: None,
+        paths: Vec::new(),
     }
 }
 

@@ -41,6 +41,7 @@ fn moving_square() -> (Dataset, Vec<(usize, usize)>) {
         width: side,
         clips: vec![0..frames],
         sounds: None,
+        paths: Vec::new(),
     };
     (d, truth)
 }
