@@ -36,6 +36,7 @@ pub mod plot;
 pub mod pretext;
 pub mod preview;
 pub mod recipes;
+pub mod report;
 mod simd;
 pub mod train;
 

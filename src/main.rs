@@ -30,6 +30,9 @@ enum Command {
     /// Find the images most similar to given ones, or near-duplicate pairs, with a
     /// checkpoint's features: picture grids and CSVs of paths and cosine similarities.
     Neighbors(cli::neighbors::NeighborsArgs),
+    /// Write a run folder's report.html (curves, pictures, config); `--eval` adds held-out
+    /// k-NN accuracy over time, neighbours and a t-SNE map.
+    Report(cli::report::ReportArgs),
     /// Train every method with the same backbone, data and wall-clock budget; table and plot.
     Compare(cli::compare::CompareArgs),
     /// Run the same workloads in selfsup and in PyTorch (`bench/torch_ref.py`), alternating;
@@ -106,6 +109,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => cli::eval::run(a),
         Command::Embed(a) => cli::embed::run(a),
         Command::Neighbors(a) => cli::neighbors::run(a),
+        Command::Report(a) => cli::report::run(a),
         Command::Methods => cli::list::methods(),
         Command::Backbones => cli::list::backbones(),
         Command::Datasets => cli::list::datasets(),

@@ -12,6 +12,7 @@ pub mod flags;
 pub mod list;
 pub mod neighbors;
 pub mod pretrain;
+pub mod report;
 
 use anyhow::{Context, Result};
 use selfsup::config::RunConfig;

@@ -165,6 +165,9 @@ fn position_in(bank: &Dataset, query: &Path) -> Option<usize> {
         .position(|p| std::fs::canonicalize(p).is_ok_and(|p| p == q))
 }
 
+/// Queries (pairs) shown in `neighbors.png` (`duplicates.png`); the CSVs hold all.
+const ROWS_SHOWN: usize = 32;
+
 fn write_neighbors(
     a: &NeighborsArgs,
     bank: &Dataset,
@@ -192,20 +195,23 @@ fn write_neighbors(
     }
     selfsup::train::checkpoint::write_atomic(&csv_path, out.as_bytes())?;
     let png = a.out.join("neighbors.png");
-    let rows: Vec<usize> = (0..queries.len()).collect();
-    neighbors::save_grid(&png, queries, &rows, bank, &grid)?;
+    let shown = queries.len().min(ROWS_SHOWN);
+    let rows: Vec<usize> = (0..shown).collect();
+    neighbors::save_grid(&png, queries, &rows, bank, &grid[..shown])?;
     println!(
-        "{} queries, {} neighbours each: {} and {}",
+        "{} queries, {} neighbours each: {} and {}{}",
         a.query.len(),
         a.k,
         csv_path.display(),
-        png.display()
+        png.display(),
+        if shown < queries.len() {
+            format!(" (the first {shown})")
+        } else {
+            String::new()
+        }
     );
     Ok(())
 }
-
-/// Pairs shown in `duplicates.png` (all are in the CSV).
-const PAIRS_SHOWN: usize = 32;
 
 fn write_duplicates(a: &NeighborsArgs, bank: &Dataset, split: &str, f: &Features) -> Result<()> {
     let start = std::time::Instant::now();
@@ -226,7 +232,7 @@ fn write_duplicates(a: &NeighborsArgs, bank: &Dataset, split: &str, f: &Features
     }
     file.flush()?;
     let png = a.out.join("duplicates.png");
-    let shown = &pairs[..pairs.len().min(PAIRS_SHOWN)];
+    let shown = &pairs[..pairs.len().min(ROWS_SHOWN)];
     if !shown.is_empty() {
         let left: Vec<usize> = shown.iter().map(|p| p.0).collect();
         let right: Vec<Vec<usize>> = shown.iter().map(|p| vec![p.1]).collect();

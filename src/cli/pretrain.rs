@@ -13,7 +13,7 @@ use std::sync::Arc;
 pub struct PretrainArgs {
     #[command(flatten)]
     pub run: RunFlags,
-    /// Run folder (config.toml, metrics.jsonl, checkpoints).
+    /// Run folder (config.toml, metrics.jsonl, checkpoints, report.html).
     #[arg(long, default_value = "runs/pretrain")]
     pub out: PathBuf,
     /// Continue from the run folder's last checkpoint.
@@ -22,6 +22,10 @@ pub struct PretrainArgs {
     /// Hide the progress bar.
     #[arg(long)]
     quiet: bool,
+    /// At the end, measure held-out k-NN accuracy (of every snapshot and the last model) and
+    /// draw neighbours and a t-SNE map into the report (needs a labeled test split).
+    #[arg(long)]
+    eval: bool,
 }
 
 /// Pretrains, then prints the run's summary and held-out pretext scores.
@@ -80,5 +84,12 @@ pub fn run(a: PretrainArgs) -> Result<()> {
             }
         }
     }
+    let held_out = if a.eval {
+        Some(super::report::evaluate(&a.out)?)
+    } else {
+        None
+    };
+    let page = selfsup::report::write_html(&a.out, held_out.as_ref())?;
+    println!("report: {}", page.display());
     Ok(())
 }

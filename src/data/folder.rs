@@ -235,9 +235,38 @@ pub fn load_folder(dir: &Path, side: usize, strict: bool) -> Result<Dataset> {
 pub fn load_splits(dir: &Path, side: usize, strict: bool) -> Result<Splits> {
     let (tr, te) = (dir.join("train"), dir.join("test"));
     if tr.is_dir() && te.is_dir() {
+        let train = load_folder(&tr, side, strict)?;
+        let mut test = load_folder(&te, side, strict)?;
+        if test.class_names != train.class_names {
+            // Labels are class indices by sorted folder name: renumber test's by train's.
+            let unknown: Vec<&String> = test
+                .class_names
+                .iter()
+                .filter(|c| !train.class_names.contains(c))
+                .collect();
+            if !unknown.is_empty() || train.labels.is_none() != test.labels.is_none() {
+                return Err(Error::format(
+                    &te,
+                    format!(
+                        "its class folders ({}) are not among train/'s ({})",
+                        test.class_names.join(", "),
+                        train.class_names.join(", ")
+                    ),
+                ));
+            }
+            let index: Vec<u32> = test
+                .class_names
+                .iter()
+                .map(|c| train.class_names.iter().position(|t| t == c).unwrap() as u32)
+                .collect();
+            if let Some(l) = test.labels.as_mut() {
+                l.iter_mut().for_each(|v| *v = index[*v as usize]);
+            }
+            test.class_names = train.class_names.clone();
+        }
         Ok(Splits {
-            train: load_folder(&tr, side, strict)?,
-            test: Some(load_folder(&te, side, strict)?),
+            train,
+            test: Some(test),
         })
     } else {
         Ok(Splits {
@@ -351,5 +380,32 @@ mod tests {
         assert_eq!(d.len(), good.len());
         let e = load_folder(dir.path(), 8, true).unwrap_err().to_string();
         assert!(e.contains("broken-"), "{e}");
+    }
+
+    #[test]
+    fn test_labels_follow_train_class_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let put = |split: &str, class: &str| {
+            let d = dir.path().join(split).join(class);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::copy(sample("pattern.png"), d.join("x.png")).unwrap();
+        };
+        for c in ["ant", "bee", "cat"] {
+            put("train", c);
+        }
+        // test/ lacks "ant": its "bee" and "cat" are train's labels 1 and 2, not 0 and 1.
+        put("test", "bee");
+        put("test", "cat");
+        let s = load_splits(dir.path(), 8, true).unwrap();
+        let test = s.test.unwrap();
+        assert_eq!(test.labels, Some(vec![1, 2]));
+        assert_eq!(test.class_names, ["ant", "bee", "cat"]);
+        // A class train/ does not have: refused, naming both lists.
+        put("test", "dog");
+        let e = load_splits(dir.path(), 8, true).unwrap_err().to_string();
+        assert!(
+            e.contains("bee, cat, dog") && e.contains("ant, bee, cat"),
+            "{e}"
+        );
     }
 }

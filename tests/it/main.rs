@@ -17,6 +17,7 @@ mod nets;
 mod pretext;
 mod pretext_tasks;
 mod reliability;
+mod report;
 mod resume;
 mod siamese;
 mod swav;
