@@ -141,5 +141,6 @@ pub fn run(
     let json = serde_json::to_string_pretty(&report).expect("serializable report");
     train::checkpoint::write_atomic(&out_dir.join("report.json"), json.as_bytes())?;
     train::checkpoint::write_atomic(&out_dir.join("report.md"), report.table().as_bytes())?;
+    crate::report::write_html(&out_dir, None)?;
     Ok(report)
 }

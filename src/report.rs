@@ -1,7 +1,8 @@
 //! `report.html`: one self-contained page per run folder (no network, no scripts from
 //! elsewhere; figures are inline PNG data). It shows what TensorBoard or W&B would: the loss,
 //! learning-rate and throughput curves from `metrics.jsonl`, held-out k-NN accuracy over
-//! training time when it was measured ([`HeldOut`]), the run's pictures (neighbour grids,
+//! training time when it was measured ([`HeldOut`]), the demo's results table
+//! (`report.md`), the run's pictures (neighbour grids,
 //! t-SNE map, reconstructions, ...: every PNG in the folder) and its `config.toml`.
 //!
 //! A small inline script counts the figures that decoded and writes the count, and any
@@ -165,6 +166,10 @@ pub fn write_html(dir: &Path, held_out: Option<&HeldOut>) -> Result<PathBuf> {
             );
         }
         html += "</table>\n";
+    }
+    // The demo's (or compare's) results table.
+    if let Ok(table) = std::fs::read_to_string(dir.join("report.md")) {
+        let _ = writeln!(html, "<h2>Results</h2>\n<pre>{}</pre>", escape(&table));
     }
     let mut pictures: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?
