@@ -144,9 +144,55 @@ pub fn moco_v3_contrastive(
     super::cross_entropy(logits, &targets) * (2.0 * temperature)
 }
 
+/// NNCLR's nearest neighbour (Dwibedi et al. 2021, eq. 1): for each row of `z` (`[B, D]`), the
+/// row of the support set `support` (`[Q, D]`, L2-normalized) most cosine-similar to it; a
+/// plain tensor, no gradient (the support set is not trained).
+pub fn support_set_nearest(z: Tensor<2>, support: Tensor<2>) -> Tensor<2> {
+    let b = z.dims()[0];
+    let sims = l2_normalize(z.detach()).matmul(support.clone().transpose());
+    let idx = sims.argmax(1).reshape([b]);
+    support.select(0, idx).detach()
+}
+
+/// NNCLR's loss (Dwibedi et al. 2021, eq. 2 and its pseudo-code): each neighbour `nn[i]`
+/// (`[B, D]`, from the support set) is classified among the predictions `p` (`[B, D]`) of the
+/// batch's other view by cosine similarity over `temperature`; its positive is `p[i]`, its own
+/// image's prediction. Mean cross-entropy over the batch.
+pub fn nnclr(nn: Tensor<2>, p: Tensor<2>, temperature: f32) -> Tensor<1> {
+    let b = p.dims()[0];
+    let logits = l2_normalize(nn).matmul(l2_normalize(p).transpose()) / temperature;
+    let targets: Vec<u32> = (0..b as u32).collect();
+    super::cross_entropy(logits, &targets)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nnclr_neighbours_and_loss_by_hand() {
+        // Support set: the two axes and their diagonal; z's nearest rows by cosine.
+        let h = std::f32::consts::FRAC_1_SQRT_2;
+        let support = tensor(&[[1.0, 0.0], [0.0, 1.0], [h, h]]);
+        let z = tensor(&[[5.0, 0.5], [0.2, 3.0], [1.0, 1.1]]);
+        let nn = support_set_nearest(z, support);
+        let got: Vec<f32> = nn.clone().into_data().to_vec().unwrap();
+        assert_eq!(got, vec![1.0, 0.0, 0.0, 1.0, h, h]);
+        // Predictions (0, 2), (3, 0), (1, 1): unit (0, 1), (1, 0), (h, h); T = 0.5.
+        let p = tensor(&[[0.0, 2.0], [3.0, 0.0], [1.0, 1.0]]);
+        let got: f32 = nnclr(nn, p, 0.5).into_scalar();
+        // Row i's logits: cos(nn_i, p_k) / T; positive k = i.
+        let l = [
+            [0.0, 2.0, 2.0 * h],
+            [2.0, 0.0, 2.0 * h],
+            [2.0 * h, 2.0 * h, 2.0],
+        ];
+        let ce = |r: [f32; 3], i: usize| -> f64 {
+            r.iter().map(|x| (*x as f64).exp()).sum::<f64>().ln() - r[i] as f64
+        };
+        let want = (ce(l[0], 0) + ce(l[1], 1) + ce(l[2], 2)) / 3.0;
+        assert!((got as f64 - want).abs() < 1e-5, "{got} vs {want}");
+    }
 
     fn tensor(rows: &[[f32; 2]]) -> Tensor<2> {
         let data: Vec<f32> = rows.iter().flatten().copied().collect();

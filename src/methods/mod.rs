@@ -181,6 +181,7 @@ pub const METHODS: &[MethodInfo] = &[
     contrastive::simclr::INFO,
     contrastive::moco::INFO,
     contrastive::mocov3::INFO,
+    contrastive::nnclr::INFO,
     clustering::swav::INFO,
     siamese::byol::INFO,
     siamese::simsiam::INFO,

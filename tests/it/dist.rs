@@ -184,8 +184,9 @@ fn mocov3_on_two_ranks_equals_one_process() {
 #[test]
 fn methods_with_batch_statistics_refuse_several_ranks() {
     // Barlow Twins' cross-correlation and VICReg's variance are statistics of the whole batch,
-    // which are not gathered across ranks yet: a clear error, not silently other statistics.
-    for method in ["barlow_twins", "vicreg"] {
+    // which are not gathered across ranks yet, nor is NNCLR's support set: a clear error, not
+    // silently other statistics.
+    for method in ["barlow_twins", "vicreg", "nnclr"] {
         let dir = tempfile::tempdir().unwrap();
         let mut args: Vec<&str> = RUN.to_vec();
         let out = dir.path().join("run");

@@ -10,12 +10,26 @@ use std::sync::Arc;
 /// Trains `method` (half-width ConvNet, batch 128, LARS) for `epochs` on the first
 /// 2,048 training images and runs the instance-learning checks on its backbone.
 pub fn assert_two_view_method_learns(method: &str, label: &str, epochs: usize, lr: f64) {
+    assert_two_view_method_learns_with(method, label, epochs, lr, &[]);
+}
+
+/// [`assert_two_view_method_learns`] with config `--set` assignments.
+pub fn assert_two_view_method_learns_with(
+    method: &str,
+    label: &str,
+    epochs: usize,
+    lr: f64,
+    sets: &[&str],
+) {
     let splits = DataSource::Embedded.load().unwrap();
     let data = Arc::new(splits.train.take(2048));
     let mut cfg = crate::tiny_config(epochs).for_method(method);
     cfg.batch_size = 128;
     cfg.backbone.width = 0.5;
     cfg.schedule.lr = lr;
+    for s in sets {
+        cfg.set(s).unwrap();
+    }
     let dir = tempfile::tempdir().unwrap();
     let out = crate::pretrain_in(&cfg, data.clone(), dir.path(), false);
     let std = crate::logged_values(dir.path(), "z_std");

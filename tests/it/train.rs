@@ -315,3 +315,16 @@ fn mocov3_learns_features_that_beat_random_init() {
     // Held-out view matching over random init by 3 SE (see tests/it/siamese.rs).
     crate::siamese::assert_two_view_method_learns("mocov3", "MoCo v3", 2, 1.0);
 }
+
+#[test]
+fn nnclr_learns_features_that_beat_random_init() {
+    // Held-out view matching over random init by 3 SE (see tests/it/siamese.rs). Two epochs
+    // enqueue 4,096 embeddings: a support set of 512 is full after four steps.
+    crate::siamese::assert_two_view_method_learns_with(
+        "nnclr",
+        "NNCLR",
+        2,
+        1.0,
+        &["nnclr.support_size=512"],
+    );
+}

@@ -4,6 +4,7 @@
 pub mod cpc;
 pub mod moco;
 pub mod mocov3;
+pub mod nnclr;
 pub mod npid;
 pub mod pirl;
 pub mod simclr;

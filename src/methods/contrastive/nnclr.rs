@@ -1,0 +1,202 @@
+//! NNCLR: "With a Little Help from My Friends: Nearest-Neighbor Contrastive Learning of
+//! Visual Representations" (Dwibedi et al., ICCV 2021).
+//!
+//! SimCLR with a nearest neighbour as the positive: the embedding `z1` of one view is replaced
+//! by its nearest neighbour `NN(z1)` in a support set (a FIFO queue of past embeddings), which
+//! must pick out the prediction `p2` of its own image's other view among the batch's
+//! predictions (InfoNCE, eq. 2), symmetrized over the views; then the batch's `z1` are
+//! enqueued. Neighbours bring other images of the same kind in as positives, beyond what
+//! augmentations make (section 3). Like the paper, an online network with a prediction MLP;
+//! no momentum encoder.
+//!
+//! Data-parallel: not yet (the support set and the negatives would have to span the ranks);
+//! a run with more than one rank is refused.
+
+use crate::config::RunConfig;
+use crate::data::loader::{HostBatch, ViewSpec};
+use crate::error::{Error, Result};
+use crate::losses::contrastive::{nnclr, support_set_nearest};
+use crate::losses::l2_normalize;
+use crate::methods::contrastive::moco::fifo_enqueue;
+use crate::methods::two_view::{OnlineNetwork, normalized_std, one_process_only, two_views};
+use crate::methods::{Method, MethodInfo, StepOutput};
+use crate::nn::Backbone;
+use crate::train::checkpoint::{self, HostParam};
+use crate::train::optim::Optimizer;
+use crate::train::step::update;
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+/// Registry entry.
+pub const INFO: MethodInfo = MethodInfo {
+    name: "nnclr",
+    paper: "Dwibedi et al. 2021, With a Little Help from My Friends (NNCLR)",
+    summary: "InfoNCE with the nearest neighbour from a support set of past embeddings as positive",
+    settings: crate::methods::complete_settings::<NnclrConfig>,
+    readout: crate::methods::global_readout,
+    build,
+};
+
+/// NNCLR's settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NnclrConfig {
+    /// Hidden width of the projection MLP.
+    pub proj_hidden: usize,
+    /// Output width of the projection MLP (the embedding).
+    pub proj_dim: usize,
+    /// Hidden width of the prediction MLP.
+    pub pred_hidden: usize,
+    /// Embeddings kept in the support set (the paper: 98,304 for ImageNet).
+    pub support_size: usize,
+    /// Softmax temperature (the paper: 0.1).
+    pub temperature: f32,
+}
+
+impl Default for NnclrConfig {
+    fn default() -> Self {
+        NnclrConfig {
+            proj_hidden: 512,
+            proj_dim: 128,
+            pred_hidden: 512,
+            support_size: 4096,
+            temperature: 0.1,
+        }
+    }
+}
+
+impl crate::methods::Settings for NnclrConfig {
+    fn validate(&self, _run: &RunConfig) -> Result<()> {
+        if self.support_size == 0 || !(self.temperature > 0.0) {
+            return Err(Error::Config(format!(
+                "nnclr.support_size = {} must be positive and nnclr.temperature = {} positive",
+                self.support_size, self.temperature
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The NNCLR method: an online network and its support set.
+pub struct Nnclr {
+    model: OnlineNetwork,
+    /// Support set, `[support_size, proj_dim]`, L2-normalized rows (plain tensor, no
+    /// gradient); random unit vectors until filled.
+    support: Tensor<2>,
+    ptr: usize,
+    cfg: NnclrConfig,
+    views: ViewSpec,
+    device: Device,
+}
+
+fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn Method>> {
+    one_process_only("NNCLR", "a support set and negatives")?;
+    let c: NnclrConfig = crate::methods::settings(run)?;
+    let widths = [c.proj_hidden, c.proj_dim, c.pred_hidden];
+    let support = l2_normalize(Tensor::<2>::random(
+        [c.support_size, c.proj_dim],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &device.clone().inner(),
+    ));
+    Ok(Box::new(Nnclr {
+        model: OnlineNetwork::new(run, widths, in_channels, device),
+        support,
+        ptr: 0,
+        cfg: c,
+        views: two_views(run),
+        device: device.clone(),
+    }))
+}
+
+impl Method for Nnclr {
+    fn name(&self) -> &'static str {
+        INFO.name
+    }
+
+    fn views(&self) -> ViewSpec {
+        self.views.clone()
+    }
+
+    fn train_step(
+        &mut self,
+        batch: &HostBatch,
+        opt: &mut Optimizer,
+        lr: f64,
+    ) -> Result<StepOutput> {
+        let step = batch.step + 1;
+        let [z1, z2, p1, p2] = self.model.forward(batch, &self.device);
+        let support = Tensor::from_inner(self.support.clone());
+        let nn1 = support_set_nearest(z1.clone(), support.clone());
+        let nn2 = support_set_nearest(z2, support);
+        let t = self.cfg.temperature;
+        let loss = (nnclr(nn1, p2, t) + nnclr(nn2, p1, t)) / 2.0;
+        let z_std = normalized_std(&z1);
+        let fresh = l2_normalize(z1.detach()).inner();
+        let (model, value) = update(self.model.clone(), loss, opt, lr, step, "NNCLR loss")?;
+        self.model = model;
+        let (support, ptr) = fifo_enqueue(self.support.clone(), self.ptr, fresh);
+        self.support = support;
+        self.ptr = ptr;
+        Ok(StepOutput {
+            loss: value,
+            terms: vec![("z_std".into(), z_std)],
+        })
+    }
+
+    fn backbone_prefix(&self) -> &'static str {
+        "encoder.backbone."
+    }
+
+    fn backbone(&self) -> Backbone {
+        self.model.encoder.backbone.clone()
+    }
+
+    fn tensors(&self) -> BTreeMap<String, HostParam> {
+        let mut t = checkpoint::collect(&self.model);
+        let [k, d] = self.support.dims();
+        let data = self
+            .support
+            .to_data()
+            .convert::<f32>()
+            .try_to_vec()
+            .expect("f32 support set");
+        t.insert(
+            "support_set".into(),
+            HostParam {
+                shape: vec![k, d],
+                data,
+            },
+        );
+        t.insert(
+            "support_set_ptr".into(),
+            HostParam {
+                shape: vec![1],
+                data: vec![self.ptr as f32],
+            },
+        );
+        t
+    }
+
+    fn load_tensors(&mut self, tensors: &HashMap<String, HostParam>, path: &Path) -> Result<()> {
+        let mut model_tensors = tensors.clone();
+        let support = model_tensors.remove("support_set");
+        let ptr = model_tensors.remove("support_set_ptr");
+        self.model = checkpoint::apply(self.model.clone(), &model_tensors, path)?;
+        match (support, ptr) {
+            (Some(s), Some(p)) if s.shape == self.support.dims().to_vec() => {
+                self.support = Tensor::from_data(
+                    TensorData::new(s.data, [s.shape[0], s.shape[1]]),
+                    &self.device.clone().inner(),
+                );
+                self.ptr = p.data[0] as usize;
+                Ok(())
+            }
+            _ => Err(Error::Checkpoint {
+                path: path.to_path_buf(),
+                message: "NNCLR support set missing or of another size".into(),
+            }),
+        }
+    }
+}
