@@ -75,11 +75,93 @@ pub fn vicreg(z1: Tensor<2>, z2: Tensor<2>, weights: [f32; 3]) -> Tensor<1> {
     i * weights[0] + v * weights[1] + c * weights[2]
 }
 
+/// DINO's loss (Caron et al. 2021, eq. 3 and Algorithm 1): the teacher's outputs of the
+/// global crops `teacher` (`[B, K]` each, no gradient), centred by `center` (`[K]`) and
+/// sharpened by `teacher_temp`, are the targets of the student's outputs of every other crop
+/// `student` (`[B, K]` each; `student[i]` is the crop `teacher[i]` saw, for `i` below
+/// `teacher.len()`) at `student_temp`: the cross-entropy `-Σ_k P_t log P_s`, averaged over the
+/// batch and over the pairs of different crops.
+pub fn dino(
+    teacher: &[Tensor<2>],
+    student: &[Tensor<2>],
+    center: Tensor<1>,
+    teacher_temp: f32,
+    student_temp: f32,
+) -> Tensor<1> {
+    use burn::tensor::activation::{log_softmax, softmax};
+    let k = center.dims()[0];
+    let center = center.reshape([1, k]);
+    let mut total: Option<Tensor<1>> = None;
+    let mut pairs = 0;
+    for (i, t) in teacher.iter().enumerate() {
+        let p_t = softmax((t.clone() - center.clone()) / teacher_temp, 1).detach();
+        for (_, s) in student.iter().enumerate().filter(|(j, _)| *j != i) {
+            let log_p_s = log_softmax(s.clone() / student_temp, 1);
+            let ce = (p_t.clone() * log_p_s).sum_dim(1).mean().neg();
+            total = Some(match total {
+                Some(sum) => sum + ce,
+                None => ce,
+            });
+            pairs += 1;
+        }
+    }
+    total.expect("at least two crops") / pairs as f32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     type Rows = Vec<Vec<f64>>;
+
+    #[test]
+    fn dino_by_hand_in_f64() {
+        // Two global crops seen by the teacher, three crops by the student, B = 2, K = 3.
+        let t: Vec<Rows> = vec![
+            vec![vec![1.0, 0.0, -1.0], vec![0.5, 0.2, 0.1]],
+            vec![vec![0.0, 2.0, 0.0], vec![-0.3, 0.0, 0.9]],
+        ];
+        let s: Vec<Rows> = vec![
+            vec![vec![0.2, 0.1, 0.0], vec![1.0, -1.0, 0.5]],
+            vec![vec![0.0, 0.3, 0.6], vec![0.1, 0.1, 0.1]],
+            vec![vec![-0.5, 0.5, 0.2], vec![0.7, 0.0, -0.2]],
+        ];
+        let c = [0.1, -0.2, 0.05];
+        let (tt, st) = (0.5, 0.25);
+        let softmax = |r: &[f64], temp: f64| -> Vec<f64> {
+            let e: Vec<f64> = r.iter().map(|x| (x / temp).exp()).collect();
+            let z: f64 = e.iter().sum();
+            e.iter().map(|v| v / z).collect()
+        };
+        let mut want = 0.0;
+        let mut pairs = 0;
+        for (i, ti) in t.iter().enumerate() {
+            for (j, sj) in s.iter().enumerate() {
+                if i == j {
+                    continue;
+                }
+                let mut ce = 0.0;
+                for b in 0..2 {
+                    let centred: Vec<f64> = ti[b].iter().zip(&c).map(|(x, m)| x - m).collect();
+                    let pt = softmax(&centred, tt);
+                    let ps = softmax(&sj[b], st);
+                    ce -= pt.iter().zip(&ps).map(|(p, q)| p * q.ln()).sum::<f64>();
+                }
+                want += ce / 2.0;
+                pairs += 1;
+            }
+        }
+        want /= pairs as f64;
+        assert_eq!(pairs, 4);
+        let center = Tensor::<1>::from_data(
+            TensorData::new(c.iter().map(|&v| v as f32).collect::<Vec<_>>(), [3]),
+            &Device::flex(),
+        );
+        let tt32: Vec<Tensor<2>> = t.iter().map(tensor).collect();
+        let st32: Vec<Tensor<2>> = s.iter().map(tensor).collect();
+        let got: f32 = dino(&tt32, &st32, center, tt as f32, st as f32).into_scalar();
+        assert!((got as f64 - want).abs() < 1e-5, "{got} vs {want}");
+    }
 
     fn tensor(rows: &Rows) -> Tensor<2> {
         let (b, d) = (rows.len(), rows[0].len());

@@ -187,6 +187,7 @@ pub const METHODS: &[MethodInfo] = &[
     siamese::simsiam::INFO,
     siamese::barlow_twins::INFO,
     siamese::vicreg::INFO,
+    siamese::dino::INFO,
     contrastive::npid::INFO,
     contrastive::pirl::INFO,
     contrastive::cpc::INFO,

@@ -176,6 +176,12 @@ fn byol_on_two_ranks_equals_one_process() {
 }
 
 #[test]
+fn dino_on_two_ranks_equals_one_process() {
+    // The centre is the teacher's batch mean over all ranks; local crops included.
+    two_ranks_equal_one_process("dino", &["--set", "dino.local_crops=2"]);
+}
+
+#[test]
 fn mocov3_on_two_ranks_equals_one_process() {
     // The keys of both ranks are gathered: each query meets the whole batch's negatives.
     two_ranks_equal_one_process("mocov3", &[]);
