@@ -13,6 +13,7 @@ pub use flex::set_own_cpu_kernels;
 pub mod heads;
 pub mod max_pool;
 pub mod resnet;
+pub mod vit;
 
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,12 @@ pub enum BackboneKind {
     ResNet18,
     /// ResNet-50, bottleneck blocks [3, 4, 6, 3], 2048-d features.
     ResNet50,
+    /// ViT-Tiny (DeiT's): 192-wide tokens, 12 blocks of 3 heads (`[backbone.vit]`).
+    #[serde(rename = "vit_tiny")]
+    VitTiny,
+    /// ViT-Small: 384-wide tokens, 12 blocks of 6 heads (`[backbone.vit]`).
+    #[serde(rename = "vit_small")]
+    VitSmall,
 }
 
 impl std::str::FromStr for BackboneKind {
@@ -36,8 +43,10 @@ impl std::str::FromStr for BackboneKind {
             "convnet" => Ok(Self::ConvNet),
             "resnet18" => Ok(Self::ResNet18),
             "resnet50" => Ok(Self::ResNet50),
+            "vit_tiny" => Ok(Self::VitTiny),
+            "vit_small" => Ok(Self::VitSmall),
             _ => Err(crate::Error::Config(format!(
-                "unknown backbone '{s}': use convnet, resnet18 or resnet50"
+                "unknown backbone '{s}': use convnet, resnet18, resnet50, vit_tiny or vit_small"
             ))),
         }
     }
@@ -45,7 +54,7 @@ impl std::str::FromStr for BackboneKind {
 
 impl BackboneKind {
     /// All backbones with a one-line description, for `selfsup backbones`.
-    pub const ALL: [(BackboneKind, &'static str, &'static str); 3] = [
+    pub const ALL: [(BackboneKind, &'static str, &'static str); 5] = [
         (
             BackboneKind::ConvNet,
             "convnet",
@@ -61,7 +70,26 @@ impl BackboneKind {
             "resnet50",
             "ResNet-50 with bottleneck blocks; CIFAR stem option; 2048-d",
         ),
+        (
+            BackboneKind::VitTiny,
+            "vit_tiny",
+            "ViT-Tiny: patch 4 (backbone.vit.patch), 192-d tokens, 12 blocks x 3 heads; 192-d",
+        ),
+        (
+            BackboneKind::VitSmall,
+            "vit_small",
+            "ViT-Small: patch 4 (16 for 224 px), 384-d tokens, 12 blocks x 6 heads; 384-d",
+        ),
     ];
+
+    /// A ViT preset's `(dim, depth, heads)`, `None` for the CNNs.
+    pub fn vit_preset(self) -> Option<(usize, usize, usize)> {
+        match self {
+            BackboneKind::VitTiny => Some((192, 12, 3)),
+            BackboneKind::VitSmall => Some((384, 12, 6)),
+            _ => None,
+        }
+    }
 }
 
 /// Normalization layers of the backbone and the projection heads.
@@ -88,6 +116,8 @@ pub struct BackboneConfig {
     pub width: f32,
     /// Normalization layers (`batch`, or `none` for the ConvNet).
     pub norm: Norm,
+    /// ViT patch size, position grid and overrides of the preset's size.
+    pub vit: vit::VitConfig,
 }
 
 impl BackboneConfig {
@@ -104,6 +134,7 @@ impl Default for BackboneConfig {
             cifar_stem: true,
             width: 1.0,
             norm: Norm::Batch,
+            vit: vit::VitConfig::default(),
         }
     }
 }
@@ -131,6 +162,8 @@ pub enum Backbone {
     ConvNet(convnet::ConvNet),
     /// A ResNet.
     ResNet(resnet::ResNet),
+    /// A Vision Transformer.
+    Vit(vit::Vit),
 }
 
 impl Backbone {
@@ -153,6 +186,13 @@ impl Backbone {
                 cfg.cifar_stem,
                 device,
             )),
+            BackboneKind::VitTiny | BackboneKind::VitSmall => {
+                let (dim, depth, heads) = cfg.kind.vit_preset().expect("a ViT preset");
+                let v = &cfg.vit;
+                let pick = |set: usize, preset: usize| if set == 0 { preset } else { set };
+                let size = (pick(v.dim, dim), pick(v.depth, depth), pick(v.heads, heads));
+                Backbone::Vit(vit::Vit::new(v, size, in_channels, device))
+            }
         }
     }
 
@@ -174,6 +214,7 @@ impl Backbone {
         match self {
             Backbone::ConvNet(n) => n.feature_dim(),
             Backbone::ResNet(n) => n.feature_dim(),
+            Backbone::Vit(n) => n.feature_dim(),
         }
     }
 
@@ -195,10 +236,11 @@ impl Backbone {
     ///   84.3 % for the last block pooled globally, tied with four blocks at 3x3 and kept as
     ///   the smaller (docs/evaluation.md).
     /// - ResNets: the last stage pooled globally (512 or 2,048 values), the standard readout.
+    /// - ViTs: the mean of the last block's (normed) patch tokens.
     pub fn default_features(&self) -> (usize, usize) {
         match self {
             Backbone::ConvNet(_) => (3, 3),
-            Backbone::ResNet(_) => (1, 1),
+            Backbone::ResNet(_) | Backbone::Vit(_) => (1, 1),
         }
     }
 
@@ -258,6 +300,9 @@ impl Backbone {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
+            Backbone::Vit(n) => std::iter::once("patch_embed".to_string())
+                .chain((1..=n.depth()).map(|i| format!("block{i}")))
+                .collect(),
         }
     }
 
@@ -266,6 +311,7 @@ impl Backbone {
         match self {
             Backbone::ConvNet(n) => n.forward_stages(x),
             Backbone::ResNet(n) => n.forward_stages(x),
+            Backbone::Vit(n) => n.forward_stages(x),
         }
     }
 }

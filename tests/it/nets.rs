@@ -24,6 +24,7 @@ fn resnets_match_torchvision_parameter_counts() {
             cifar_stem: false,
             width: 1.0,
             norm: selfsup::nn::Norm::Batch,
+            ..Default::default()
         },
         3,
         &device,
@@ -35,6 +36,7 @@ fn resnets_match_torchvision_parameter_counts() {
             cifar_stem: false,
             width: 1.0,
             norm: selfsup::nn::Norm::Batch,
+            ..Default::default()
         },
         3,
         &device,
@@ -57,6 +59,7 @@ fn backbone_output_shapes() {
             cifar_stem: true,
             width: 1.0,
             norm: selfsup::nn::Norm::Batch,
+            ..Default::default()
         },
         3,
         &device,
@@ -71,6 +74,7 @@ fn backbone_output_shapes() {
             cifar_stem: false,
             width: 1.0,
             norm: selfsup::nn::Norm::Batch,
+            ..Default::default()
         },
         3,
         &device,
@@ -128,6 +132,7 @@ fn outputs_and_grads(
                 }
             }
         }
+        Backbone::Vit(n) => collect(n.patch_embed.weight.grad(&grads)),
     }
     (
         selfsup::device::host_values(y),
@@ -262,6 +267,7 @@ fn resnet(kind: BackboneKind, cifar_stem: bool) -> Backbone {
         cifar_stem,
         width: 1.0,
         norm: selfsup::nn::Norm::Batch,
+        ..Default::default()
     };
     Backbone::new(&cfg, 3, &Device::flex())
 }
@@ -382,4 +388,33 @@ fn checkpoints_with_burn_names_still_load() {
     let fresh = resnet(BackboneKind::ResNet18, true);
     let loaded = checkpoint::apply(fresh, &back, &path).unwrap();
     assert_eq!(checkpoint::collect(&loaded), tensors);
+}
+
+/// ViT-Tiny: its transformer blocks have exactly timm's parameter count (`vit_tiny_patch16_224`,
+/// 5,717,416, minus its 1000-way head, patch embedding, position embedding, class token and
+/// final norm: 5,338,368), its features are 192-d at any size (the position embedding is
+/// interpolated), and it has one stage per block after the patch embedding.
+#[test]
+fn vit_tiny_matches_timm_and_takes_any_size() {
+    let device = Device::flex();
+    let cfg = BackboneConfig {
+        kind: BackboneKind::VitTiny,
+        ..Default::default()
+    };
+    let vit = Backbone::new(&cfg, 3, &device);
+    let blocks: usize = checkpoint::collect(&vit)
+        .iter()
+        .filter(|(k, _)| k.starts_with("blocks."))
+        .map(|(_, p)| p.data.len())
+        .sum();
+    assert_eq!(blocks, 5_717_416 - 193_000 - 147_648 - 37_824 - 192 - 384);
+    assert_eq!(vit.feature_dim(), 192);
+    for side in [32, 28, 12] {
+        let y = vit.forward(Tensor::<4>::zeros([2, 3, side, side], &device));
+        assert_eq!(y.dims(), [2, 192], "{side} px");
+    }
+    let stages = vit.forward_stages(Tensor::<4>::zeros([1, 3, 32, 32], &device));
+    assert_eq!(stages.len(), 13);
+    assert_eq!(stages[12].dims(), [1, 192, 8, 8]);
+    assert_eq!(vit.stage_names().len(), 13);
 }
