@@ -84,10 +84,16 @@ pub fn default_entries(base: &RunConfig) -> Vec<(String, RunConfig)> {
         local_size: (base.views.size * 12 / 28).max(8),
         ..Default::default()
     });
+    // MAE needs a ViT: ViT-Tiny with patches of a seventh of the side (16 patches at 28 px).
+    let mut mae = with("mae");
+    mae.backbone.kind = crate::nn::BackboneKind::VitTiny;
+    mae.backbone.vit.image_size = base.views.size;
+    mae.backbone.vit.patch = (base.views.size / 7).max(1);
     vec![
         ("simclr".into(), with("simclr")),
         ("moco".into(), with("moco")),
         ("mocov3".into(), with("mocov3")),
+        ("nnclr".into(), with("nnclr")),
         ("npid".into(), with("npid")),
         ("pirl (jigsaw)".into(), with("pirl")),
         ("cpc".into(), with("cpc")),
@@ -97,6 +103,7 @@ pub fn default_entries(base: &RunConfig) -> Vec<(String, RunConfig)> {
         ("simsiam".into(), with("simsiam")),
         ("barlow twins".into(), with("barlow_twins")),
         ("vicreg".into(), with("vicreg")),
+        ("dino".into(), with("dino")),
         ("rotation".into(), with("rotation")),
         ("jigsaw (2x views)".into(), upsampled("jigsaw")),
         (
@@ -107,6 +114,7 @@ pub fn default_entries(base: &RunConfig) -> Vec<(String, RunConfig)> {
         ("multi: relative position + rotation".into(), multi),
         ("autoencoder".into(), with("autoencoder")),
         ("vae".into(), with("vae")),
+        ("mae (vit-tiny)".into(), mae),
     ]
 }
 

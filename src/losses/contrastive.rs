@@ -176,7 +176,7 @@ mod tests {
         let support = tensor(&[[1.0, 0.0], [0.0, 1.0], [h, h]]);
         let z = tensor(&[[5.0, 0.5], [0.2, 3.0], [1.0, 1.1]]);
         let nn = support_set_nearest(z, support);
-        let got: Vec<f32> = nn.clone().into_data().to_vec().unwrap();
+        let got: Vec<f32> = nn.clone().into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(got, vec![1.0, 0.0, 0.0, 1.0, h, h]);
         // Predictions (0, 2), (3, 0), (1, 1): unit (0, 1), (1, 0), (h, h); T = 0.5.
         let p = tensor(&[[0.0, 2.0], [3.0, 0.0], [1.0, 1.0]]);

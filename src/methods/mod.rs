@@ -40,6 +40,7 @@ pub mod audiovisual;
 pub mod clustering;
 pub mod contrastive;
 pub mod generative;
+pub mod masked;
 pub mod pretext;
 pub mod siamese;
 pub mod supervised;
@@ -200,6 +201,7 @@ pub const METHODS: &[MethodInfo] = &[
     generative::autoencoder::AE_INFO,
     generative::autoencoder::VAE_INFO,
     generative::bigan::INFO,
+    masked::mae::INFO,
     video::shuffle_learn::INFO,
     video::odd_one_out::INFO,
     video::tracking::INFO,

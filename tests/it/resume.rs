@@ -54,6 +54,19 @@ fn resume_case(method: &str) -> (RunConfig, Arc<Dataset>) {
             })
             .unwrap(),
         "jigsaw" | "relative_position" => cfg.views.size = 56,
+        "mae" => {
+            for s in [
+                "backbone.kind=\"vit_tiny\"",
+                "backbone.vit.dim=32",
+                "backbone.vit.depth=1",
+                "backbone.vit.heads=2",
+                "backbone.vit.patch=7",
+                "backbone.vit.image_size=28",
+                "optim.kind=\"adamw\"",
+            ] {
+                cfg.set(s).unwrap();
+            }
+        }
         "multi" => {
             use selfsup::methods::pretext::multi_task::TaskKind;
             cfg.edit_method_settings(
