@@ -295,6 +295,10 @@ mod tests {
             if matches!(info.name, "jigsaw" | "relative_position") {
                 run.views.size = 64;
             }
+            if info.name == "mae" {
+                // MAE refuses CNNs (its test below).
+                run.backbone.kind = crate::nn::BackboneKind::VitTiny;
+            }
             resolve(&mut run).unwrap_or_else(|e| panic!("{}: {e}", info.name));
             // The completed table reads back to itself.
             let again = (info.settings)(&run).unwrap();
@@ -305,6 +309,9 @@ mod tests {
             assert!(e.contains("no_such_setting"), "{}: {e}", info.name);
         }
         assert!(find("nope").is_err());
+        let mut cnn = RunConfig::default().for_method("mae");
+        let e = resolve(&mut cnn).unwrap_err().to_string();
+        assert!(e.contains("needs a ViT backbone"), "{e}");
     }
 
     #[test]
