@@ -37,6 +37,36 @@ pub struct HostBatch {
     pub steps_per_epoch: u64,
 }
 
+impl HostBatch {
+    /// The views in runs of one shape, as index lists in view order (multi-crop: the global
+    /// crops, then the local ones), so that crops of one size go through a network together.
+    pub fn views_by_shape(&self) -> Vec<Vec<usize>> {
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for (i, v) in self.views.iter().enumerate() {
+            match groups.last_mut() {
+                Some(g) if self.views[g[0]].shape == v.shape => g.push(i),
+                _ => groups.push(vec![i]),
+            }
+        }
+        groups
+    }
+
+    /// The views of `group` stacked into one batch `[len * b, c, h, w]` on `device`.
+    pub fn stacked(
+        &self,
+        group: &[usize],
+        device: &burn::prelude::Device,
+    ) -> burn::prelude::Tensor<4> {
+        burn::prelude::Tensor::cat(
+            group
+                .iter()
+                .map(|&i| self.views[i].to_tensor(device))
+                .collect(),
+            0,
+        )
+    }
+}
+
 /// A dense `f32` array in host memory with a 4-D shape.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HostTensor {

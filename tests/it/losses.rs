@@ -251,7 +251,7 @@ fn npid_z_is_estimated_once_from_the_first_batch() {
 
 #[test]
 fn moco_queue_is_a_ring_buffer() {
-    use selfsup::methods::contrastive::moco::fifo_enqueue;
+    use selfsup::memory::queue::fifo_enqueue;
     let device = Device::flex();
     let rows = |v: &[f64]| tensor(&v.iter().map(|&x| vec![x, -x]).collect::<Vec<_>>(), &device);
     let read = |t: Tensor<2>| -> Vec<f32> {

@@ -207,20 +207,8 @@ impl Method for Swav {
         let (k, d) = (self.cfg.prototypes, self.cfg.proj_dim);
         // Crops of one size go through the network together (global crops, then local crops).
         let mut embeddings = Vec::new();
-        let mut groups: Vec<Vec<usize>> = Vec::new();
-        for (i, v) in batch.views.iter().enumerate() {
-            match groups.last_mut() {
-                Some(g) if batch.views[g[0]].shape == v.shape => g.push(i),
-                _ => groups.push(vec![i]),
-            }
-        }
-        for g in &groups {
-            let x = Tensor::cat(
-                g.iter()
-                    .map(|&i| batch.views[i].to_tensor(&self.device))
-                    .collect(),
-                0,
-            );
+        for g in &batch.views_by_shape() {
+            let x = batch.stacked(g, &self.device);
             embeddings.push(l2_normalize(
                 self.model.projector.forward(self.model.backbone.forward(x)),
             ));

@@ -18,6 +18,7 @@ use crate::dist;
 use crate::error::Result;
 use crate::losses::{info_nce_with_queue, l2_normalize};
 use crate::memory::ema::{cosine_momentum, ema_update};
+use crate::memory::queue::FifoQueue;
 use crate::methods::{Method, MethodInfo, StepInfo, StepOutput};
 use crate::nn::{Backbone, heads::Mlp};
 use crate::train::checkpoint::{self, HostParam};
@@ -124,9 +125,8 @@ pub struct MocoModel {
 /// The MoCo method.
 pub struct Moco {
     model: MocoModel,
-    /// Queue of keys, `[queue_size, proj_dim]`, L2-normalized (plain tensor, no gradient).
-    queue: Tensor<2>,
-    ptr: usize,
+    /// Queue of keys, `[queue_size, proj_dim]`, L2-normalized.
+    queue: FifoQueue,
     cfg: MocoConfig,
     views: ViewSpec,
     device: Device,
@@ -154,15 +154,10 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
         backbone: fresh_backbone,
     };
     let key = ema_update(fresh, &query, 0.0);
-    let queue = l2_normalize(Tensor::<2>::random(
-        [c.queue_size, c.proj_dim],
-        burn::tensor::Distribution::Normal(0.0, 1.0),
-        &device.clone().inner(),
-    ));
+    let queue = FifoQueue::random_unit("queue", c.queue_size, c.proj_dim, device);
     Ok(Box::new(Moco {
         model: MocoModel { query, key },
         queue,
-        ptr: 0,
         cfg: c.clone(),
         views: ViewSpec {
             views: vec![run.views.clone(), run.views.clone()],
@@ -227,35 +222,6 @@ impl Moco {
         let all = k.clone().select(0, idx(&inv, &k.device()));
         (all.clone().narrow(0, rank * b, b), all)
     }
-
-    fn enqueue(&mut self, keys: Tensor<2>) {
-        let (queue, ptr) = fifo_enqueue(self.queue.clone(), self.ptr, keys);
-        self.queue = queue;
-        self.ptr = ptr;
-    }
-}
-
-/// MoCo's queue update: writes the rows of `keys` into the ring buffer `queue` (`[K, D]`)
-/// from row `ptr` on, wrapping around (the oldest keys are overwritten; of a batch larger than
-/// the queue only its last `K` rows are kept). Returns the queue and the next write position.
-pub fn fifo_enqueue(mut queue: Tensor<2>, mut ptr: usize, keys: Tensor<2>) -> (Tensor<2>, usize) {
-    let [k, d] = queue.dims();
-    let b = keys.dims()[0];
-    let keys = if b > k {
-        keys.narrow(0, b - k, k)
-    } else {
-        keys
-    };
-    let mut n = b.min(k);
-    let mut off = 0;
-    while n > 0 {
-        let take = n.min(k - ptr);
-        queue = queue.slice_assign([ptr..ptr + take, 0..d], keys.clone().narrow(0, off, take));
-        ptr = (ptr + take) % k;
-        off += take;
-        n -= take;
-    }
-    (queue, ptr)
 }
 
 impl Method for Moco {
@@ -278,7 +244,7 @@ impl Method for Moco {
         let x1 = batch.views[0].to_tensor(&self.device);
         let x2 = batch.views[1].to_tensor(&self.device);
         let (k2, all_k2) = self.keys(x2.clone(), step);
-        let queue = Tensor::from_inner(self.queue.clone());
+        let queue = Tensor::from_inner(self.queue.rows.clone());
         let q1 = self.model.query.forward(x1.clone());
         let mut loss = info_nce_with_queue(
             q1,
@@ -309,7 +275,7 @@ impl Method for Moco {
             "MoCo InfoNCE loss",
         )?;
         self.model.query = model;
-        self.enqueue(new_keys);
+        self.queue.push(new_keys);
         Ok(StepOutput {
             loss: value,
             terms: vec![],
@@ -335,48 +301,14 @@ impl Method for Moco {
 
     fn tensors(&self) -> BTreeMap<String, HostParam> {
         let mut t = checkpoint::collect(&self.model);
-        let [k, d] = self.queue.dims();
-        let data = self
-            .queue
-            .to_data()
-            .convert::<f32>()
-            .try_to_vec()
-            .expect("f32 queue");
-        t.insert(
-            "queue".into(),
-            HostParam {
-                shape: vec![k, d],
-                data,
-            },
-        );
-        t.insert(
-            "queue_ptr".into(),
-            HostParam {
-                shape: vec![1],
-                data: vec![self.ptr as f32],
-            },
-        );
+        self.queue.save_into(&mut t);
         t
     }
 
     fn load_tensors(&mut self, tensors: &HashMap<String, HostParam>, path: &Path) -> Result<()> {
         let mut model_tensors = tensors.clone();
-        let queue = model_tensors.remove("queue");
-        let ptr = model_tensors.remove("queue_ptr");
+        self.queue.take_from(&mut model_tensors, path)?;
         self.model = checkpoint::apply(self.model.clone(), &model_tensors, path)?;
-        match (queue, ptr) {
-            (Some(q), Some(p)) if q.shape == self.queue.dims().to_vec() => {
-                self.queue = Tensor::from_data(
-                    TensorData::new(q.data, [q.shape[0], q.shape[1]]),
-                    &self.device.clone().inner(),
-                );
-                self.ptr = p.data[0] as usize;
-                Ok(())
-            }
-            _ => Err(crate::Error::Checkpoint {
-                path: path.to_path_buf(),
-                message: "MoCo queue missing or of another size".into(),
-            }),
-        }
+        Ok(())
     }
 }

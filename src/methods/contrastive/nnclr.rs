@@ -17,7 +17,7 @@ use crate::data::loader::{HostBatch, ViewSpec};
 use crate::error::{Error, Result};
 use crate::losses::contrastive::{nnclr, support_set_nearest};
 use crate::losses::l2_normalize;
-use crate::methods::contrastive::moco::fifo_enqueue;
+use crate::memory::queue::FifoQueue;
 use crate::methods::two_view::{OnlineNetwork, normalized_std, one_process_only, two_views};
 use crate::methods::{Method, MethodInfo, StepOutput};
 use crate::nn::Backbone;
@@ -82,10 +82,9 @@ impl crate::methods::Settings for NnclrConfig {
 /// The NNCLR method: an online network and its support set.
 pub struct Nnclr {
     model: OnlineNetwork,
-    /// Support set, `[support_size, proj_dim]`, L2-normalized rows (plain tensor, no
-    /// gradient); random unit vectors until filled.
-    support: Tensor<2>,
-    ptr: usize,
+    /// Support set, `[support_size, proj_dim]`, L2-normalized rows; random unit vectors
+    /// until filled.
+    support: FifoQueue,
     cfg: NnclrConfig,
     views: ViewSpec,
     device: Device,
@@ -95,15 +94,10 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
     one_process_only("NNCLR", "a support set and negatives")?;
     let c: NnclrConfig = crate::methods::settings(run)?;
     let widths = [c.proj_hidden, c.proj_dim, c.pred_hidden];
-    let support = l2_normalize(Tensor::<2>::random(
-        [c.support_size, c.proj_dim],
-        burn::tensor::Distribution::Normal(0.0, 1.0),
-        &device.clone().inner(),
-    ));
+    let support = FifoQueue::random_unit("support_set", c.support_size, c.proj_dim, device);
     Ok(Box::new(Nnclr {
         model: OnlineNetwork::new(run, widths, in_channels, device),
         support,
-        ptr: 0,
         cfg: c,
         views: two_views(run),
         device: device.clone(),
@@ -127,7 +121,7 @@ impl Method for Nnclr {
     ) -> Result<StepOutput> {
         let step = batch.step + 1;
         let [z1, z2, p1, p2] = self.model.forward(batch, &self.device);
-        let support = Tensor::from_inner(self.support.clone());
+        let support = Tensor::from_inner(self.support.rows.clone());
         let nn1 = support_set_nearest(z1.clone(), support.clone());
         let nn2 = support_set_nearest(z2, support);
         let t = self.cfg.temperature;
@@ -136,9 +130,7 @@ impl Method for Nnclr {
         let fresh = l2_normalize(z1.detach()).inner();
         let (model, value) = update(self.model.clone(), loss, opt, lr, step, "NNCLR loss")?;
         self.model = model;
-        let (support, ptr) = fifo_enqueue(self.support.clone(), self.ptr, fresh);
-        self.support = support;
-        self.ptr = ptr;
+        self.support.push(fresh);
         Ok(StepOutput {
             loss: value,
             terms: vec![("z_std".into(), z_std)],
@@ -155,48 +147,14 @@ impl Method for Nnclr {
 
     fn tensors(&self) -> BTreeMap<String, HostParam> {
         let mut t = checkpoint::collect(&self.model);
-        let [k, d] = self.support.dims();
-        let data = self
-            .support
-            .to_data()
-            .convert::<f32>()
-            .try_to_vec()
-            .expect("f32 support set");
-        t.insert(
-            "support_set".into(),
-            HostParam {
-                shape: vec![k, d],
-                data,
-            },
-        );
-        t.insert(
-            "support_set_ptr".into(),
-            HostParam {
-                shape: vec![1],
-                data: vec![self.ptr as f32],
-            },
-        );
+        self.support.save_into(&mut t);
         t
     }
 
     fn load_tensors(&mut self, tensors: &HashMap<String, HostParam>, path: &Path) -> Result<()> {
         let mut model_tensors = tensors.clone();
-        let support = model_tensors.remove("support_set");
-        let ptr = model_tensors.remove("support_set_ptr");
+        self.support.take_from(&mut model_tensors, path)?;
         self.model = checkpoint::apply(self.model.clone(), &model_tensors, path)?;
-        match (support, ptr) {
-            (Some(s), Some(p)) if s.shape == self.support.dims().to_vec() => {
-                self.support = Tensor::from_data(
-                    TensorData::new(s.data, [s.shape[0], s.shape[1]]),
-                    &self.device.clone().inner(),
-                );
-                self.ptr = p.data[0] as usize;
-                Ok(())
-            }
-            _ => Err(Error::Checkpoint {
-                path: path.to_path_buf(),
-                message: "NNCLR support set missing or of another size".into(),
-            }),
-        }
+        Ok(())
     }
 }

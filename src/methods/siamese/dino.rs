@@ -231,22 +231,9 @@ impl Dino {
     /// in view order.
     fn student_scores(&self, batch: &HostBatch) -> Vec<Tensor<2>> {
         let b = batch.indices.len();
-        let mut groups: Vec<Vec<usize>> = Vec::new();
-        for (i, v) in batch.views.iter().enumerate() {
-            match groups.last_mut() {
-                Some(g) if batch.views[g[0]].shape == v.shape => g.push(i),
-                _ => groups.push(vec![i]),
-            }
-        }
         let mut out = Vec::new();
-        for g in &groups {
-            let x = Tensor::cat(
-                g.iter()
-                    .map(|&i| batch.views[i].to_tensor(&self.device))
-                    .collect(),
-                0,
-            );
-            let s = self.model.student.forward(x);
+        for g in &batch.views_by_shape() {
+            let s = self.model.student.forward(batch.stacked(g, &self.device));
             out.extend((0..g.len()).map(|j| s.clone().narrow(0, j * b, b)));
         }
         out
@@ -271,14 +258,11 @@ impl Method for Dino {
         let step = batch.step + 1;
         let b = batch.indices.len();
         let k = self.cfg.out_dim;
-        let globals = Tensor::cat(
-            vec![
-                batch.views[0].to_tensor(&self.device),
-                batch.views[1].to_tensor(&self.device),
-            ],
-            0,
-        );
-        let t = self.model.teacher.forward(globals).detach();
+        let t = self
+            .model
+            .teacher
+            .forward(batch.stacked(&[0, 1], &self.device))
+            .detach();
         let teacher = vec![t.clone().narrow(0, 0, b), t.clone().narrow(0, b, b)];
         let student = self.student_scores(batch);
         let center =
