@@ -76,6 +76,7 @@ pub fn write_html(dir: &Path, held_out: Option<&HeldOut>) -> Result<PathBuf> {
     let metrics_path = dir.join("metrics.jsonl");
     let text = std::fs::read_to_string(&metrics_path).unwrap_or_default();
     let mut metrics = Vec::new();
+    let last_line = text.lines().count();
     for (i, line) in text
         .lines()
         .enumerate()
@@ -84,7 +85,7 @@ pub fn write_html(dir: &Path, held_out: Option<&HeldOut>) -> Result<PathBuf> {
         // A run killed in mid-write leaves a cut last line; earlier bad lines are an error.
         match serde_json::from_str::<Metric>(line) {
             Ok(m) => metrics.push(m),
-            Err(_) if i + 1 == text.lines().count() => {}
+            Err(_) if i + 1 == last_line => {}
             Err(e) => {
                 return Err(Error::format(&metrics_path, format!("line {}: {e}", i + 1)));
             }

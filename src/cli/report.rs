@@ -77,7 +77,8 @@ pub fn evaluate(dir: &Path) -> Result<HeldOut> {
         let tr = eval::extract_with(b, &splits.train, &cfg.views, readout, 500);
         let te = eval::extract_with(b, &scored, &cfg.views, readout, 500);
         let p = knn::predict(&tr, train_labels, &te, knn_cfg);
-        (tr, eval::accuracy(&p, &test_labels[..scored.len()]))
+        let acc = eval::accuracy(&p, &test_labels[..scored.len()]);
+        (tr, te, acc)
     };
     let mut over_time = Vec::new();
     let snapshots = dir.join("snapshots.jsonl");
@@ -91,16 +92,16 @@ pub fn evaluate(dir: &Path) -> Result<HeldOut> {
                 splits.train.channels,
                 &selfsup::device::of(&backbone),
             )?;
-            over_time.push((s.step, s.elapsed_s, score(&b).1));
+            over_time.push((s.step, s.elapsed_s, score(&b).2));
         }
     }
     let (step, seconds) = last_logged(dir);
-    let (train_features, acc) = score(&backbone);
+    // The last model's features serve the neighbour grid and the map too.
+    let (train_features, test_features, acc) = score(&backbone);
     if over_time.last().is_none_or(|p| p.0 < step) {
         over_time.push((step, seconds, acc));
     }
     // One query per class, its 8 nearest training images.
-    let test_features = eval::extract_with(&backbone, &scored, &cfg.views, readout, 500);
     let classes = test_labels.iter().copied().max().map_or(0, |m| m + 1);
     let queries: Vec<usize> = (0..classes)
         .filter_map(|c| test_labels[..scored.len()].iter().position(|&l| l == c))

@@ -117,16 +117,7 @@ impl Vit {
     pub fn embed(&self, x: Tensor<4>) -> (Tensor<3>, (usize, usize)) {
         let e = super::conv::conv2d(&self.patch_embed, x);
         let [b, d, h, w] = e.dims();
-        let pos = self.pos_embed.val();
-        let [_, _, gh, gw] = pos.dims();
-        let pos = if (gh, gw) == (h, w) {
-            pos
-        } else {
-            use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
-            let options =
-                InterpolateOptions::new(InterpolateMode::Bilinear).with_output_size([h, w]);
-            burn::tensor::module::interpolate(pos, options)
-        };
+        let pos = resize_grid(self.pos_embed.val(), (h, w));
         let tokens = (e + pos).reshape([b, d, h * w]).swap_dims(1, 2);
         (tokens, (h, w))
     }
@@ -157,4 +148,15 @@ impl Vit {
         maps.extend(self.encode(tokens, true).into_iter().map(as_map));
         maps
     }
+}
+
+/// A position embedding `[1, D, gh, gw]` on the patch grid `(h, w)`: itself when the grid is
+/// the same, else bilinearly interpolated (the ViT's, and MAE's decoder's).
+pub fn resize_grid(pos: Tensor<4>, (h, w): (usize, usize)) -> Tensor<4> {
+    if pos.dims()[2..] == [h, w] {
+        return pos;
+    }
+    use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+    let options = InterpolateOptions::new(InterpolateMode::Bilinear).with_output_size([h, w]);
+    burn::tensor::module::interpolate(pos, options)
 }

@@ -9,6 +9,17 @@ fn selfsup(args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
+/// Runs the binary and asserts it succeeded (its stderr in the message).
+fn succeeds(args: &[&str]) -> Output {
+    let out = selfsup(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn fails_with(args: &[&str], needle: &str) {
     let out = selfsup(args);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -561,7 +572,7 @@ fn neighbors_finds_queries_and_duplicates_in_a_folder() {
     std::fs::copy(samples.join(&names[0]), photos.join("zz-copy.png")).unwrap();
     let run = dir.path().join("run");
     let data = format!("folder:{}", photos.display());
-    let out = selfsup(&[
+    succeeds(&[
         "pretrain",
         "--data",
         &data,
@@ -575,17 +586,12 @@ fn neighbors_finds_queries_and_duplicates_in_a_folder() {
         "--out",
         run.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let saved = selfsup::config::RunConfig::from_toml_file(&run.join("config.toml")).unwrap();
     assert_eq!((saved.folder_side, saved.views.size), (24, 24));
     let ckpt = run.join("last.safetensors");
     let ckpt = ckpt.to_str().unwrap();
     let npy = dir.path().join("f.npy");
-    let out = selfsup(&[
+    succeeds(&[
         "embed",
         "--checkpoint",
         ckpt,
@@ -594,11 +600,6 @@ fn neighbors_finds_queries_and_duplicates_in_a_folder() {
         "--out",
         npy.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let paths = std::fs::read_to_string(dir.path().join("f.paths.txt")).unwrap();
     let listed: Vec<&str> = paths.lines().collect();
     assert_eq!(listed.len(), names.len() + 1);
@@ -607,7 +608,7 @@ fn neighbors_finds_queries_and_duplicates_in_a_folder() {
     let found = dir.path().join("found");
     let query = photos.join(&names[0]);
     let other = samples.join(&names[5]);
-    let out = selfsup(&[
+    succeeds(&[
         "neighbors",
         "--checkpoint",
         ckpt,
@@ -622,11 +623,6 @@ fn neighbors_finds_queries_and_duplicates_in_a_folder() {
         "--out",
         found.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let csv = std::fs::read_to_string(found.join("neighbors.csv")).unwrap();
     let rows: Vec<Vec<&str>> = csv
         .lines()

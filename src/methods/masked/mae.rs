@@ -269,14 +269,7 @@ impl Mae {
             .reshape([b * n, dd])
             .select(0, flat_rows(&restore, n, device))
             .reshape([b, n, dd]);
-        let pos = d.pos_embed.val();
-        let pos = if pos.dims()[2..] == [h, w] {
-            pos
-        } else {
-            use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
-            let o = InterpolateOptions::new(InterpolateMode::Bilinear).with_output_size([h, w]);
-            burn::tensor::module::interpolate(pos, o)
-        };
+        let pos = crate::nn::vit::resize_grid(d.pos_embed.val(), (h, w));
         let mut y = full + pos.reshape([1, dd, h * w]).swap_dims(1, 2);
         for block in &d.blocks {
             y = block.forward(y, None, None);
