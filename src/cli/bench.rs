@@ -22,7 +22,7 @@ pub struct WorkloadArgs {
     /// Compute threads, and view workers.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
-    /// selfsup device: cpu (flex) or tch (a build with `--features tch`).
+    /// selfsup device: cpu (flex), tch (a build with `--features tch`), cuda:N or vulkan[:N].
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }

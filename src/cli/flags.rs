@@ -97,7 +97,8 @@ pub struct RunFlags {
     #[arg(long)]
     #[serde(rename = "seed", skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
-    /// Device: cpu, tch (feature `tch`) or cuda:N (feature `cuda`).
+    /// Device: cpu, tch (feature `tch`), cuda:N (feature `cuda`), or vulkan, vulkan:N or
+    /// vulkan:cpu (feature `vulkan`).
     #[arg(long)]
     #[serde(rename = "device", skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,

@@ -5,7 +5,6 @@
 
 use crate::config::RunConfig;
 use crate::data::loader::{HostBatch, ViewSpec};
-use crate::error::{Error, Result};
 use crate::memory::ema::{cosine_momentum, ema_update};
 use crate::methods::StepInfo;
 use crate::nn::{Backbone, heads::Mlp};
@@ -149,16 +148,4 @@ pub fn normalized_std(z: &Tensor<2>) -> f32 {
         .sqrt()
         .mean()
         .into_scalar()
-}
-
-/// Refuses a data-parallel run of `method`, whose loss needs `statistic` over the whole batch
-/// and does not gather it across ranks yet (Barlow Twins, VICReg).
-pub fn one_process_only(method: &str, statistic: &str) -> Result<()> {
-    if crate::dist::world_size() > 1 {
-        return Err(Error::Config(format!(
-            "{method} does not run data-parallel yet ({statistic} of the whole batch): run it \
-             in one process"
-        )));
-    }
-    Ok(())
 }

@@ -52,6 +52,48 @@ pub fn update<M: Module>(
     Ok((opt.step(lr, model, grads), value))
 }
 
+/// One update whose loss is a statistic of the whole batch (a cross-correlation, a
+/// variance, the other images as negatives). `loss_of` gets `parts` (each `[b, d]`, this
+/// rank's rows, in the autodiff graph) and returns the batch's loss. In one process this is
+/// [`update`] of `loss_of(parts)`. Over several ranks `loss_of` gets every rank's rows,
+/// stacked in rank order, so every rank computes the same loss of the global batch; the
+/// gradient of each rank's own rows flows back through its network
+/// ([`crate::dist::GatheredRows`]), and the parameters move as in one process with the
+/// global batch.
+pub fn update_on_whole_batch<M: Module>(
+    model: M,
+    parts: Vec<Tensor<2>>,
+    loss_of: impl FnOnce(Vec<Tensor<2>>) -> Tensor<1>,
+    opt: &mut Optimizer,
+    lr: f64,
+    step: u64,
+    what: &str,
+) -> Result<(M, f32)> {
+    if crate::dist::world_size() == 1 {
+        return update(model, loss_of(parts), opt, lr, step, what);
+    }
+    let gathered: Vec<crate::dist::GatheredRows> = parts
+        .into_iter()
+        .map(crate::dist::gather_rows_with_grad)
+        .collect();
+    let loss = loss_of(gathered.iter().map(|g| g.gathered.clone()).collect());
+    let value = finite_scalar(&loss, step, what)?;
+    let grads = loss.backward();
+    let surrogate = gathered
+        .into_iter()
+        .map(|g| {
+            let d = g
+                .gathered
+                .grad(&grads)
+                .unwrap_or_else(|| g.gathered.zeros_like());
+            g.surrogate(d)
+        })
+        .reduce(|a, b| a + b)
+        .expect("at least one part");
+    let grads = GradientsParams::from_grads(surrogate.backward(), &model);
+    Ok((opt.step(lr, model, grads), value))
+}
+
 /// One classification step: cross-entropy of `scores` against `labels`, then [`update`] of
 /// `model`; the step's output logs the batch accuracy as `accuracy_name`.
 #[allow(clippy::too_many_arguments)]

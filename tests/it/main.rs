@@ -10,6 +10,8 @@ mod data;
 mod dist;
 mod eval;
 mod generative;
+#[cfg(feature = "vulkan")]
+mod gpu;
 mod losses;
 mod margin;
 mod memory;

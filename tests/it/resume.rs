@@ -14,7 +14,7 @@ const STEPS: u64 = 8;
 /// The run of `method` in this test, on a slice small enough for seconds, with the options
 /// that give its trajectory state to carry over a resume (queues in use, a prototype freeze
 /// that ends before the stop, a KL warm-up, discriminator dropout, CMA positives).
-fn resume_case(method: &str) -> (RunConfig, Arc<Dataset>) {
+pub(crate) fn resume_case(method: &str) -> (RunConfig, Arc<Dataset>) {
     let mut cfg = crate::tiny_config(2);
     cfg = cfg.for_method(method);
     cfg.batch_size = 32;
@@ -149,7 +149,13 @@ fn resume_case(method: &str) -> (RunConfig, Arc<Dataset>) {
     (cfg, data)
 }
 
-fn run(cfg: &RunConfig, data: &Arc<Dataset>, dir: &Path, stop: u64, resume: bool) -> Vec<f32> {
+pub(crate) fn run(
+    cfg: &RunConfig,
+    data: &Arc<Dataset>,
+    dir: &Path,
+    stop: u64,
+    resume: bool,
+) -> Vec<f32> {
     let opts = TrainOptions {
         out_dir: dir.into(),
         resume,

@@ -9,21 +9,24 @@
 //! augmentations make (section 3). Like the paper, an online network with a prediction MLP;
 //! no momentum encoder.
 //!
-//! Data-parallel: not yet (the support set and the negatives would have to span the ranks);
-//! a run with more than one rank is refused.
+//! Data-parallel: every rank finds its own images' neighbours in the support set, then the
+//! neighbours and predictions of all ranks are gathered, so each neighbour meets the whole
+//! global batch's predictions as negatives ([`update_on_whole_batch`]), and every rank
+//! enqueues the embeddings of the whole global batch: all ranks hold the same support set.
 
 use crate::config::RunConfig;
 use crate::data::loader::{HostBatch, ViewSpec};
+use crate::dist;
 use crate::error::{Error, Result};
 use crate::losses::contrastive::{nnclr, support_set_nearest};
 use crate::losses::l2_normalize;
 use crate::memory::queue::FifoQueue;
-use crate::methods::two_view::{OnlineNetwork, normalized_std, one_process_only, two_views};
+use crate::methods::two_view::{OnlineNetwork, normalized_std, two_views};
 use crate::methods::{Method, MethodInfo, StepOutput};
 use crate::nn::Backbone;
 use crate::train::checkpoint::{self, HostParam};
 use crate::train::optim::Optimizer;
-use crate::train::step::update;
+use crate::train::step::update_on_whole_batch;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -91,7 +94,6 @@ pub struct Nnclr {
 }
 
 fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn Method>> {
-    one_process_only("NNCLR", "a support set and negatives")?;
     let c: NnclrConfig = crate::methods::settings(run)?;
     let widths = [c.proj_hidden, c.proj_dim, c.pred_hidden];
     let support = FifoQueue::random_unit("support_set", c.support_size, c.proj_dim, device);
@@ -122,13 +124,21 @@ impl Method for Nnclr {
         let step = batch.step + 1;
         let [z1, z2, p1, p2] = self.model.forward(batch, &self.device);
         let support = Tensor::from_inner(self.support.rows.clone());
-        let nn1 = support_set_nearest(z1.clone(), support.clone());
-        let nn2 = support_set_nearest(z2, support);
-        let t = self.cfg.temperature;
-        let loss = (nnclr(nn1, p2, t) + nnclr(nn2, p1, t)) / 2.0;
+        // Without gradient, as in the paper; gathered over the ranks (unchanged in one process).
+        let nn1 = dist::gather_rows(support_set_nearest(z1.clone(), support.clone()));
+        let nn2 = dist::gather_rows(support_set_nearest(z2, support));
         let z_std = normalized_std(&z1);
-        let fresh = l2_normalize(z1.detach()).inner();
-        let (model, value) = update(self.model.clone(), loss, opt, lr, step, "NNCLR loss")?;
+        let fresh = dist::gather_rows(l2_normalize(z1.detach())).inner();
+        let t = self.cfg.temperature;
+        let (model, value) = update_on_whole_batch(
+            self.model.clone(),
+            vec![p1, p2],
+            |p| (nnclr(nn1, p[1].clone(), t) + nnclr(nn2, p[0].clone(), t)) / 2.0,
+            opt,
+            lr,
+            step,
+            "NNCLR loss",
+        )?;
         self.model = model;
         self.support.push(fresh);
         Ok(StepOutput {

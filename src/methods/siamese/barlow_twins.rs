@@ -7,8 +7,9 @@
 //! (the dimensions carry different information) (eq. 1). No negatives, no predictor, no
 //! momentum encoder.
 //!
-//! Data-parallel: not yet. The cross-correlation is a statistic of the whole batch, so it
-//! would need the embeddings of every rank; a run with more than one rank is refused.
+//! Data-parallel: the cross-correlation is a statistic of the whole batch, so every rank
+//! gathers the embeddings of all ranks and computes the global batch's loss
+//! ([`update_on_whole_batch`]).
 
 use crate::config::RunConfig;
 use crate::data::loader::{HostBatch, ViewSpec};
@@ -18,7 +19,7 @@ use crate::methods::two_view::{Encoder, normalized_std, two_views};
 use crate::methods::{Method, MethodInfo, StepOutput};
 use crate::nn::Backbone;
 use crate::train::optim::Optimizer;
-use crate::train::step::update;
+use crate::train::step::update_on_whole_batch;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -76,10 +77,6 @@ pub struct BarlowTwins {
 
 fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn Method>> {
     let c: BarlowTwinsConfig = crate::methods::settings(run)?;
-    crate::methods::two_view::one_process_only(
-        "barlow_twins",
-        "its cross-correlation is a statistic",
-    )?;
     Ok(Box::new(BarlowTwins {
         model: Encoder::new(run, c.proj_hidden, c.proj_dim, in_channels, device),
         cfg: c,
@@ -106,8 +103,16 @@ impl Method for BarlowTwins {
         let step = batch.step + 1;
         let (z1, z2) = self.model.embed_views(batch, &self.device);
         let z_std = normalized_std(&z1);
-        let loss = barlow_twins(z1, z2, self.cfg.lambda);
-        let (model, value) = update(self.model.clone(), loss, opt, lr, step, "Barlow Twins loss")?;
+        let lambda = self.cfg.lambda;
+        let (model, value) = update_on_whole_batch(
+            self.model.clone(),
+            vec![z1, z2],
+            |z| barlow_twins(z[0].clone(), z[1].clone(), lambda),
+            opt,
+            lr,
+            step,
+            "Barlow Twins loss",
+        )?;
         self.model = model;
         Ok(StepOutput {
             loss: value,

@@ -7,8 +7,9 @@
 //! decorrelated (covariance: the squared off-diagonal covariances), weighted 25 / 25 / 1 as in
 //! the paper (eqs. 1-6). The three terms are logged.
 //!
-//! Data-parallel: not yet. Variance and covariance are statistics of the whole batch, so they
-//! would need the embeddings of every rank; a run with more than one rank is refused.
+//! Data-parallel: variance and covariance are statistics of the whole batch, so every rank
+//! gathers the embeddings of all ranks and computes the global batch's loss
+//! ([`update_on_whole_batch`]), as the paper's code does (`FullGatherLayer`).
 
 use crate::config::RunConfig;
 use crate::data::loader::{HostBatch, ViewSpec};
@@ -18,7 +19,7 @@ use crate::methods::two_view::{Encoder, two_views};
 use crate::methods::{Method, MethodInfo, StepOutput};
 use crate::nn::Backbone;
 use crate::train::optim::Optimizer;
-use crate::train::step::update;
+use crate::train::step::update_on_whole_batch;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -82,10 +83,6 @@ pub struct VicReg {
 
 fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn Method>> {
     let c: VicRegConfig = crate::methods::settings(run)?;
-    crate::methods::two_view::one_process_only(
-        "vicreg",
-        "its variance and covariance are statistics",
-    )?;
     Ok(Box::new(VicReg {
         model: Encoder::new(run, c.proj_hidden, c.proj_dim, in_channels, device),
         cfg: c,
@@ -111,15 +108,26 @@ impl Method for VicReg {
     ) -> Result<StepOutput> {
         let step = batch.step + 1;
         let (z1, z2) = self.model.embed_views(batch, &self.device);
-        let (inv, var, cov) = vicreg_terms(z1, z2);
-        let terms = vec![
-            ("invariance".to_string(), inv.clone().into_scalar()),
-            ("variance".to_string(), var.clone().into_scalar()),
-            ("covariance".to_string(), cov.clone().into_scalar()),
-        ];
-        let c = &self.cfg;
-        let loss = inv * c.sim_weight + var * c.var_weight + cov * c.cov_weight;
-        let (model, value) = update(self.model.clone(), loss, opt, lr, step, "VICReg loss")?;
+        let c = self.cfg.clone();
+        let mut terms = Vec::new();
+        let loss_of = |z: Vec<Tensor<2>>| {
+            let (inv, var, cov) = vicreg_terms(z[0].clone(), z[1].clone());
+            terms = vec![
+                ("invariance".to_string(), inv.clone().into_scalar()),
+                ("variance".to_string(), var.clone().into_scalar()),
+                ("covariance".to_string(), cov.clone().into_scalar()),
+            ];
+            inv * c.sim_weight + var * c.var_weight + cov * c.cov_weight
+        };
+        let (model, value) = update_on_whole_batch(
+            self.model.clone(),
+            vec![z1, z2],
+            loss_of,
+            opt,
+            lr,
+            step,
+            "VICReg loss",
+        )?;
         self.model = model;
         Ok(StepOutput { loss: value, terms })
     }

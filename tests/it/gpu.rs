@@ -1,0 +1,272 @@
+//! The GPU code path (`--features vulkan`): burn's CubeCL kernels, device transfers and the
+//! `--device` plumbing, checked against the CPU backend. On a machine without a GPU they run on
+//! Mesa's lavapipe (`vulkan:cpu`, Debian `mesa-vulkan-drivers`), slowly; set
+//! `SELFSUP_TEST_VULKAN=vulkan` to run them on a real GPU. `.ci/vulkan` runs this group.
+
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::{Rng, SeedableRng};
+use selfsup::nn::vit::VitConfig;
+use selfsup::nn::{Backbone, BackboneConfig, BackboneKind};
+use selfsup::train::optim::{Optimizer, OptimizerConfig, OptimizerKind};
+use selfsup::train::{self, checkpoint};
+use std::collections::BTreeMap;
+
+/// The Vulkan device under test.
+fn vulkan_name() -> String {
+    std::env::var("SELFSUP_TEST_VULKAN").unwrap_or_else(|_| "vulkan:cpu".into())
+}
+
+fn vulkan() -> Device {
+    selfsup::device::parse(&vulkan_name()).unwrap()
+}
+
+/// Uniform values in [-1, 1), seeded.
+fn uniform(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+/// The largest difference between `a` and `b`, relative to `b`'s largest magnitude.
+fn relative_gap(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-12);
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max)
+        / scale
+}
+
+/// One training step of `net` on `device`: the features of `x`, then SGD on
+/// `sum(features * r)`. Returns the features and the change of every tensor the step made.
+fn one_step(
+    net: Backbone,
+    x: &TensorData,
+    r: &TensorData,
+    device: &Device,
+) -> (Vec<f32>, BTreeMap<String, Vec<f32>>) {
+    let net = net.to_device(device);
+    let before = checkpoint::collect(&net);
+    let x = Tensor::<4>::from_data(x.clone(), device);
+    let y = net.forward(x);
+    let features = selfsup::device::host_values(y.clone());
+    let r = Tensor::<2>::from_data(r.clone(), device);
+    let grads = GradientsParams::from_grads((y * r).sum().backward(), &net);
+    let mut opt = Optimizer::new(OptimizerConfig {
+        kind: OptimizerKind::Sgd,
+        momentum: 0.9,
+        weight_decay: 0.0,
+        ..OptimizerConfig::default()
+    });
+    let after = checkpoint::collect(&opt.step(0.1, net, grads));
+    let change = after
+        .into_iter()
+        .map(|(k, a)| {
+            let d = a.data.iter().zip(&before[&k].data).map(|(a, b)| a - b);
+            (k, d.collect())
+        })
+        .collect();
+    (features, change)
+}
+
+/// The backbones' forward, backward and an SGD step on the Vulkan device equal the CPU
+/// backend's: features within 1e-3 and each tensor's change (weights, BatchNorm running
+/// statistics) within 1e-2 of its largest value (float sums run in another order there).
+#[test]
+fn backbones_forward_backward_and_step_match_the_cpu() {
+    let cases = [
+        (
+            "convnet",
+            BackboneConfig {
+                width: 0.25,
+                ..Default::default()
+            },
+            1,
+            28,
+        ),
+        (
+            "resnet18 (CIFAR stem)",
+            BackboneConfig {
+                kind: BackboneKind::ResNet18,
+                width: 0.25,
+                ..Default::default()
+            },
+            3,
+            32,
+        ),
+        (
+            "resnet18 (ImageNet stem)",
+            BackboneConfig {
+                kind: BackboneKind::ResNet18,
+                width: 0.25,
+                cifar_stem: false,
+                ..Default::default()
+            },
+            3,
+            64,
+        ),
+        (
+            "vit (64-d, 2 blocks)",
+            BackboneConfig {
+                kind: BackboneKind::VitTiny,
+                vit: VitConfig {
+                    dim: 64,
+                    depth: 2,
+                    heads: 2,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            3,
+            32,
+        ),
+    ];
+    let cpu = Device::flex().autodiff();
+    let gpu = vulkan().autodiff();
+    for (name, cfg, channels, side) in cases {
+        let t = std::time::Instant::now();
+        cpu.seed(7);
+        let net = Backbone::new(&cfg, channels, &cpu);
+        let n = 8;
+        let x = TensorData::new(
+            uniform(n * channels * side * side, 1),
+            [n, channels, side, side],
+        );
+        let r = TensorData::new(uniform(n * net.feature_dim(), 2), [n, net.feature_dim()]);
+        let (y_cpu, d_cpu) = one_step(net.clone(), &x, &r, &cpu);
+        let (y_gpu, d_gpu) = one_step(net, &x, &r, &gpu);
+        let gap = relative_gap(&y_gpu, &y_cpu);
+        assert!(gap < 1e-3, "{name}: features differ by {gap}");
+        assert_eq!(d_cpu.len(), d_gpu.len(), "{name}");
+        let mut worst = (0.0f32, String::new());
+        for (k, d) in &d_cpu {
+            let gap = relative_gap(&d_gpu[k], d);
+            if gap > worst.0 {
+                worst = (gap, k.clone());
+            }
+        }
+        assert!(
+            worst.0 < 1e-2,
+            "{name}: the step changes {} by {} off the CPU's",
+            worst.1,
+            worst.0
+        );
+        println!(
+            "{name}: features {gap:.1e}, step {:.1e} ({}), {:.1} s",
+            worst.0,
+            worst.1,
+            t.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// SimCLR, MoCo (its queue) and SwAV (its queue and prototypes) trained 2 steps on the CPU,
+/// then resumed from that checkpoint on the Vulkan device, take the same next 4 steps as the
+/// run that stays on the CPU: the losses within 1e-2 relative, and the checkpoint the Vulkan
+/// run writes loads back on the CPU with the same tensors. The Vulkan run's loss falls.
+#[test]
+fn pretraining_resumed_on_vulkan_continues_the_cpu_run() {
+    for method in ["simclr", "moco", "swav"] {
+        let t = std::time::Instant::now();
+        let (cfg, data) = crate::resume::resume_case(method);
+        let (straight, split) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let cpu_losses = crate::resume::run(&cfg, &data, straight.path(), 6, false);
+        crate::resume::run(&cfg, &data, split.path(), 2, false);
+        let on_gpu = selfsup::config::RunConfig {
+            device: vulkan_name(),
+            ..cfg.clone()
+        };
+        let gpu_losses = crate::resume::run(&on_gpu, &data, split.path(), 6, true);
+        for (i, (g, c)) in gpu_losses.iter().zip(&cpu_losses[2..]).enumerate() {
+            assert!(
+                (g - c).abs() <= 1e-2 * c.abs().max(1.0),
+                "{method}: step {}: loss {g} on Vulkan, {c} on the CPU",
+                i + 3
+            );
+        }
+        let (a, _) = checkpoint::load(&straight.path().join(train::TRAIN_CKPT)).unwrap();
+        let (b, _) = checkpoint::load(&split.path().join(train::TRAIN_CKPT)).unwrap();
+        assert_eq!(a.len(), b.len(), "{method}");
+        for (k, v) in &a {
+            let gap = relative_gap(&b[k].data, &v.data);
+            assert!(gap < 5e-2, "{method}: {k} differs by {gap}");
+        }
+        println!(
+            "{method}: CPU {cpu_losses:?}, Vulkan {gpu_losses:?}, {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// A run pretrained through the CLI on the Vulkan device falls in loss, and `embed` of its
+/// checkpoint on the Vulkan device and on the CPU writes the same features.
+#[test]
+fn cli_pretrains_and_embeds_on_vulkan() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let bin = env!("CARGO_BIN_EXE_selfsup");
+    let out = std::process::Command::new(bin)
+        .args([
+            "pretrain",
+            "--method",
+            "simclr",
+            "--device",
+            &vulkan_name(),
+            "--train-limit",
+            "256",
+            "--batch-size",
+            "64",
+            "--epochs",
+            "3",
+            "--set",
+            "backbone.width=0.25",
+            "--set",
+            "log_every=1",
+            "--quiet",
+            "--out",
+        ])
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let losses: Vec<f64> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["loss"].as_f64())
+        .collect();
+    assert_eq!(losses.len(), 12, "{losses:?}");
+    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
+    assert!(
+        mean(&losses[8..]) < mean(&losses[..4]) - 0.05,
+        "the loss should fall: {losses:?}"
+    );
+    let embed = |device: &str, file: &str| {
+        let path = dir.path().join(file);
+        let out = std::process::Command::new(bin)
+            .args(["embed", "--checkpoint"])
+            .arg(run.join("last.safetensors"))
+            .args(["--set", &format!("device=\"{device}\""), "--out"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{device}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bytes = std::fs::read(&path).unwrap();
+        let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+        npy.into_vec::<f32>().unwrap()
+    };
+    let (on_gpu, on_cpu) = (embed(&vulkan_name(), "gpu.npy"), embed("cpu", "cpu.npy"));
+    assert_eq!(on_gpu.len(), on_cpu.len());
+    let gap = relative_gap(&on_gpu, &on_cpu);
+    assert!(gap < 1e-3, "embed differs by {gap} between the devices");
+}
