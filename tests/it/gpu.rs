@@ -1,7 +1,8 @@
-//! The GPU code path (`--features vulkan`): burn's CubeCL kernels, device transfers and the
-//! `--device` plumbing, checked against the CPU backend. On a machine without a GPU they run on
-//! Mesa's lavapipe (`vulkan:cpu`, Debian `mesa-vulkan-drivers`), slowly; set
-//! `SELFSUP_TEST_VULKAN=vulkan` to run them on a real GPU. `.ci/vulkan` runs this group.
+//! The GPU code path (`--features wgpu` or `vulkan`): burn's CubeCL kernels, device transfers
+//! and the `--device` plumbing, checked against the CPU backend. On a machine without a GPU
+//! they run on Mesa's lavapipe (`wgpu:cpu` or `vulkan:cpu`, Debian `mesa-vulkan-drivers`),
+//! slowly; set `SELFSUP_TEST_GPU=wgpu` (or `vulkan`) to run them on a real GPU. `.ci/gpu`
+//! runs this group.
 
 use burn::module::Module;
 use burn::optim::GradientsParams;
@@ -13,13 +14,18 @@ use selfsup::train::optim::{Optimizer, OptimizerConfig, OptimizerKind};
 use selfsup::train::{self, checkpoint};
 use std::collections::BTreeMap;
 
-/// The Vulkan device under test.
-fn vulkan_name() -> String {
-    std::env::var("SELFSUP_TEST_VULKAN").unwrap_or_else(|_| "vulkan:cpu".into())
+/// The GPU device under test: `SELFSUP_TEST_GPU`, or the build's API on a CPU driver.
+fn gpu_name() -> String {
+    let default = if cfg!(feature = "wgpu") {
+        "wgpu:cpu"
+    } else {
+        "vulkan:cpu"
+    };
+    std::env::var("SELFSUP_TEST_GPU").unwrap_or_else(|_| default.into())
 }
 
-fn vulkan() -> Device {
-    selfsup::device::parse(&vulkan_name()).unwrap()
+fn gpu() -> Device {
+    selfsup::device::parse(&gpu_name()).unwrap()
 }
 
 /// Uniform values in [-1, 1), seeded.
@@ -47,13 +53,14 @@ fn one_step(
     r: &TensorData,
     device: &Device,
 ) -> (Vec<f32>, BTreeMap<String, Vec<f32>>) {
-    let net = net.to_device(device);
+    let net = net.fork(device);
     let before = checkpoint::collect(&net);
     let x = Tensor::<4>::from_data(x.clone(), device);
     let y = net.forward(x);
     let features = selfsup::device::host_values(y.clone());
     let r = Tensor::<2>::from_data(r.clone(), device);
     let grads = GradientsParams::from_grads((y * r).sum().backward(), &net);
+    assert!(!grads.is_empty(), "the step has gradients");
     let mut opt = Optimizer::new(OptimizerConfig {
         kind: OptimizerKind::Sgd,
         momentum: 0.9,
@@ -71,9 +78,11 @@ fn one_step(
     (features, change)
 }
 
-/// The backbones' forward, backward and an SGD step on the Vulkan device equal the CPU
-/// backend's: features within 1e-3 and each tensor's change (weights, BatchNorm running
-/// statistics) within 1e-2 of its largest value (float sums run in another order there).
+/// The backbones' forward, backward and an SGD step on the GPU device equal the CPU
+/// backend's: features within 1e-3 of their largest value, and each tensor's change (weights,
+/// BatchNorm running statistics) within 1e-2 of its largest value, or within twice the
+/// largest gap between selfsup's and burn's CPU kernels where those two differ more (float
+/// sums run in another order on each).
 #[test]
 fn backbones_forward_backward_and_step_match_the_cpu() {
     let cases = [
@@ -124,37 +133,72 @@ fn backbones_forward_backward_and_step_match_the_cpu() {
         ),
     ];
     let cpu = Device::flex().autodiff();
-    let gpu = vulkan().autodiff();
+    let gpu = gpu().autodiff();
     for (name, cfg, channels, side) in cases {
         let t = std::time::Instant::now();
         cpu.seed(7);
         let net = Backbone::new(&cfg, channels, &cpu);
-        let n = 8;
+        // A copy through its tensors: a clone would share the BatchNorm running statistics
+        // (burn keeps them behind one lock), and the first step would move both.
+        let tensors: std::collections::HashMap<_, _> =
+            checkpoint::collect(&net).into_iter().collect();
+        let twin = checkpoint::apply(
+            Backbone::new(&cfg, channels, &cpu),
+            &tensors,
+            std::path::Path::new("copy"),
+        )
+        .unwrap();
+        let n = 32;
         let x = TensorData::new(
             uniform(n * channels * side * side, 1),
             [n, channels, side, side],
         );
         let r = TensorData::new(uniform(n * net.feature_dim(), 2), [n, net.feature_dim()]);
-        let (y_cpu, d_cpu) = one_step(net.clone(), &x, &r, &cpu);
-        let (y_gpu, d_gpu) = one_step(net, &x, &r, &gpu);
+        let (y_cpu, d_cpu) = one_step(net, &x, &r, &cpu);
+        // The same step with burn's own CPU kernels instead of selfsup's: how far two correct
+        // float32 implementations drift apart (BatchNorm's backward over 32 images cancels
+        // digits in ResNet-18's last stage: up to 11 % there).
+        selfsup::nn::set_own_cpu_kernels(false);
+        let copy = checkpoint::apply(
+            Backbone::new(&cfg, channels, &cpu),
+            &tensors,
+            std::path::Path::new("copy"),
+        )
+        .unwrap();
+        let (_, d_burn) = one_step(copy, &x, &r, &cpu);
+        selfsup::nn::set_own_cpu_kernels(true);
+        let (y_gpu, d_gpu) = one_step(twin, &x, &r, &gpu);
         let gap = relative_gap(&y_gpu, &y_cpu);
         assert!(gap < 1e-3, "{name}: features differ by {gap}");
         assert_eq!(d_cpu.len(), d_gpu.len(), "{name}");
+        // The drift between the CPU's two kernel sets, over the whole network: rounding
+        // differences spread through the layers, so one tensor's own gap is too narrow a bound.
+        // Tensors the step leaves still up to rounding are skipped: attention's key bias, to
+        // which the softmax is invariant (its gradient is 0).
+        let largest = |d: &Vec<f32>| d.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let scale = d_cpu.values().map(largest).fold(0.0f32, f32::max);
+        let moved: Vec<(&String, &Vec<f32>)> = d_cpu
+            .iter()
+            .filter(|(_, d)| largest(d) > 1e-5 * scale)
+            .collect();
+        let cpu_gap = moved
+            .iter()
+            .map(|(k, d)| relative_gap(&d_burn[*k], d))
+            .fold(0.0f32, f32::max);
         let mut worst = (0.0f32, String::new());
-        for (k, d) in &d_cpu {
+        for (k, d) in moved {
             let gap = relative_gap(&d_gpu[k], d);
+            assert!(
+                gap < 1e-2f32.max(2.0 * cpu_gap),
+                "{name}: the step changes {k} by {gap} off the CPU's (the CPU's two kernel sets \
+                 differ by up to {cpu_gap})"
+            );
             if gap > worst.0 {
                 worst = (gap, k.clone());
             }
         }
-        assert!(
-            worst.0 < 1e-2,
-            "{name}: the step changes {} by {} off the CPU's",
-            worst.1,
-            worst.0
-        );
         println!(
-            "{name}: features {gap:.1e}, step {:.1e} ({}), {:.1} s",
+            "{name}: features {gap:.1e}, step {:.1e} ({}; CPU kernel sets {cpu_gap:.1e}), {:.1} s",
             worst.0,
             worst.1,
             t.elapsed().as_secs_f64()
@@ -163,11 +207,11 @@ fn backbones_forward_backward_and_step_match_the_cpu() {
 }
 
 /// SimCLR, MoCo (its queue) and SwAV (its queue and prototypes) trained 2 steps on the CPU,
-/// then resumed from that checkpoint on the Vulkan device, take the same next 4 steps as the
-/// run that stays on the CPU: the losses within 1e-2 relative, and the checkpoint the Vulkan
-/// run writes loads back on the CPU with the same tensors. The Vulkan run's loss falls.
+/// then resumed from that checkpoint on the GPU device, take the same next 4 steps as the
+/// run that stays on the CPU: the losses within 1e-2 relative, and the checkpoint the GPU
+/// run writes loads back on the CPU with the same tensors.
 #[test]
-fn pretraining_resumed_on_vulkan_continues_the_cpu_run() {
+fn pretraining_resumed_on_the_gpu_continues_the_cpu_run() {
     for method in ["simclr", "moco", "swav"] {
         let t = std::time::Instant::now();
         let (cfg, data) = crate::resume::resume_case(method);
@@ -175,14 +219,14 @@ fn pretraining_resumed_on_vulkan_continues_the_cpu_run() {
         let cpu_losses = crate::resume::run(&cfg, &data, straight.path(), 6, false);
         crate::resume::run(&cfg, &data, split.path(), 2, false);
         let on_gpu = selfsup::config::RunConfig {
-            device: vulkan_name(),
+            device: gpu_name(),
             ..cfg.clone()
         };
         let gpu_losses = crate::resume::run(&on_gpu, &data, split.path(), 6, true);
         for (i, (g, c)) in gpu_losses.iter().zip(&cpu_losses[2..]).enumerate() {
             assert!(
                 (g - c).abs() <= 1e-2 * c.abs().max(1.0),
-                "{method}: step {}: loss {g} on Vulkan, {c} on the CPU",
+                "{method}: step {}: loss {g} on the GPU device, {c} on the CPU",
                 i + 3
             );
         }
@@ -194,16 +238,16 @@ fn pretraining_resumed_on_vulkan_continues_the_cpu_run() {
             assert!(gap < 5e-2, "{method}: {k} differs by {gap}");
         }
         println!(
-            "{method}: CPU {cpu_losses:?}, Vulkan {gpu_losses:?}, {:.1} s",
+            "{method}: CPU {cpu_losses:?}, GPU {gpu_losses:?}, {:.1} s",
             t.elapsed().as_secs_f64()
         );
     }
 }
 
-/// A run pretrained through the CLI on the Vulkan device falls in loss, and `embed` of its
-/// checkpoint on the Vulkan device and on the CPU writes the same features.
+/// A run pretrained through the CLI on the GPU device falls in loss, and `embed` of its
+/// checkpoint on the GPU device and on the CPU writes the same features.
 #[test]
-fn cli_pretrains_and_embeds_on_vulkan() {
+fn cli_pretrains_and_embeds_on_the_gpu() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let bin = env!("CARGO_BIN_EXE_selfsup");
@@ -213,7 +257,7 @@ fn cli_pretrains_and_embeds_on_vulkan() {
             "--method",
             "simclr",
             "--device",
-            &vulkan_name(),
+            &gpu_name(),
             "--train-limit",
             "256",
             "--batch-size",
@@ -265,7 +309,7 @@ fn cli_pretrains_and_embeds_on_vulkan() {
         let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
         npy.into_vec::<f32>().unwrap()
     };
-    let (on_gpu, on_cpu) = (embed(&vulkan_name(), "gpu.npy"), embed("cpu", "cpu.npy"));
+    let (on_gpu, on_cpu) = (embed(&gpu_name(), "gpu.npy"), embed("cpu", "cpu.npy"));
     assert_eq!(on_gpu.len(), on_cpu.len());
     let gap = relative_gap(&on_gpu, &on_cpu);
     assert!(gap < 1e-3, "embed differs by {gap} between the devices");

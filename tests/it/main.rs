@@ -10,7 +10,7 @@ mod data;
 mod dist;
 mod eval;
 mod generative;
-#[cfg(feature = "vulkan")]
+#[cfg(any(feature = "vulkan", feature = "wgpu"))]
 mod gpu;
 mod losses;
 mod margin;
