@@ -279,12 +279,7 @@ fn cli_pretrains_and_embeds_on_the_gpu() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let losses: Vec<f64> = std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v["loss"].as_f64())
-        .collect();
+    let losses = crate::logged_losses(&run);
     assert_eq!(losses.len(), 12, "{losses:?}");
     let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
     assert!(
