@@ -12,8 +12,8 @@
 use crate::error::{Error, Result};
 use burn::tensor::Device;
 
-/// Parses a device name (`cpu`, `tch`, `cuda:N`, `vulkan[:N|:cpu]`) into a plain
-/// (non-autodiff) burn device.
+/// Parses a device name (`cpu`, `tch`, `cuda:N`, `vulkan[:N|:cpu]`, `wgpu[:N|:cpu]`) into a
+/// plain (non-autodiff) burn device.
 pub fn parse(name: &str) -> Result<Device> {
     for api in ["vulkan", "wgpu"] {
         if let Some(which) = name.strip_prefix(api) {
@@ -62,6 +62,10 @@ fn cuda(_idx: &str) -> Result<Device> {
 /// The device `which` of graphics API `api` (`vulkan`: CubeCL's SPIR-V; `wgpu`: WGSL, on the
 /// platform's API): "" (the best adapter), `N` (discrete GPU N) or `cpu` (a CPU driver such
 /// as lavapipe).
+#[cfg_attr(
+    not(any(feature = "vulkan", feature = "wgpu")),
+    allow(unused_variables)
+)]
 fn wgpu_device(api: &str, which: &str) -> Result<Device> {
     #[cfg(any(feature = "vulkan", feature = "wgpu"))]
     let kind = match which {
@@ -78,12 +82,9 @@ fn wgpu_device(api: &str, which: &str) -> Result<Device> {
         "vulkan" => Ok(Device::vulkan(kind)),
         #[cfg(feature = "wgpu")]
         "wgpu" => Ok(Device::wgpu(kind)),
-        _ => {
-            let _ = which;
-            Err(Error::Config(format!(
-                "{api} devices need a build with `--features {api}`"
-            )))
-        }
+        _ => Err(Error::Config(format!(
+            "{api} devices need a build with `--features {api}`"
+        ))),
     }
 }
 

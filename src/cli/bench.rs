@@ -22,7 +22,8 @@ pub struct WorkloadArgs {
     /// Compute threads, and view workers.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
-    /// selfsup device: cpu (flex), tch (a build with `--features tch`), cuda:N or vulkan[:N].
+    /// selfsup device: cpu (flex), or any `--device` of a build with its feature (tch, cuda:N,
+    /// vulkan[:N], wgpu[:N]).
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }

@@ -97,8 +97,8 @@ pub struct RunFlags {
     #[arg(long)]
     #[serde(rename = "seed", skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
-    /// Device: cpu, tch (feature `tch`), cuda:N (feature `cuda`), or vulkan, vulkan:N or
-    /// vulkan:cpu (feature `vulkan`).
+    /// Device: cpu, tch (feature `tch`), cuda:N (feature `cuda`), vulkan[:N|:cpu] (feature
+    /// `vulkan`) or wgpu[:N|:cpu] (feature `wgpu`).
     #[arg(long)]
     #[serde(rename = "device", skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,

@@ -108,7 +108,7 @@ impl Method for VicReg {
     ) -> Result<StepOutput> {
         let step = batch.step + 1;
         let (z1, z2) = self.model.embed_views(batch, &self.device);
-        let c = self.cfg.clone();
+        let c = &self.cfg;
         let mut terms = Vec::new();
         let loss_of = |z: Vec<Tensor<2>>| {
             let (inv, var, cov) = vicreg_terms(z[0].clone(), z[1].clone());
