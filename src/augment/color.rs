@@ -1,5 +1,5 @@
 //! Colour transforms: jitter (brightness, contrast, saturation, hue, in random order, as
-//! torchvision's `ColorJitter`), grayscale and solarization. Values are clamped to `[0, 1]`.
+//! torchvision's `ColorJitter`), gamma, grayscale and solarization. Values are clamped to `[0, 1]`.
 
 use super::Image;
 use rand::Rng;
@@ -135,4 +135,23 @@ pub fn solarize(img: &mut Image, threshold: f32) {
             *p = 1.0 - *p
         }
     });
+}
+
+/// Gamma correction: every value `x` becomes `x^gamma` (gamma below 1 brightens the dark
+/// tones, above 1 darkens them; black and white stay).
+pub fn adjust_gamma(img: &mut Image, gamma: f32) {
+    img.data
+        .iter_mut()
+        .for_each(|p| *p = p.clamp(0.0, 1.0).powf(gamma));
+}
+
+/// A gamma drawn log-uniformly from `range`, so that `g` and `1 / g` are equally likely.
+pub fn random_gamma<R: Rng>(img: &mut Image, range: (f32, f32), rng: &mut R) {
+    let (a, b) = (range.0.ln(), range.1.ln());
+    let g = if a < b {
+        rng.random_range(a..=b).exp()
+    } else {
+        range.0
+    };
+    adjust_gamma(img, g);
 }

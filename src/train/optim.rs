@@ -39,6 +39,10 @@ pub struct OptimizerConfig {
     pub weight_decay: f64,
     /// LARS trust coefficient.
     pub lars_eta: f64,
+    /// Clips LARS's per-layer rate at the global one (solo-learn's `clip_lars_lr`, from
+    /// NVIDIA's LARC): a layer steps at `min(eta |w| / |g|, lr)` instead of
+    /// `lr * eta |w| / |g|`, so no layer ever moves faster than the schedule allows.
+    pub lars_clip: bool,
     /// AdamW first-moment decay.
     pub beta1: f64,
     /// AdamW second-moment decay.
@@ -55,6 +59,7 @@ impl Default for OptimizerConfig {
             nesterov: false,
             weight_decay: 1e-5,
             lars_eta: 0.02,
+            lars_clip: false,
             beta1: 0.9,
             beta2: 0.999,
             epsilon: 1e-8,
@@ -147,7 +152,13 @@ impl Optimizer {
                     let wn: f32 = w.clone().powi_scalar(2).sum().sqrt().into_scalar();
                     let gn: f32 = g.clone().powi_scalar(2).sum().sqrt().into_scalar();
                     if wn > 0.0 && gn > 0.0 {
-                        g = g * (c.lars_eta * wn as f64 / gn as f64);
+                        let trust = c.lars_eta * wn as f64 / gn as f64;
+                        let scale = if c.lars_clip && lr > 0.0 {
+                            (trust / lr).min(1.0)
+                        } else {
+                            trust
+                        };
+                        g = g * scale;
                     }
                 }
                 if c.momentum > 0.0 {

@@ -85,6 +85,20 @@ fn lars_scales_by_trust_ratio_and_adamw_steps_by_lr() {
         (got[0] - (1.0 - t * 3.0)).abs() < 1e-6 && (got[1] - (-2.0 - t * 4.0)).abs() < 1e-6,
         "{got:?}"
     );
+    // Clipped (LARC): the layer's rate is min(trust, lr). At lr 1 the trust ratio is the
+    // smaller and the step is the unclipped one; at lr 0.005 < trust the step is lr * g.
+    for (lr, rate) in [(1.0, t), (0.005, 0.005)] {
+        let mut opt = Optimizer::new(OptimizerConfig {
+            lars_clip: true,
+            ..cfg
+        });
+        let got = weights(&step(&mut opt, linear(), &[3.0, 4.0], lr));
+        assert!(
+            (got[0] - (1.0 - rate * 3.0)).abs() < 1e-6
+                && (got[1] - (-2.0 - rate * 4.0)).abs() < 1e-6,
+            "lr {lr}: {got:?}"
+        );
+    }
     let cfg = OptimizerConfig {
         kind: OptimizerKind::AdamW,
         weight_decay: 0.5,
