@@ -30,6 +30,27 @@ pub struct MethodResult {
     pub scores: Scores,
     /// `(training seconds, k-NN top-1 %)` after each epoch.
     pub curve: Vec<(f64, f64)>,
+    /// Label of the random-init row read out the same way (what the gain column subtracts).
+    pub random_init_row: String,
+}
+
+/// Standard error, in points, of the difference of two mean accuracies (percent) measured
+/// on the same `n` test images: the seed-to-seed variance of each mean (`sd^2 / runs`; 0 for
+/// one run) plus the test set's sampling variance of each, taken as two independent
+/// binomials (`p (1 - p) / n`). Treating the two binomials as independent overstates the
+/// sampling part, since both are read on the same images: the SE errs on the large side.
+pub fn gain_se(a: &[f64], b: &[f64], n: usize) -> f64 {
+    let part = |v: &[f64]| {
+        let (mean, sd) = eval::mean_sd(v);
+        let seeds = if v.len() > 1 {
+            sd * sd / v.len() as f64
+        } else {
+            0.0
+        };
+        let p = mean / 100.0;
+        seeds + 1e4 * p * (1.0 - p) / n.max(1) as f64
+    };
+    (part(a) + part(b)).sqrt()
 }
 
 /// `method`'s run: its shipped recipe for the kind of data `base` has (`small-grey` for one
@@ -56,7 +77,7 @@ pub fn recipe_or_base(base: &RunConfig, method: &str) -> RunConfig {
 
 /// The comparison's entries: each method at its recipe ([`recipe_or_base`]). SwAV appears
 /// twice, with and without multi-crop; the image pretext tasks follow (colorization needs
-/// colour data and is left out).
+/// colour data and is left out), then the supervised ceiling.
 pub fn default_entries(base: &RunConfig) -> Vec<(String, RunConfig)> {
     let with = |method: &str| recipe_or_base(base, method);
     // Tile tasks cut 3x3 grids: at 28 px a tile is 8 px, too small to carry an object part,
@@ -115,6 +136,11 @@ pub fn default_entries(base: &RunConfig) -> Vec<(String, RunConfig)> {
         ("autoencoder".into(), with("autoencoder")),
         ("vae".into(), with("vae")),
         ("mae (vit-tiny)".into(), mae),
+        // The ceiling: the same backbone trained with the labels for the same budget.
+        (
+            "supervised (labels: the ceiling)".into(),
+            with("supervised"),
+        ),
     ]
 }
 
@@ -214,6 +240,7 @@ pub fn run(
             images_per_s: outcome.images_per_s,
             scores,
             curve,
+            random_init_row: String::new(),
         });
     }
     Ok(results)
@@ -255,28 +282,43 @@ fn score_cells(scores: &[&Scores]) -> String {
 
 /// The results as a Markdown table (top-1 %: one seed with its 95 % interval, several as
 /// mean ± sd over seeds), with the baselines below: random init of the same backbone for
-/// each readout in use (per seed), and raw pixels.
+/// each readout in use (per seed), and raw pixels. The last column is each method's linear
+/// probe minus its random-init row's, with that difference's SE ([`gain_se`]) and how many
+/// SEs it is.
 pub fn table(results: &[MethodResult], baselines: &[(String, Scores)]) -> String {
     let mut s = String::from(
-        "| method | seeds | epochs | train time | images/s | k-NN 20 | k-NN 200 | linear probe |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| method | seeds | epochs | train time | images/s | k-NN 20 | k-NN 200 | linear probe | linear - random init (SE) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
+    let random_init = grouped(baselines);
+    let gain = |row: &str, scores: &[&Scores]| {
+        let Some((_, base)) = random_init.iter().find(|(l, _)| *l == row) else {
+            return "-".to_string();
+        };
+        let linear = |v: &[&Scores]| v.iter().map(|s| s.linear).collect::<Vec<_>>();
+        let (a, b) = (linear(scores), linear(base));
+        let n = scores.first().map_or(0, |s| s.n);
+        let d = eval::mean_sd(&a).0 - eval::mean_sd(&b).0;
+        let se = gain_se(&a, &b, n);
+        format!("{d:+.1} ({se:.1}): {:.1} SE", d / se)
+    };
     let labelled: Vec<(String, &MethodResult)> =
         results.iter().map(|r| (r.label.clone(), r)).collect();
     for (label, runs) in grouped(&labelled) {
         let k = runs.len() as f64;
         let scores: Vec<&Scores> = runs.iter().map(|r| &r.scores).collect();
         s += &format!(
-            "| {label} | {} | {} | {:.0} s | {:.0} | {} |\n",
+            "| {label} | {} | {} | {:.0} s | {:.0} | {} | {} |\n",
             runs.len(),
             runs[0].epochs,
             runs.iter().map(|r| r.wall_s).sum::<f64>() / k,
             runs.iter().map(|r| r.images_per_s).sum::<f64>() / k,
-            score_cells(&scores)
+            score_cells(&scores),
+            gain(&runs[0].random_init_row, &scores)
         );
     }
     for (label, runs) in grouped(baselines) {
         s += &format!(
-            "| {label} | {} | - | - | - | {} |\n",
+            "| {label} | {} | - | - | - | {} | - |\n",
             runs.len(),
             score_cells(&runs)
         );
@@ -345,13 +387,16 @@ pub fn compare(
     let results = run(&entries, splits, budget_s, seeds, out, progress)?;
     let device = crate::device::parse(&base.device)?;
     let mut baselines = Vec::new();
-    let mut readouts = Vec::new();
+    let mut readouts: Vec<(eval::Readout, String)> = Vec::new();
+    let mut results = results;
     for (label, cfg) in &entries {
         let r = crate::methods::readout(cfg);
-        if readouts.contains(&r) {
+        if let Some((_, name)) = readouts.iter().find(|(x, _)| *x == r) {
+            for res in results.iter_mut().filter(|res| &res.label == label) {
+                res.random_init_row = name.clone();
+            }
             continue;
         }
-        readouts.push(r);
         let name = match r {
             eval::Readout::Global(_) | eval::Readout::Pixels => "random init".to_string(),
             eval::Readout::PatchGrid(g) => format!(
@@ -359,6 +404,10 @@ pub fn compare(
                 g.patch, g.stride
             ),
         };
+        readouts.push((r, name.clone()));
+        for res in results.iter_mut().filter(|res| &res.label == label) {
+            res.random_init_row = name.clone();
+        }
         for s in 0..seeds.max(1) as u64 {
             let channels = splits.train.channels;
             let bb =
@@ -386,4 +435,22 @@ pub fn compare(
     checkpoint::write_atomic(&out.join("table.md"), md.as_bytes())?;
     plot(&results, &out.join("knn_vs_time.png"))?;
     Ok(md)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gain_se;
+
+    #[test]
+    fn gain_se_adds_seed_and_sampling_variances() {
+        // One run each on 10,000 images: sqrt(0.88 * 0.12 + 0.85 * 0.15) points = 0.4828.
+        let one = gain_se(&[88.0], &[85.0], 10_000);
+        assert!((one - 0.23310f64.sqrt()).abs() < 1e-9, "{one}");
+        // Three seeds at 87, 88, 89 (sd 1): the mean's variance 1/3 joins its part.
+        let three = gain_se(&[87.0, 88.0, 89.0], &[85.0], 10_000);
+        assert!(
+            (three - (1.0 / 3.0 + 0.23310f64).sqrt()).abs() < 1e-9,
+            "{three}"
+        );
+    }
 }

@@ -319,11 +319,13 @@ impl RunConfig {
         Ok(())
     }
 
-    /// Adapts the view size and normalization to `data` when the config left the views at
-    /// their defaults (made for 28 px grey images): views as large as the images, and RGB
-    /// normalization for colour data.
+    /// Adapts the view size and normalization to `data` when the config left them at their
+    /// defaults (made for 28 px grey images): views as large as the images, and RGB
+    /// normalization for colour data. The augmentations are not looked at, so a recipe that
+    /// changes them (the demo's random erasing) still fits other data.
     pub fn fit_views_to(&mut self, data: &crate::data::Dataset) {
-        if self.views == ViewConfig::default() {
+        let d = ViewConfig::default();
+        if (self.views.size, &self.views.mean, &self.views.std) == (d.size, &d.mean, &d.std) {
             let side = data.height.min(data.width);
             // Video methods cut crops of `views.size` out of the frames: the default size
             // stays when the frames are larger.

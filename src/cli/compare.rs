@@ -20,7 +20,7 @@ pub struct CompareArgs {
     pub seeds: usize,
     /// Only these methods (comma-separated label prefixes: simclr, moco (and mocov3), npid, pirl, cpc, swav,
     /// byol, simsiam, barlow, vicreg, rotation, jigsaw, relative, inpainting, multi,
-    /// autoencoder, vae).
+    /// autoencoder, vae, mae, supervised).
     #[arg(long, value_delimiter = ',')]
     pub methods: Vec<String>,
     /// Data source (needs a labeled test split; default: the embedded subset).

@@ -344,7 +344,9 @@ fn compare_writes_table_json_and_plot() {
             && table.contains("| npid | 2 | 1 |")
             && table.contains("| random init | 2 |")
             && table.contains("| raw pixels | 1 |")
-            && table.contains(" sd |"),
+            && table.contains(" sd |")
+            && table.contains("linear - random init (SE)")
+            && table.contains(" SE |"),
         "{table}"
     );
     let json: serde_json::Value =
@@ -357,6 +359,7 @@ fn compare_writes_table_json_and_plot() {
         (Some(0), Some(1))
     );
     assert_eq!(results[0]["scores"]["n"].as_u64(), Some(1999));
+    assert_eq!(results[0]["random_init_row"].as_str(), Some("random init"));
     assert!(dir.path().join("simclr/seed-1/last.safetensors").exists());
     let run_cfg = std::fs::read_to_string(dir.path().join("npid/seed-0/config.toml")).unwrap();
     assert!(run_cfg.contains("weight_decays = [0.0]"), "{run_cfg}");
