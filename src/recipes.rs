@@ -77,7 +77,8 @@ mod tests {
             );
             assert!(!summary(r).is_empty(), "{} has no summary comment", r.name);
         }
-        // The demo's recipe is the configuration it had in code before it became a file.
+        // The demo's recipe is the configuration it had in code before it became a file, plus
+        // the views chosen on the validation split since (the recipe's comment).
         let mut demo = load("small-grey/simclr").unwrap();
         let mut before = RunConfig {
             epochs: 12,
@@ -87,6 +88,8 @@ mod tests {
         before.optim.kind = crate::train::optim::OptimizerKind::Lars;
         before.schedule.lr = 1.0;
         before.schedule.warmup_epochs = 1.0;
+        before.views.erase_prob = 0.5;
+        before.views.gamma_prob = 0.5;
         before.set_method_settings(&crate::methods::contrastive::simclr::SimClrConfig {
             temperature: 0.2,
             ..Default::default()
