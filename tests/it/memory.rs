@@ -68,6 +68,13 @@ fn npid_learns_and_saves_its_memory_bank() {
     let (t, _) = checkpoint::load(&dir.path().join(train::MODEL_CKPT)).unwrap();
     assert_eq!(t["memory_bank"].shape, vec![2048, 128]);
     assert!(t.contains_key("log_z") && t.contains_key("embed.weight"));
+    // The mean cosine of the noise entries is logged, and is a cosine.
+    let cosines = crate::logged_values(dir.path(), "mean_negative_cosine");
+    assert!(!cosines.is_empty());
+    assert!(
+        cosines.iter().all(|c| (-1.0..=1.0).contains(c)),
+        "{cosines:?}"
+    );
     // Resuming past the end loads the bank back.
     let again = crate::pretrain_in(&cfg, data, dir.path(), true);
     assert_eq!(again.steps, out.steps);

@@ -215,6 +215,8 @@ impl Method for Npid {
         let noise_idx = self.bank.sample(self.cfg.negatives, &mut rng);
         let noise = self.bank.gather(&noise_idx, &self.device);
         let (pos, neg) = similarities(v.clone(), own, noise);
+        // How spread the bank is: near 1 when every entry sits in one narrow cone.
+        let negative_cosine = neg.clone().detach().mean().into_scalar();
         let loss = bank_loss(
             self.cfg.loss,
             pos,
@@ -230,7 +232,7 @@ impl Method for Npid {
             .update_from_all_ranks(&batch.indices, v, self.cfg.bank_momentum);
         Ok(StepOutput {
             loss: value,
-            terms: vec![],
+            terms: vec![("mean_negative_cosine".to_string(), negative_cosine)],
         })
     }
 

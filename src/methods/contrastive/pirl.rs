@@ -284,6 +284,8 @@ impl Method for Pirl {
         let (t, n, kind) = (self.cfg.temperature, self.bank.len(), self.cfg.loss);
         let (pos_i, neg_i) = similarities(v.clone(), own.clone(), noise.clone());
         let (pos_t, neg_t) = similarities(g, own, noise);
+        // How spread the bank is: near 1 when every entry sits in one narrow cone.
+        let negative_cosine = neg_i.clone().detach().mean().into_scalar();
         let image_term = bank_loss(kind, pos_i, neg_i, t, &mut self.log_z, n);
         let transform_term = bank_loss(kind, pos_t, neg_t, t, &mut self.log_z, n);
         let lambda = self.cfg.lambda;
@@ -291,6 +293,7 @@ impl Method for Pirl {
         let terms = vec![
             ("image_term".to_string(), image_term.into_scalar()),
             ("transform_term".to_string(), transform_term.into_scalar()),
+            ("mean_negative_cosine".to_string(), negative_cosine),
         ];
         let (model, value) = update(self.model.clone(), loss, opt, lr, step, "PIRL loss")?;
         self.model = model;
