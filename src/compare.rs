@@ -309,7 +309,7 @@ pub fn table(results: &[MethodResult], baselines: &[(String, Scores)]) -> String
         s += &format!(
             "| {label} | {} | {} | {:.0} s | {:.0} | {} | {} |\n",
             runs.len(),
-            runs[0].epochs,
+            epoch_range(&runs),
             runs.iter().map(|r| r.wall_s).sum::<f64>() / k,
             runs.iter().map(|r| r.images_per_s).sum::<f64>() / k,
             score_cells(&scores),
@@ -326,11 +326,40 @@ pub fn table(results: &[MethodResult], baselines: &[(String, Scores)]) -> String
     s
 }
 
+/// The point-by-point mean of the runs' curves, truncated to the shortest.
+fn mean_curve(runs: &[&&MethodResult]) -> Vec<(f64, f64)> {
+    let len = runs.iter().map(|r| r.curve.len()).min().unwrap_or(0);
+    let k = runs.len().max(1) as f64;
+    (0..len)
+        .map(|i| {
+            let t = runs.iter().map(|r| r.curve[i].0).sum::<f64>() / k;
+            let a = runs.iter().map(|r| r.curve[i].1).sum::<f64>() / k;
+            (t, a)
+        })
+        .collect()
+}
+
+/// The epochs of a label's runs: one number, or `min-max` when the budget gave seeds
+/// different counts (each run sizes its epochs from its own timed probe).
+fn epoch_range(runs: &[&&MethodResult]) -> String {
+    let lo = runs.iter().map(|r| r.epochs).min().unwrap_or(0);
+    let hi = runs.iter().map(|r| r.epochs).max().unwrap_or(0);
+    if lo == hi {
+        lo.to_string()
+    } else {
+        format!("{lo}-{hi}")
+    }
+}
+
 /// Plots k-NN accuracy against training time for every method to a PNG.
 pub fn plot(results: &[MethodResult], path: &Path) -> Result<()> {
-    let series: Vec<crate::plot::Series> = results
-        .iter()
-        .map(|r| (r.label.clone(), r.curve.clone()))
+    // Several seeds of a label make one line: their curves averaged point by point (time and
+    // accuracy), as far as the shortest of them reaches.
+    let labelled: Vec<(String, &MethodResult)> =
+        results.iter().map(|r| (r.label.clone(), r)).collect();
+    let series: Vec<crate::plot::Series> = grouped(&labelled)
+        .into_iter()
+        .map(|(label, runs)| (label.to_string(), mean_curve(&runs)))
         .collect();
     crate::plot::line_chart(
         path,
