@@ -17,6 +17,25 @@ pub struct Region {
     pub width: f32,
 }
 
+/// Draws the sides of a rectangle as torchvision's RandomResizedCrop and RandomErasing do: an
+/// area of `area` times a fraction uniform in `scale`, an aspect ratio log-uniform in `ratio`;
+/// returns `(sqrt(a r), sqrt(a / r))` rounded.
+pub fn draw_sides<R: Rng>(
+    area: f32,
+    scale: (f32, f32),
+    ratio: (f32, f32),
+    rng: &mut R,
+) -> (f32, f32) {
+    let (lr0, lr1) = (ratio.0.ln(), ratio.1.ln());
+    let target = area * rng.random_range(scale.0..=scale.1);
+    let ar = if lr0 < lr1 {
+        rng.random_range(lr0..=lr1).exp()
+    } else {
+        ratio.0
+    };
+    ((target * ar).sqrt().round(), (target / ar).sqrt().round())
+}
+
 /// Draws a region as torchvision does: ten tries at a random area fraction in `scale` and a
 /// log-uniform aspect ratio in `ratio`; falls back to the central crop.
 pub fn sample_region<R: Rng>(
@@ -27,16 +46,8 @@ pub fn sample_region<R: Rng>(
     rng: &mut R,
 ) -> Region {
     let area = (h * w) as f32;
-    let (lr0, lr1) = (ratio.0.ln(), ratio.1.ln());
     for _ in 0..10 {
-        let target = area * rng.random_range(scale.0..=scale.1);
-        let ar = if lr0 < lr1 {
-            rng.random_range(lr0..=lr1).exp()
-        } else {
-            ratio.0
-        };
-        let cw = (target * ar).sqrt().round();
-        let ch = (target / ar).sqrt().round();
+        let (cw, ch) = draw_sides(area, scale, ratio, rng);
         if cw >= 1.0 && ch >= 1.0 && cw <= w as f32 && ch <= h as f32 {
             let top = rng.random_range(0..=(h - ch as usize)) as f32;
             let left = rng.random_range(0..=(w - cw as usize)) as f32;

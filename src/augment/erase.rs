@@ -17,16 +17,9 @@ pub fn random<R: Rng>(
 ) {
     let (h, w) = (img.height, img.width);
     let area = (h * w) as f32;
-    let (lr0, lr1) = (ratio.0.ln(), ratio.1.ln());
     for _ in 0..10 {
-        let target = area * rng.random_range(scale.0..=scale.1);
-        let ar = if lr0 < lr1 {
-            rng.random_range(lr0..=lr1).exp()
-        } else {
-            ratio.0
-        };
-        let eh = (target * ar).sqrt().round() as usize;
-        let ew = (target / ar).sqrt().round() as usize;
+        let (eh, ew) = super::crop::draw_sides(area, scale, ratio, rng);
+        let (eh, ew) = (eh as usize, ew as usize);
         if eh == 0 || ew == 0 || eh >= h || ew >= w {
             continue;
         }
