@@ -289,9 +289,9 @@ pub fn table(results: &[MethodResult], baselines: &[(String, Scores)]) -> String
     let mut s = String::from(
         "| method | seeds | epochs | train time | images/s | k-NN 20 | k-NN 200 | linear probe | linear - random init (SE) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
-    let random_init = grouped(baselines);
+    let baseline_rows = grouped(baselines);
     let gain = |row: &str, scores: &[&Scores]| {
-        let Some((_, base)) = random_init.iter().find(|(l, _)| *l == row) else {
+        let Some((_, base)) = baseline_rows.iter().find(|(l, _)| *l == row) else {
             return "-".to_string();
         };
         let linear = |v: &[&Scores]| v.iter().map(|s| s.linear).collect::<Vec<_>>();
@@ -316,11 +316,11 @@ pub fn table(results: &[MethodResult], baselines: &[(String, Scores)]) -> String
             gain(&runs[0].random_init_row, &scores)
         );
     }
-    for (label, runs) in grouped(baselines) {
+    for (label, runs) in &baseline_rows {
         s += &format!(
             "| {label} | {} | - | - | - | {} | - |\n",
             runs.len(),
-            score_cells(&runs)
+            score_cells(runs)
         );
     }
     s
@@ -416,32 +416,37 @@ pub fn compare(
     let results = run(&entries, splits, budget_s, seeds, out, progress)?;
     let device = crate::device::parse(&base.device)?;
     let mut baselines = Vec::new();
+    // One random-init row per readout in use (each seed); every result names its row.
     let mut readouts: Vec<(eval::Readout, String)> = Vec::new();
     let mut results = results;
     for (label, cfg) in &entries {
         let r = crate::methods::readout(cfg);
-        if let Some((_, name)) = readouts.iter().find(|(x, _)| *x == r) {
-            for res in results.iter_mut().filter(|res| &res.label == label) {
-                res.random_init_row = name.clone();
+        let name = match readouts.iter().find(|(x, _)| *x == r) {
+            Some((_, name)) => name.clone(),
+            None => {
+                let name = match r {
+                    eval::Readout::Global(_) | eval::Readout::Pixels => "random init".to_string(),
+                    eval::Readout::PatchGrid(g) => format!(
+                        "random init, patch readout ({} px patches every {} px, as {label})",
+                        g.patch, g.stride
+                    ),
+                };
+                for s in 0..seeds.max(1) as u64 {
+                    let channels = splits.train.channels;
+                    let bb = crate::nn::Backbone::random_init(
+                        &cfg.backbone,
+                        channels,
+                        cfg.seed + s,
+                        &device,
+                    );
+                    baselines.push((name.clone(), evaluate(&bb, splits, cfg)?));
+                }
+                readouts.push((r, name.clone()));
+                name
             }
-            continue;
-        }
-        let name = match r {
-            eval::Readout::Global(_) | eval::Readout::Pixels => "random init".to_string(),
-            eval::Readout::PatchGrid(g) => format!(
-                "random init, patch readout ({} px patches every {} px, as {label})",
-                g.patch, g.stride
-            ),
         };
-        readouts.push((r, name.clone()));
         for res in results.iter_mut().filter(|res| &res.label == label) {
             res.random_init_row = name.clone();
-        }
-        for s in 0..seeds.max(1) as u64 {
-            let channels = splits.train.channels;
-            let bb =
-                crate::nn::Backbone::random_init(&cfg.backbone, channels, cfg.seed + s, &device);
-            baselines.push((name.clone(), evaluate(&bb, splits, cfg)?));
         }
     }
     let any = crate::nn::Backbone::new(&base.backbone, splits.train.channels, &device);

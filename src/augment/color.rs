@@ -147,11 +147,5 @@ pub fn adjust_gamma(img: &mut Image, gamma: f32) {
 
 /// A gamma drawn log-uniformly from `range`, so that `g` and `1 / g` are equally likely.
 pub fn random_gamma<R: Rng>(img: &mut Image, range: (f32, f32), rng: &mut R) {
-    let (a, b) = (range.0.ln(), range.1.ln());
-    let g = if a < b {
-        rng.random_range(a..=b).exp()
-    } else {
-        range.0
-    };
-    adjust_gamma(img, g);
+    adjust_gamma(img, super::log_uniform(range, rng));
 }

@@ -26,13 +26,8 @@ pub fn draw_sides<R: Rng>(
     ratio: (f32, f32),
     rng: &mut R,
 ) -> (f32, f32) {
-    let (lr0, lr1) = (ratio.0.ln(), ratio.1.ln());
     let target = area * rng.random_range(scale.0..=scale.1);
-    let ar = if lr0 < lr1 {
-        rng.random_range(lr0..=lr1).exp()
-    } else {
-        ratio.0
-    };
+    let ar = super::log_uniform(ratio, rng);
     ((target * ar).sqrt().round(), (target / ar).sqrt().round())
 }
 

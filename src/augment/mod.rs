@@ -157,12 +157,6 @@ impl ViewConfig {
                 "views.crop_scale ({a}, {b}) must satisfy 0 < min <= max <= 1"
             ));
         }
-        let (a, b) = self.crop_ratio;
-        if !(a > 0.0 && a <= b) {
-            return bad(format!(
-                "views.crop_ratio ({a}, {b}) must satisfy 0 < min <= max"
-            ));
-        }
         for (name, p) in [
             ("flip_prob", self.flip_prob),
             ("affine_prob", self.affine_prob),
@@ -184,7 +178,11 @@ impl ViewConfig {
                 "views.erase_scale ({a}, {b}) must satisfy 0 < min <= max < 1"
             ));
         }
-        for (name, (a, b)) in [("erase_ratio", self.erase_ratio), ("gamma", self.gamma)] {
+        for (name, (a, b)) in [
+            ("crop_ratio", self.crop_ratio),
+            ("erase_ratio", self.erase_ratio),
+            ("gamma", self.gamma),
+        ] {
             if !(a > 0.0 && a <= b) {
                 return bad(format!(
                     "views.{name} ({a}, {b}) must satisfy 0 < min <= max"
@@ -295,6 +293,17 @@ impl ViewConfig {
             erase::random(&mut v, self.erase_scale, self.erase_ratio, 0.0, rng);
         }
         v
+    }
+}
+
+/// A value log-uniform in `range` (so `g` and `1 / g` are equally likely); `range.0` when the
+/// range is a single point.
+pub fn log_uniform<R: Rng>(range: (f32, f32), rng: &mut R) -> f32 {
+    let (a, b) = (range.0.ln(), range.1.ln());
+    if a < b {
+        rng.random_range(a..=b).exp()
+    } else {
+        range.0
     }
 }
 
