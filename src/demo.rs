@@ -4,11 +4,11 @@
 
 use crate::config::RunConfig;
 use crate::data::{Dataset, Splits};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::eval::{self, knn, linear};
 use crate::nn::Backbone;
 use crate::train::{self, TrainOptions};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Scores of one backbone on a labeled test split.
@@ -83,6 +83,19 @@ pub struct DemoReport {
     pub first_loss: f32,
     /// Loss of the last step.
     pub last_loss: f32,
+    /// Test accuracy after each epoch (empty unless the demo was asked for the curve).
+    pub curve: Vec<CurvePoint>,
+}
+
+/// The scores of the backbone saved after one epoch of pretraining.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CurvePoint {
+    /// Epochs done (0: the initialization).
+    pub epoch: f64,
+    /// Pretraining wall time when the backbone was saved, in seconds.
+    pub seconds: f64,
+    /// Its scores.
+    pub scores: Scores,
 }
 
 impl DemoReport {
@@ -107,14 +120,20 @@ impl DemoReport {
     }
 }
 
-/// Runs the demo into `out_dir` with `cfg` on `splits`.
+/// Runs the demo into `out_dir` with `cfg` on `splits`. With `curve`, the backbone is also
+/// saved after every epoch and scored (k-NN and linear probe), into `curve.json` and
+/// `accuracy_vs_time.png`.
 pub fn run(
     cfg: &RunConfig,
     splits: &Splits,
     out_dir: PathBuf,
     progress: bool,
+    curve: bool,
 ) -> Result<DemoReport> {
     let train: Arc<Dataset> = Arc::new(splits.train.clone());
+    let mut cfg = cfg.clone();
+    cfg.keep_epoch_snapshots |= curve;
+    let cfg = &cfg;
     let outcome = train::pretrain(
         cfg,
         train,
@@ -129,6 +148,11 @@ pub fn run(
     let random = Backbone::random_init(&cfg.backbone, splits.train.channels, cfg.seed, &base);
     let random_init = evaluate(&random, splits, cfg)?;
     let raw_pixels = evaluate_readout(&random, splits, cfg, eval::Readout::Pixels)?;
+    let curve = if curve {
+        score_snapshots(&out_dir, splits, cfg)?
+    } else {
+        Vec::new()
+    };
     let report = DemoReport {
         pretrained,
         random_init,
@@ -137,10 +161,62 @@ pub fn run(
         images_per_s: outcome.images_per_s,
         first_loss: outcome.losses.first().copied().unwrap_or(f32::NAN),
         last_loss: outcome.losses.last().copied().unwrap_or(f32::NAN),
+        curve,
     };
     let json = serde_json::to_string_pretty(&report).expect("serializable report");
     train::checkpoint::write_atomic(&out_dir.join("report.json"), json.as_bytes())?;
     train::checkpoint::write_atomic(&out_dir.join("report.md"), report.table().as_bytes())?;
     crate::report::write_html(&out_dir, None)?;
     Ok(report)
+}
+
+/// Scores every model listed in `dir/snapshots.jsonl`, writes `curve.json` and plots
+/// `accuracy_vs_time.png`.
+fn score_snapshots(dir: &Path, splits: &Splits, cfg: &RunConfig) -> Result<Vec<CurvePoint>> {
+    let device = crate::device::parse(&cfg.device)?;
+    let path = dir.join("snapshots.jsonl");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let mut points = Vec::new();
+    for line in text.lines() {
+        let s: train::Snapshot =
+            serde_json::from_str(line).map_err(|e| Error::format(&path, e.to_string()))?;
+        let bb = train::checkpoint::load_backbone(
+            &dir.join(&s.file),
+            &cfg.backbone,
+            splits.train.channels,
+            &device,
+        )?;
+        let scores = evaluate(&bb, splits, cfg)?;
+        tracing::info!(
+            "epoch {:.0} ({:.0} s): k-NN {:.1} %, linear {:.1} %",
+            s.epoch,
+            s.elapsed_s,
+            scores.knn20,
+            scores.linear
+        );
+        points.push(CurvePoint {
+            epoch: s.epoch,
+            seconds: s.elapsed_s,
+            scores,
+        });
+    }
+    let json = serde_json::to_string_pretty(&points).expect("serializable curve");
+    train::checkpoint::write_atomic(&dir.join("curve.json"), json.as_bytes())?;
+    let series = |name: &str, f: fn(&Scores) -> f64| -> crate::plot::Series {
+        (
+            name.to_string(),
+            points.iter().map(|p| (p.seconds, f(&p.scores))).collect(),
+        )
+    };
+    crate::plot::line_chart(
+        &dir.join("accuracy_vs_time.png"),
+        "SimCLR demo: frozen features against pretraining time",
+        ("pretraining time (s)", "top-1 on the scored split (%)"),
+        &[
+            series("linear probe", |s| s.linear),
+            series("k-NN 20", |s| s.knn20),
+        ],
+        None,
+    )?;
+    Ok(points)
 }

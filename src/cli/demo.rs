@@ -18,6 +18,10 @@ pub struct DemoArgs {
     /// Data source to use instead of the embedded subset (needs a labeled test split).
     #[arg(long)]
     data: Option<DataSource>,
+    /// Also save the backbone after every epoch and score it (k-NN and linear probe): the
+    /// accuracy-against-time curve, in `curve.json` and `accuracy_vs_time.png`.
+    #[arg(long)]
+    curve: bool,
     /// Hide the progress bar.
     #[arg(long)]
     quiet: bool,
@@ -46,12 +50,21 @@ pub fn run(a: DemoArgs) -> Result<()> {
         splits.train.len(),
         splits.test.as_ref().map_or(0, |t| t.len())
     );
-    let r = selfsup::demo::run(&cfg, &splits, a.out.clone(), !a.quiet)?;
+    let r = selfsup::demo::run(&cfg, &splits, a.out.clone(), !a.quiet, a.curve)?;
     println!(
         "pretraining: {:.0} s, {:.0} img/s, loss {:.3} -> {:.3}\n",
         r.train_seconds, r.images_per_s, r.first_loss, r.last_loss
     );
     print!("{}", r.table());
+    if !r.curve.is_empty() {
+        println!("\nafter each epoch (epoch, seconds, k-NN 20, linear):");
+        for p in &r.curve {
+            println!(
+                "  {:>4.0} {:>6.0} s  {:>5.1}  {:>5.1}",
+                p.epoch, p.seconds, p.scores.knn20, p.scores.linear
+            );
+        }
+    }
     println!(
         "\nlinear probe gain over random init: {:+.1} points; run folder: {}",
         r.pretrained.linear - r.random_init.linear,

@@ -84,7 +84,7 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 1.0)]
     pub cost: f64,
     /// Linear: the L2 penalties to choose from on a held-out tenth of the train features
-    /// (comma-separated; default 0,1e-4,1e-3).
+    /// (comma-separated; default: the run's `probe.weight_decays`, 0,1e-4,1e-3 unless set).
     #[arg(long, value_delimiter = ',')]
     pub weight_decays: Vec<f64>,
     /// Linear: passes over the train features (0 = about 600,000 rows' worth, at least 2,000
@@ -261,7 +261,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
                 &f.test,
                 &linear::LinearProbeConfig {
                     weight_decays: if a.weight_decays.is_empty() {
-                        linear::LinearProbeConfig::default().weight_decays
+                        cfg.probe.weight_decays.clone()
                     } else {
                         a.weight_decays.clone()
                     },

@@ -6,6 +6,7 @@ mod augment;
 mod cli;
 mod cpc;
 mod data;
+mod demo;
 #[cfg(feature = "mpi")]
 mod dist;
 mod eval;
