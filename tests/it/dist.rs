@@ -79,6 +79,11 @@ fn max_diff(a: &HashMap<String, Vec<f32>>, b: &HashMap<String, Vec<f32>>) -> f32
 /// 1 process with batch 32 vs 2 ranks with 16 each: the same tensors within 1e-4 and the same
 /// losses; and 1 process with batch 16 ends elsewhere (the comparison can fail).
 fn two_ranks_equal_one_process(method: &str, extra: &[&str]) {
+    two_ranks_equal_one_process_within(method, extra, 1e-4);
+}
+
+/// [`two_ranks_equal_one_process`] with the largest weight difference allowed, `tol`.
+fn two_ranks_equal_one_process_within(method: &str, extra: &[&str], tol: f32) {
     let dir = tempfile::tempdir().unwrap();
     let (one, two, half) = (
         dir.path().join("one"),
@@ -93,8 +98,8 @@ fn two_ranks_equal_one_process(method: &str, extra: &[&str]) {
     let other = max_diff(&t1, &th);
     println!("{method}: 2 ranks vs 1 process max |diff| {same:.2e}; batch 16 vs 32 {other:.2e}");
     assert!(
-        same < 1e-4,
-        "{method}: 2 ranks differ from 1 process by {same}"
+        same < tol,
+        "{method}: 2 ranks differ from 1 process by {same} (allowed {tol})"
     );
     assert!(other > 1e-3, "{method}: the batch should matter ({other})");
     let (l1, l2) = (crate::logged_losses(&one), crate::logged_losses(&two));
@@ -211,9 +216,14 @@ fn nnclr_on_two_ranks_equals_one_process() {
     // Includes the support set: every rank enqueued the embeddings of the whole batch, and a
     // support set of 64 is full after two steps, so the later neighbours come from it.
     // At lr 1.0 a neighbour chosen by argmax flips between the runs after a few steps of
-    // rounding (1.9e-3 apart); at lr 0.1 they stay 4e-5 apart.
-    two_ranks_equal_one_process(
+    // rounding (1.9e-3 apart); at lr 0.1 they stay 4e-5 apart on the AMD EPYC and 1.4e-4 on
+    // the Intel Xeon with AVX-512 (each rank sums its half of the batch in another order, and
+    // the support set carries the rounding from step to step). A wrong gather or support set
+    // moves the weights by about 30 (the batch-16 run below: 3.2e1), so 1e-3 still separates
+    // the two by four orders of magnitude.
+    two_ranks_equal_one_process_within(
         "nnclr",
         &["--set", "nnclr.support_size=64", "--set", "schedule.lr=0.1"],
+        1e-3,
     );
 }
