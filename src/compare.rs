@@ -7,7 +7,7 @@ use crate::data::Splits;
 use crate::demo::{Scores, evaluate};
 use crate::error::{Error, Result};
 use crate::eval::{self, knn};
-use crate::train::{self, Snapshot, TrainOptions, checkpoint};
+use crate::train::{self, TrainOptions, checkpoint};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -219,11 +219,7 @@ pub fn run(
         tracing::info!("{label}: {step_s:.2} s/step, {epochs} epochs for {budget_s:.0} s");
         let outcome = train::pretrain(&run_cfg, data.clone(), &opts(dir.clone(), progress))?;
         let mut curve = Vec::new();
-        let snaps_path = dir.join("snapshots.jsonl");
-        let text = std::fs::read_to_string(&snaps_path).map_err(|e| Error::io(&snaps_path, e))?;
-        for line in text.lines() {
-            let s: Snapshot = serde_json::from_str(line)
-                .map_err(|e| Error::format(&snaps_path, e.to_string()))?;
+        for s in train::read_snapshots(&dir)? {
             curve.push((s.elapsed_s, knn_of(&dir.join(&s.file), &run_cfg, splits)?));
         }
         let scores = evaluate(&outcome.method.backbone(), splits, &run_cfg)?;

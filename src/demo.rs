@@ -4,7 +4,7 @@
 
 use crate::config::RunConfig;
 use crate::data::{Dataset, Splits};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::eval::{self, knn, linear};
 use crate::nn::Backbone;
 use crate::train::{self, TrainOptions};
@@ -174,12 +174,8 @@ pub fn run(
 /// `accuracy_vs_time.png`.
 fn score_snapshots(dir: &Path, splits: &Splits, cfg: &RunConfig) -> Result<Vec<CurvePoint>> {
     let device = crate::device::parse(&cfg.device)?;
-    let path = dir.join("snapshots.jsonl");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     let mut points = Vec::new();
-    for line in text.lines() {
-        let s: train::Snapshot =
-            serde_json::from_str(line).map_err(|e| Error::format(&path, e.to_string()))?;
+    for s in train::read_snapshots(dir)? {
         let bb = train::checkpoint::load_backbone(
             &dir.join(&s.file),
             &cfg.backbone,

@@ -81,11 +81,8 @@ pub fn evaluate(dir: &Path) -> Result<HeldOut> {
         (tr, te, acc)
     };
     let mut over_time = Vec::new();
-    let snapshots = dir.join("snapshots.jsonl");
-    if let Ok(text) = std::fs::read_to_string(&snapshots) {
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let s: selfsup::train::Snapshot = serde_json::from_str(line)
-                .with_context(|| format!("reading {}", snapshots.display()))?;
+    if dir.join("snapshots.jsonl").exists() {
+        for s in selfsup::train::read_snapshots(dir)? {
             let b = selfsup::train::checkpoint::load_backbone(
                 &dir.join(&s.file),
                 &cfg.backbone,

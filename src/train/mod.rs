@@ -333,6 +333,17 @@ pub struct Snapshot {
     pub file: String,
 }
 
+/// The models listed in `dir/snapshots.jsonl` (written when `keep_epoch_snapshots` is on), in
+/// the order they were saved; an error names the file when it is missing or a line is bad.
+pub fn read_snapshots(dir: &Path) -> Result<Vec<Snapshot>> {
+    let path = dir.join("snapshots.jsonl");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).map_err(|e| Error::format(&path, e.to_string())))
+        .collect()
+}
+
 fn snapshot(dir: &Path, step: u64, per_epoch: u64, elapsed_s: f64) -> Result<()> {
     let file = format!("step-{step}.safetensors");
     let bytes =
