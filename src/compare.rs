@@ -75,6 +75,16 @@ pub fn recipe_or_base(base: &RunConfig, method: &str) -> RunConfig {
     }
 }
 
+/// The method whose own settings the assignment `KEY=VALUE` changes (`byol` for
+/// `byol.momentum=0.9`), or `None` for a run-wide field (`schedule.lr=0.5`).
+pub fn method_of_setting(assignment: &str) -> Option<&'static str> {
+    let first = assignment.split(['=', '.']).next()?.trim();
+    crate::methods::METHODS
+        .iter()
+        .find(|m| m.name == first)
+        .map(|m| m.name)
+}
+
 /// The comparison's entries: each method at its recipe ([`recipe_or_base`]). SwAV appears
 /// twice, with and without multi-crop; the image pretext tasks follow (colorization needs
 /// colour data and is left out), then the supervised ceiling.
@@ -387,11 +397,22 @@ pub fn compare(
         .into_iter()
         .filter(|(label, _)| only.is_empty() || only.iter().any(|o| label.starts_with(o.as_str())))
         .collect();
-    // A recipe replaces the base config, so `--set` values are applied again on top of it.
-    for (label, cfg) in &mut entries {
-        for o in overrides {
-            cfg.set(o)
-                .map_err(|e| Error::Config(format!("compare: {label}: {e}")))?;
+    // A recipe replaces the base config, so `--set` values are applied again on top of it;
+    // a method's own settings go to that method's runs only.
+    for o in overrides {
+        let only_method = method_of_setting(o);
+        if let Some(m) = only_method
+            && !entries.iter().any(|(_, cfg)| cfg.method == m)
+        {
+            return Err(Error::Config(format!(
+                "compare: --set {o}: no run of method '{m}' is compared"
+            )));
+        }
+        for (label, cfg) in &mut entries {
+            if only_method.is_none_or(|m| cfg.method == m) {
+                cfg.set(o)
+                    .map_err(|e| Error::Config(format!("compare: {label}: {e}")))?;
+            }
         }
     }
     if entries.is_empty() {
@@ -412,21 +433,25 @@ pub fn compare(
     let results = run(&entries, splits, budget_s, seeds, out, progress)?;
     let device = crate::device::parse(&base.device)?;
     let mut baselines = Vec::new();
-    // One random-init row per readout in use (each seed); every result names its row.
-    let mut readouts: Vec<(eval::Readout, String)> = Vec::new();
+    // One random-init row per readout and backbone in use (each seed); every result names
+    // its row.
+    let mut readouts: Vec<((eval::Readout, crate::nn::BackboneConfig), String)> = Vec::new();
     let mut results = results;
     for (label, cfg) in &entries {
-        let r = crate::methods::readout(cfg);
-        let name = match readouts.iter().find(|(x, _)| *x == r) {
+        let key = (crate::methods::readout(cfg), cfg.backbone.clone());
+        let name = match readouts.iter().find(|(x, _)| *x == key) {
             Some((_, name)) => name.clone(),
             None => {
-                let name = match r {
+                let mut name = match key.0 {
                     eval::Readout::Global(_) | eval::Readout::Pixels => "random init".to_string(),
                     eval::Readout::PatchGrid(g) => format!(
                         "random init, patch readout ({} px patches every {} px, as {label})",
                         g.patch, g.stride
                     ),
                 };
+                if cfg.backbone != base.backbone {
+                    name = format!("{name}, {label}'s backbone");
+                }
                 for s in 0..seeds.max(1) as u64 {
                     let channels = splits.train.channels;
                     let bb = crate::nn::Backbone::random_init(
@@ -437,7 +462,7 @@ pub fn compare(
                     );
                     baselines.push((name.clone(), evaluate(&bb, splits, cfg)?));
                 }
-                readouts.push((r, name.clone()));
+                readouts.push((key, name.clone()));
                 name
             }
         };
@@ -469,7 +494,20 @@ pub fn compare(
 
 #[cfg(test)]
 mod tests {
-    use super::gain_se;
+    use super::{gain_se, method_of_setting};
+
+    #[test]
+    fn a_methods_own_settings_are_told_from_run_wide_fields() {
+        assert_eq!(method_of_setting("byol.momentum=0.9"), Some("byol"));
+        assert_eq!(method_of_setting("swav.queue_length = 1024"), Some("swav"));
+        assert_eq!(method_of_setting("schedule.lr=0.5"), None);
+        assert_eq!(method_of_setting("method=byol"), None);
+        // No run-wide field is named like a method, so none is mistaken for one.
+        let fields = toml::Table::try_from(crate::config::RunConfig::default()).unwrap();
+        for key in fields.keys() {
+            assert_eq!(method_of_setting(&format!("{key}=1")), None, "{key}");
+        }
+    }
 
     #[test]
     fn gain_se_adds_seed_and_sampling_variances() {

@@ -454,12 +454,13 @@ impl RunConfig {
         if self.backbone.width <= 0.0 {
             return bad("backbone.width must be positive".into());
         }
-        if self.backbone.norm == crate::nn::Norm::None
+        if self.backbone.norm != crate::nn::Norm::Batch
             && self.backbone.kind != crate::nn::BackboneKind::ConvNet
         {
-            return bad(
-                "backbone.norm = \"none\" is only available for the convnet backbone".into(),
-            );
+            return bad(format!(
+                "backbone.norm = {:?} is only available for the convnet backbone",
+                self.backbone.norm
+            ));
         }
         crate::device::parse(&self.device)?;
         self.video.validate()?;

@@ -42,7 +42,13 @@ pub fn run(a: CompareArgs) -> Result<()> {
     if let Some(d) = a.data {
         cfg.data = d;
     }
-    a.scoring.apply_to_config(&mut cfg)?;
+    // A method's own settings (`byol.momentum=0.9`) go to that method's runs only (in
+    // `compare::compare`); the rest also shape the base config the data is loaded with.
+    let mut base_flags = a.scoring.clone();
+    base_flags
+        .set
+        .retain(|s| selfsup::compare::method_of_setting(s).is_none());
+    base_flags.apply_to_config(&mut cfg)?;
     let mut splits = super::load_data(&cfg)?;
     if let Some(n) = a.train_limit {
         splits.train = splits.train.take(n);

@@ -209,7 +209,7 @@ pub struct CheckpointFlags {
 
 /// The flags of the commands that pretrain and score in one go (`demo`, `compare`): which
 /// split is scored, and config edits.
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct ScoringFlags {
     /// Score on the first N images of the scored split only (the figures of earlier
     /// versions, measured on 2,000 test images, come back with `--test-limit 2000`).

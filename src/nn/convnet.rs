@@ -8,43 +8,50 @@
 //! its features gained more over random init (+4.0 vs +1.2 k-NN points). Moving the pooling
 //! before BN (conv-pool-BN-ReLU) was as fast but learned worse (-1.4 points).
 
+use super::Norm;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d, Relu};
+use burn::nn::{BatchNorm, BatchNormConfig, GroupNorm, GroupNormConfig, PaddingConfig2d, Relu};
 use burn::prelude::*;
 
-/// One conv-BN-ReLU block (conv-ReLU with a bias when built without normalization).
+/// One conv-BN-ReLU block (conv-LayerNorm-ReLU with `norm = "layer"`, conv-ReLU with a bias
+/// without normalization).
 #[derive(Module, Debug)]
 pub struct ConvBlock {
     /// 3x3 convolution, without bias when BatchNorm follows.
     pub conv: Conv2d,
-    /// Batch normalization (absent with `backbone.norm = "none"`).
+    /// Batch normalization (with `backbone.norm = "batch"`).
     pub bn: Option<BatchNorm>,
+    /// Layer normalization over each image's channels and positions, a GroupNorm with one
+    /// group (with `backbone.norm = "layer"`).
+    pub ln: Option<GroupNorm>,
     /// ReLU.
     pub act: Relu,
 }
 
 impl ConvBlock {
-    /// A block from `cin` to `cout` channels; `stride` 2 halves the resolution; with
-    /// `batch_norm` false the convolution has a bias and no BatchNorm follows.
-    pub fn new(cin: usize, cout: usize, stride: usize, batch_norm: bool, device: &Device) -> Self {
+    /// A block from `cin` to `cout` channels; `stride` 2 halves the resolution; with `norm`
+    /// none the convolution has a bias and no normalization follows.
+    pub fn new(cin: usize, cout: usize, stride: usize, norm: Norm, device: &Device) -> Self {
         ConvBlock {
             conv: Conv2dConfig::new([cin, cout], [3, 3])
                 .with_stride([stride, stride])
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                .with_bias(!batch_norm)
+                .with_bias(norm == Norm::None)
                 .init(device),
-            bn: batch_norm.then(|| BatchNormConfig::new(cout).init(device)),
+            bn: (norm == Norm::Batch).then(|| BatchNormConfig::new(cout).init(device)),
+            ln: (norm == Norm::Layer).then(|| GroupNormConfig::new(1, cout).init(device)),
             act: Relu::new(),
         }
     }
 
-    /// Applies conv, BN and ReLU.
+    /// Applies conv, the normalization and ReLU.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let y = super::conv::conv2d(&self.conv, x);
-        match &self.bn {
-            Some(bn) => super::batch_norm::batch_norm_relu(bn, y),
-            None => self.act.forward(y),
+        match (&self.bn, &self.ln) {
+            (Some(bn), _) => super::batch_norm::batch_norm_relu(bn, y),
+            (None, Some(ln)) => self.act.forward(ln.forward(y)),
+            (None, None) => self.act.forward(y),
         }
     }
 }
@@ -59,8 +66,8 @@ pub struct ConvNet {
 
 impl ConvNet {
     /// Builds the network for `in_channels` input channels and width multiplier `width`, with
-    /// or without BatchNorm.
-    pub fn new(in_channels: usize, width: f32, batch_norm: bool, device: &Device) -> Self {
+    /// the normalization `norm`.
+    pub fn new(in_channels: usize, width: f32, norm: Norm, device: &Device) -> Self {
         let widths: Vec<usize> = [32.0, 64.0, 128.0, 256.0]
             .iter()
             .map(|w| ((w * width) as usize).max(1))
@@ -72,7 +79,7 @@ impl ConvNet {
                 cin,
                 w,
                 if i == 0 { 2 } else { 1 },
-                batch_norm,
+                norm,
                 device,
             ));
             cin = w;
@@ -103,5 +110,36 @@ impl ConvNet {
             out.push(x.clone());
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    /// In training, BatchNorm mixes the images of a batch, LayerNorm does not: an image's
+    /// features stay the same when the other images change (CPC v2's reason for LayerNorm).
+    #[test]
+    fn layer_norm_keeps_the_images_of_a_batch_apart() {
+        let device = crate::device::training(&Device::flex());
+        let x = Tensor::<4>::random([4, 1, 12, 12], Distribution::Normal(0.0, 1.0), &device);
+        let other = Tensor::cat(
+            vec![x.clone().narrow(0, 0, 1), x.clone().narrow(0, 1, 3) * 2.0],
+            0,
+        );
+        let first_change = |norm: Norm| {
+            let net = ConvNet::new(1, 0.25, norm, &device);
+            let f = |t: Tensor<4>| {
+                crate::device::host_values(net.forward_stages(t).pop().unwrap().narrow(0, 0, 1))
+            };
+            f(x.clone())
+                .iter()
+                .zip(f(other.clone()))
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max)
+        };
+        assert!(first_change(Norm::Layer) < 1e-5);
+        assert!(first_change(Norm::Batch) > 1e-3);
     }
 }

@@ -102,6 +102,11 @@ pub enum Norm {
     /// projection MLPs lose their BN. A data-parallel run is then exactly the one-process run
     /// with the same global batch.
     None,
+    /// LayerNorm over each image's channels and positions (GroupNorm with one group), the
+    /// ConvNet only: no statistics shared between the images of a batch, so patches encoded
+    /// as one batch cannot pass information to each other (CPC v2's change). The projection
+    /// MLPs lose their BN, as with `none`.
+    Layer,
 }
 
 /// Backbone settings.
@@ -114,7 +119,7 @@ pub struct BackboneConfig {
     pub cifar_stem: bool,
     /// Width multiplier of the ConvNet (1.0 = 32-64-128-256).
     pub width: f32,
-    /// Normalization layers (`batch`, or `none` for the ConvNet).
+    /// Normalization layers (`batch`, or `none` / `layer` for the ConvNet).
     pub norm: Norm,
     /// ViT patch size, position grid and overrides of the preset's size.
     pub vit: vit::VitConfig,
@@ -173,7 +178,7 @@ impl Backbone {
             BackboneKind::ConvNet => Backbone::ConvNet(convnet::ConvNet::new(
                 in_channels,
                 cfg.width,
-                cfg.batch_norm(),
+                cfg.norm,
                 device,
             )),
             BackboneKind::ResNet18 => Backbone::ResNet(resnet::ResNet::resnet18(

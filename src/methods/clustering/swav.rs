@@ -205,15 +205,15 @@ impl Method for Swav {
         let step = batch.step + 1;
         let b = batch.indices.len();
         let (k, d) = (self.cfg.prototypes, self.cfg.proj_dim);
-        // Crops of one size go through the network together (global crops, then local crops).
-        let mut embeddings = Vec::new();
-        for g in &batch.views_by_shape() {
-            let x = batch.stacked(g, &self.device);
-            embeddings.push(l2_normalize(
-                self.model.projector.forward(self.model.backbone.forward(x)),
-            ));
-        }
-        let z = Tensor::cat(embeddings, 0); // [V * B, D], view-major
+        // Crops of one size go through the backbone together (global crops, then local
+        // crops); the head then sees all crops in one pass, so its BatchNorm statistics are
+        // those of every crop, as in the paper's code.
+        let features: Vec<Tensor<2>> = batch
+            .views_by_shape()
+            .iter()
+            .map(|g| self.model.backbone.forward(batch.stacked(g, &self.device)))
+            .collect();
+        let z = l2_normalize(self.model.projector.forward(Tensor::cat(features, 0))); // [V * B, D], view-major
         let scores = self.model.prototypes.forward(z.clone()); // [V * B, K]
         let n_views = batch.views.len();
         let use_queue = self.cfg.queue_length > 0

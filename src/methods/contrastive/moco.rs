@@ -5,8 +5,10 @@
 //! A query encoder (backbone + MLP head) is trained so that the query of one view matches the
 //! key of the other view, against a FIFO queue of keys from past batches (InfoNCE). The key
 //! encoder is an exponential moving average of the query encoder, updated outside autograd.
-//! Shuffling BN (the paper's trick against BN leaking the positive) is emulated on one device
-//! by running the key encoder on shuffled sub-batches.
+//! The paper trains on 8 GPUs, each with BatchNorm over its own 32 images; this is emulated on
+//! one device by running both encoders on `shuffle_groups` sub-batches: the query encoder on
+//! them in order, the key encoder after shuffling the batch (shuffling BN, the paper's trick
+//! against BN leaking the positive: a query and its key never share batch statistics).
 //!
 //! Data-parallel: the key images of all ranks are shuffled together and each rank encodes a
 //! share, the keys are gathered, and every rank enqueues the keys of the whole global batch,
@@ -60,7 +62,9 @@ pub struct MocoConfig {
     pub proj_dim: usize,
     /// Also predict view 1's key from view 2's query and average the two losses.
     pub symmetric: bool,
-    /// Sub-batches the key encoder runs on after shuffling (shuffle-BN emulation; 1 = off).
+    /// Sub-batches with BatchNorm statistics of their own, as the paper's GPUs: the query
+    /// encoder runs on them in order, the key encoder after shuffling (1 = one batch, no
+    /// shuffle). Over all ranks of a data-parallel run.
     pub shuffle_groups: usize,
 }
 
@@ -110,6 +114,21 @@ pub struct MocoEncoder {
 impl MocoEncoder {
     fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         l2_normalize(self.projector.forward(self.backbone.forward(x)))
+    }
+
+    /// [`MocoEncoder::forward`] on `groups` consecutive sub-batches of `x` (the last may be
+    /// smaller), each with its own BatchNorm statistics, as on `groups` devices.
+    fn forward_in_groups(&self, x: Tensor<4>, groups: usize) -> Tensor<2> {
+        let b = x.dims()[0];
+        let chunk = b.div_ceil(groups.clamp(1, b.max(1)));
+        if chunk >= b {
+            return self.forward(x);
+        }
+        let parts: Vec<Tensor<2>> = (0..b)
+            .step_by(chunk)
+            .map(|s| self.forward(x.clone().narrow(0, s, chunk.min(b - s))))
+            .collect();
+        Tensor::cat(parts, 0)
     }
 }
 
@@ -207,20 +226,22 @@ impl Moco {
         };
         let mine = &perm[rank * b..(rank + 1) * b];
         let shuffled = x.select(0, idx(mine, &self.device));
-        let chunk = b.div_ceil(g);
-        let parts: Vec<Tensor<2>> = (0..b)
-            .step_by(chunk)
-            .map(|s| {
-                self.model
-                    .key
-                    .forward(shuffled.clone().narrow(0, s, chunk.min(b - s)))
-                    .detach()
-                    .inner()
-            })
-            .collect();
-        let k = dist::gather_rows(Tensor::cat(parts, 0));
+        let parts = self
+            .model
+            .key
+            .forward_in_groups(shuffled, g)
+            .detach()
+            .inner();
+        let k = dist::gather_rows(parts);
         let all = k.clone().select(0, idx(&inv, &k.device()));
         (all.clone().narrow(0, rank * b, b), all)
+    }
+}
+
+impl Moco {
+    /// This rank's share of the `shuffle_groups` sub-batches the query encoder runs on.
+    fn query_groups(&self) -> usize {
+        (self.cfg.shuffle_groups / dist::world_size()).max(1)
     }
 }
 
@@ -245,7 +266,8 @@ impl Method for Moco {
         let x2 = batch.views[1].to_tensor(&self.device);
         let (k2, all_k2) = self.keys(x2.clone(), step);
         let queue = Tensor::from_inner(self.queue.rows.clone());
-        let q1 = self.model.query.forward(x1.clone());
+        let groups = self.query_groups();
+        let q1 = self.model.query.forward_in_groups(x1.clone(), groups);
         let mut loss = info_nce_with_queue(
             q1,
             Tensor::from_inner(k2),
@@ -255,7 +277,7 @@ impl Method for Moco {
         let mut new_keys = all_k2;
         if self.cfg.symmetric {
             let (k1, all_k1) = self.keys(x1, step);
-            let q2 = self.model.query.forward(x2);
+            let q2 = self.model.query.forward_in_groups(x2, groups);
             loss = (loss
                 + info_nce_with_queue(
                     q2,
@@ -310,5 +332,52 @@ impl Method for Moco {
         self.queue.take_from(&mut model_tensors, path)?;
         self.model = checkpoint::apply(self.model.clone(), &model_tensors, path)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    /// In training, a sub-batch's queries depend on its own images only (BatchNorm statistics
+    /// per group, as per GPU in the paper), while one full-batch pass mixes all images.
+    #[test]
+    fn queries_in_groups_see_their_own_group_only() {
+        let device = crate::device::training(&Device::flex());
+        let mut run = RunConfig::default();
+        run.backbone.width = 0.25;
+        let backbone = Backbone::new(&run.backbone, 1, &device);
+        let projector = Mlp::on_backbone(&backbone, &run.backbone, 16, 8, &device);
+        let enc = MocoEncoder {
+            backbone,
+            projector,
+        };
+        let x = Tensor::<4>::random([8, 1, 28, 28], Distribution::Normal(0.0, 1.0), &device);
+        let other = Tensor::cat(
+            vec![
+                x.clone().narrow(0, 0, 4),
+                x.clone().narrow(0, 4, 4) * 3.0 + 1.0,
+            ],
+            0,
+        );
+        let first = |t: Tensor<2>| crate::device::host_values(t.narrow(0, 0, 4));
+        let grouped = first(enc.forward_in_groups(x.clone(), 2));
+        let max_diff = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0.0f32, f32::max)
+        };
+        let same = max_diff(&grouped, &first(enc.forward_in_groups(other.clone(), 2)));
+        assert!(
+            same < 1e-5,
+            "group 1 changed by {same} when group 2 changed"
+        );
+        let mixed = max_diff(&first(enc.forward(x)), &first(enc.forward(other)));
+        assert!(
+            mixed > 1e-3,
+            "a full-batch pass should mix the groups ({mixed})"
+        );
     }
 }
