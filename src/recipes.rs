@@ -15,10 +15,32 @@ pub struct Recipe {
 }
 
 /// Every shipped recipe.
-pub const RECIPES: &[Recipe] = &[Recipe {
-    name: "small-grey/simclr",
-    text: include_str!("../recipes/small-grey/simclr.toml"),
-}];
+pub const RECIPES: &[Recipe] = &[
+    Recipe {
+        name: "small-grey/simclr",
+        text: include_str!("../recipes/small-grey/simclr.toml"),
+    },
+    Recipe {
+        name: "small-grey/simsiam",
+        text: include_str!("../recipes/small-grey/simsiam.toml"),
+    },
+    Recipe {
+        name: "small-grey/byol",
+        text: include_str!("../recipes/small-grey/byol.toml"),
+    },
+    Recipe {
+        name: "small-grey/mocov3",
+        text: include_str!("../recipes/small-grey/mocov3.toml"),
+    },
+    Recipe {
+        name: "small-grey/swav",
+        text: include_str!("../recipes/small-grey/swav.toml"),
+    },
+    Recipe {
+        name: "small-grey/cpc",
+        text: include_str!("../recipes/small-grey/cpc.toml"),
+    },
+];
 
 /// The recipe called `name`, or the TOML file at that path (ending in `.toml`), as a run
 /// config.

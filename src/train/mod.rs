@@ -130,13 +130,7 @@ pub fn pretrain(cfg: &RunConfig, data: Arc<Dataset>, opts: &TrainOptions) -> Res
     let metrics_path = opts.out_dir.join("metrics.jsonl");
     let mut metrics = if primary {
         checkpoint::write_atomic(&opts.out_dir.join("config.toml"), cfg.to_toml().as_bytes())?;
-        Some(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&metrics_path)
-                .map_err(|e| Error::io(&metrics_path, e))?,
-        )
+        Some(open_metrics(&metrics_path, resuming.then_some(step))?)
     } else {
         None
     };
@@ -235,7 +229,11 @@ pub fn pretrain(cfg: &RunConfig, data: Arc<Dataset>, opts: &TrainOptions) -> Res
             for (k, v) in &out.terms {
                 line[k] = serde_json::json!(v);
             }
-            writeln!(metrics, "{line}").map_err(|e| Error::io(&metrics_path, e))?;
+            // One write per record, so that a kill leaves whole lines or a torn last one,
+            // which `open_metrics` drops on resume.
+            metrics
+                .write_all(format!("{line}\n").as_bytes())
+                .map_err(|e| Error::io(&metrics_path, e))?;
         }
         let epoch_done =
             step % per_epoch == 0 && (step / per_epoch) % cfg.checkpoint_every_epochs as u64 == 0;
@@ -489,4 +487,61 @@ fn restore(
         opt.state.insert(p, ts);
     }
     Ok(step)
+}
+
+/// Opens `metrics.jsonl` for appending after repairing what a killed run left: a torn last
+/// line (the process died mid-write) is dropped, and on resume from `resumed_at` so are the
+/// records of later steps, which the resumed run logs again.
+fn open_metrics(path: &Path, resumed_at: Option<u64>) -> Result<std::fs::File> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        let kept = kept_metric_lines(&text, resumed_at);
+        if kept.len() != text.len() {
+            checkpoint::write_atomic(path, kept.as_bytes())?;
+        }
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))
+}
+
+/// The complete, parseable records of a metrics log, up to step `resumed_at` if given.
+fn kept_metric_lines(text: &str, resumed_at: Option<u64>) -> String {
+    let mut kept = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        if !line.ends_with('\n') {
+            break; // torn by a kill
+        }
+        let Ok(record) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let step = record.get("step").and_then(|s| s.as_u64());
+        if let (Some(at), Some(step)) = (resumed_at, step)
+            && step > at
+        {
+            continue;
+        }
+        kept.push_str(line);
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kept_metric_lines;
+
+    #[test]
+    fn a_killed_runs_metrics_lose_the_torn_line_and_the_steps_after_the_checkpoint() {
+        let log = "{\"step\":1}\n{\"step\":2}\nnot json\n{\"step\":3}\n{\"step\":4,\"lo";
+        assert_eq!(
+            kept_metric_lines(log, None),
+            "{\"step\":1}\n{\"step\":2}\n{\"step\":3}\n"
+        );
+        assert_eq!(
+            kept_metric_lines(log, Some(2)),
+            "{\"step\":1}\n{\"step\":2}\n"
+        );
+        assert_eq!(kept_metric_lines("", Some(2)), "");
+    }
 }
