@@ -14,32 +14,24 @@ pub struct Recipe {
     pub text: &'static str,
 }
 
+/// The recipe `recipes/<kind>/<method>.toml`, named `<kind>/<method>`.
+macro_rules! shipped {
+    ($kind:literal, $method:literal) => {
+        Recipe {
+            name: concat!($kind, "/", $method),
+            text: include_str!(concat!("../recipes/", $kind, "/", $method, ".toml")),
+        }
+    };
+}
+
 /// Every shipped recipe.
 pub const RECIPES: &[Recipe] = &[
-    Recipe {
-        name: "small-grey/simclr",
-        text: include_str!("../recipes/small-grey/simclr.toml"),
-    },
-    Recipe {
-        name: "small-grey/simsiam",
-        text: include_str!("../recipes/small-grey/simsiam.toml"),
-    },
-    Recipe {
-        name: "small-grey/byol",
-        text: include_str!("../recipes/small-grey/byol.toml"),
-    },
-    Recipe {
-        name: "small-grey/mocov3",
-        text: include_str!("../recipes/small-grey/mocov3.toml"),
-    },
-    Recipe {
-        name: "small-grey/swav",
-        text: include_str!("../recipes/small-grey/swav.toml"),
-    },
-    Recipe {
-        name: "small-grey/cpc",
-        text: include_str!("../recipes/small-grey/cpc.toml"),
-    },
+    shipped!("small-grey", "simclr"),
+    shipped!("small-grey", "simsiam"),
+    shipped!("small-grey", "byol"),
+    shipped!("small-grey", "mocov3"),
+    shipped!("small-grey", "swav"),
+    shipped!("small-grey", "cpc"),
 ];
 
 /// The recipe called `name`, or the TOML file at that path (ending in `.toml`), as a run

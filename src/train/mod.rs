@@ -130,7 +130,7 @@ pub fn pretrain(cfg: &RunConfig, data: Arc<Dataset>, opts: &TrainOptions) -> Res
     let metrics_path = opts.out_dir.join("metrics.jsonl");
     let mut metrics = if primary {
         checkpoint::write_atomic(&opts.out_dir.join("config.toml"), cfg.to_toml().as_bytes())?;
-        Some(open_metrics(&metrics_path, resuming.then_some(step))?)
+        Some(open_metrics(&metrics_path, step)?)
     } else {
         None
     };
@@ -489,12 +489,13 @@ fn restore(
     Ok(step)
 }
 
-/// Opens `metrics.jsonl` for appending after repairing what a killed run left: a torn last
-/// line (the process died mid-write) is dropped, and on resume from `resumed_at` so are the
-/// records of later steps, which the resumed run logs again.
-fn open_metrics(path: &Path, resumed_at: Option<u64>) -> Result<std::fs::File> {
+/// Opens `metrics.jsonl` for appending from step `from_step` (the resumed checkpoint's, 0 for
+/// a fresh start) after repairing what an earlier run in the folder left: a torn last line
+/// (the process was killed mid-write) and the records past `from_step`, which this run logs
+/// again, are dropped.
+fn open_metrics(path: &Path, from_step: u64) -> Result<std::fs::File> {
     if let Ok(text) = std::fs::read_to_string(path) {
-        let kept = kept_metric_lines(&text, resumed_at);
+        let kept = kept_metric_lines(&text, from_step);
         if kept.len() != text.len() {
             checkpoint::write_atomic(path, kept.as_bytes())?;
         }
@@ -506,8 +507,8 @@ fn open_metrics(path: &Path, resumed_at: Option<u64>) -> Result<std::fs::File> {
         .map_err(|e| Error::io(path, e))
 }
 
-/// The complete, parseable records of a metrics log, up to step `resumed_at` if given.
-fn kept_metric_lines(text: &str, resumed_at: Option<u64>) -> String {
+/// The complete, parseable records of a metrics log up to step `from_step`.
+fn kept_metric_lines(text: &str, from_step: u64) -> String {
     let mut kept = String::with_capacity(text.len());
     for line in text.split_inclusive('\n') {
         if !line.ends_with('\n') {
@@ -516,10 +517,7 @@ fn kept_metric_lines(text: &str, resumed_at: Option<u64>) -> String {
         let Ok(record) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
-        let step = record.get("step").and_then(|s| s.as_u64());
-        if let (Some(at), Some(step)) = (resumed_at, step)
-            && step > at
-        {
+        if record.get("step").and_then(|s| s.as_u64()) > Some(from_step) {
             continue;
         }
         kept.push_str(line);
@@ -535,13 +533,12 @@ mod tests {
     fn a_killed_runs_metrics_lose_the_torn_line_and_the_steps_after_the_checkpoint() {
         let log = "{\"step\":1}\n{\"step\":2}\nnot json\n{\"step\":3}\n{\"step\":4,\"lo";
         assert_eq!(
-            kept_metric_lines(log, None),
+            kept_metric_lines(log, 3),
             "{\"step\":1}\n{\"step\":2}\n{\"step\":3}\n"
         );
-        assert_eq!(
-            kept_metric_lines(log, Some(2)),
-            "{\"step\":1}\n{\"step\":2}\n"
-        );
-        assert_eq!(kept_metric_lines("", Some(2)), "");
+        assert_eq!(kept_metric_lines(log, 2), "{\"step\":1}\n{\"step\":2}\n");
+        // A fresh start in a used folder begins a new log.
+        assert_eq!(kept_metric_lines(log, 0), "");
+        assert_eq!(kept_metric_lines("", 2), "");
     }
 }

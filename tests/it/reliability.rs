@@ -228,6 +228,22 @@ fn assert_survives_kills(method: &str, args: &[&str], planned: u64, first_kill_m
             "{method}: {k} differs by {diff} from the uninterrupted run"
         );
     }
+    // The log of the killed run parses line by line and has each step once, in order: a
+    // resume drops a line torn by a kill and the records past the checkpoint it resumes from.
+    let log = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let steps: Vec<u64> = log
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let v: serde_json::Value = serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("{method}: metrics.jsonl line {}: {e}: {l}", i + 1));
+            v["step"].as_u64().unwrap()
+        })
+        .collect();
+    assert!(
+        steps.windows(2).all(|w| w[0] < w[1]),
+        "{method}: the steps of metrics.jsonl go back or repeat: {steps:?}"
+    );
     println!("{method}: {kills} kills, last checkpoint between kills at step {last_step}");
     assert!(
         last_step > 0,
