@@ -1,7 +1,8 @@
 //! Recipes: a tested run config per method and kind of data, shipped in the binary like
 //! solo-learn's per-method YAML files (`recipes/<data kind>/<method>.toml` in the
 //! repository). `--recipe small-grey/simclr` starts a run from one; its flags override it.
-//! Each file says how its values were chosen.
+//! Each file says how its values were chosen; `base = "<kind>/<method>"` starts a recipe
+//! from another, so that it holds only what differs.
 
 use crate::config::RunConfig;
 use crate::error::{Error, Result};
@@ -35,10 +36,13 @@ pub const RECIPES: &[Recipe] = &[
 ];
 
 /// The recipe called `name`, or the TOML file at that path (ending in `.toml`), as a run
-/// config.
+/// config; either may start from a shipped recipe with `base = "<kind>/<method>"`.
 pub fn load(name: &str) -> Result<RunConfig> {
     if name.ends_with(".toml") {
-        return RunConfig::from_toml_file(std::path::Path::new(name));
+        let path = std::path::Path::new(name);
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let bad = |e: String| Error::format(path, e);
+        return RunConfig::from_toml_str(&resolved_text(&text).map_err(bad)?).map_err(bad);
     }
     let recipe = RECIPES.iter().find(|r| r.name == name).ok_or_else(|| {
         Error::Config(format!(
@@ -50,8 +54,45 @@ pub fn load(name: &str) -> Result<RunConfig> {
                 .join(", ")
         ))
     })?;
-    RunConfig::from_toml_str(recipe.text)
-        .map_err(|e| Error::Config(format!("recipe '{name}': {e}")))
+    let bad = |e: String| Error::Config(format!("recipe '{name}': {e}"));
+    RunConfig::from_toml_str(&resolved_text(recipe.text).map_err(bad)?).map_err(bad)
+}
+
+/// A recipe's TOML with its `base = "<kind>/<method>"` resolved: the base recipe's fields
+/// (less its method's own table, when the methods differ) under this recipe's own, so that
+/// a recipe says only how it differs from the one it starts from.
+fn resolved_text(text: &str) -> std::result::Result<String, String> {
+    let mut own: toml::Table = toml::from_str(text).map_err(|e| e.message().to_string())?;
+    let Some(base) = own.remove("base") else {
+        return Ok(text.to_string());
+    };
+    let base_name = base.as_str().ok_or("base must be a recipe name")?;
+    let base_recipe = RECIPES
+        .iter()
+        .find(|r| r.name == base_name)
+        .ok_or_else(|| format!("no base recipe '{base_name}'"))?;
+    let mut merged: toml::Table = toml::from_str(&resolved_text(base_recipe.text)?)
+        .map_err(|e| format!("base '{base_name}': {}", e.message()))?;
+    if let (Some(from), Some(to)) = (merged.get("method"), own.get("method"))
+        && from != to
+    {
+        let from = from.as_str().unwrap_or_default().to_string();
+        merged.remove(&from);
+    }
+    overlay(&mut merged, own);
+    Ok(toml::to_string(&merged).expect("a TOML table serializes"))
+}
+
+/// Writes `top` over `under`, table by table.
+fn overlay(under: &mut toml::Table, top: toml::Table) {
+    for (key, value) in top {
+        match (under.get_mut(&key), value) {
+            (Some(toml::Value::Table(u)), toml::Value::Table(t)) => overlay(u, t),
+            (_, value) => {
+                under.insert(key, value);
+            }
+        }
+    }
 }
 
 /// The shipped recipe of `method` for data of kind `kind` (`small-grey`), if there is one.
@@ -111,6 +152,17 @@ mod tests {
         crate::methods::resolve(&mut demo).unwrap();
         crate::methods::resolve(&mut before).unwrap();
         assert_eq!(demo, before);
+        // A recipe with `base` is its base with the method swapped in, plus its own fields.
+        for method in ["byol", "mocov3", "swav", "cpc", "simsiam"] {
+            let mut r = load(&format!("small-grey/{method}")).unwrap();
+            let mut expected = demo.for_method(method);
+            if method == "simsiam" {
+                expected.schedule.lr = 0.5;
+            }
+            crate::methods::resolve(&mut r).unwrap();
+            crate::methods::resolve(&mut expected).unwrap();
+            assert_eq!(r, expected, "{method}");
+        }
         let e = load("small-grey/nothing").unwrap_err().to_string();
         assert!(
             e.contains("no recipe") && e.contains("small-grey/simclr"),
