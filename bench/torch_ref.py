@@ -7,6 +7,9 @@ repetition, alternating with its own runs, and reads the one JSON line it prints
 Workloads (the same shapes as the Rust side):
   step-convnet   SimCLR steps (forward, backward, SGD) of the 4-block ConvNet at 28 px, 1 channel
   step-resnet18  the same with a CIFAR ResNet-18 at 32 px, 3 channels
+  step-mae       MAE steps (forward, backward, AdamW) of a ViT-Tiny (patch 4, 12 pre-norm
+                 blocks of 192-wide tokens, 3 heads, exact GELU) at 28 px, 1 channel, 75 % of
+                 the 49 patches masked, a 2-block 128-wide decoder, normalized-pixel loss
   views          two SimCLR views per image (crop, flip, colour jitter, grayscale, blur) through a
                  DataLoader with `--threads` workers (give RGB images for every colour operation)
   epoch          one SimCLR epoch end to end: DataLoader with the views (`--threads` workers
@@ -99,6 +102,80 @@ def train_steps(backbone, side, channels, batch, steps):
     def step():
         z = head(backbone(torch.cat([x1, x2])))
         loss = nt_xent(z[:batch], z[batch:])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    step()  # warm-up
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return batch * steps / (time.perf_counter() - t)
+
+
+def blocks(dim, depth, heads):
+    """Pre-norm transformer blocks (self-attention, then a GELU MLP 4x wide), as selfsup's."""
+    return nn.ModuleList([
+        nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=0.0, activation="gelu",
+                                   batch_first=True, norm_first=True) for _ in range(depth)])
+
+
+def grid_pos(pos, g):
+    """A `[1, D, G, G]` position embedding on a `g` x `g` grid, as `[1, g * g, D]`."""
+    if pos.shape[-1] != g:
+        pos = F.interpolate(pos, size=(g, g), mode="bilinear", align_corners=False)
+    return pos.flatten(2).transpose(1, 2)
+
+
+class Mae(nn.Module):
+    """selfsup's MAE: ViT-Tiny encoder on the visible quarter of the patches, light decoder."""
+
+    def __init__(self, cin=1, patch=4, dim=192, depth=12, heads=3, ddim=128, ddepth=2, dheads=4):
+        super().__init__()
+        self.patch = patch
+        self.embed = nn.Conv2d(cin, dim, patch, stride=patch)
+        self.pos = nn.Parameter(torch.randn(1, dim, 8, 8) * 0.02)  # learned for 32 px
+        self.blocks, self.norm = blocks(dim, depth, heads), nn.LayerNorm(dim)
+        self.dembed = nn.Linear(dim, ddim)
+        self.mask_token = nn.Parameter(torch.randn(1, 1, ddim) * 0.02)
+        self.dpos = nn.Parameter(torch.randn(1, ddim, 8, 8) * 0.02)
+        self.dblocks, self.dnorm = blocks(ddim, ddepth, dheads), nn.LayerNorm(ddim)
+        self.pred = nn.Linear(ddim, patch * patch * cin)
+
+    def forward(self, x, mask_ratio=0.75):
+        e = self.embed(x)
+        b, d, g, _ = e.shape
+        tokens = e.flatten(2).transpose(1, 2) + grid_pos(self.pos, g)
+        n = g * g
+        keep = round(n * (1 - mask_ratio))
+        order = torch.rand(b, n).argsort(dim=1)
+        restore = order.argsort(dim=1)
+        visible = order[:, :keep]
+        y = tokens.gather(1, visible[..., None].expand(-1, -1, d))
+        for blk in self.blocks:
+            y = blk(y)
+        y = self.dembed(self.norm(y))
+        dd = y.shape[-1]
+        y = torch.cat([y, self.mask_token.expand(b, n - keep, dd)], dim=1)
+        y = y.gather(1, restore[..., None].expand(-1, -1, dd)) + grid_pos(self.dpos, g)
+        for blk in self.dblocks:
+            y = blk(y)
+        pred = self.pred(self.dnorm(y))
+        p = self.patch
+        target = x.reshape(b, x.shape[1], g, p, g, p).permute(0, 2, 4, 3, 5, 1).reshape(b, n, -1)
+        mean, var = target.mean(-1, keepdim=True), target.var(-1, unbiased=False, keepdim=True)
+        target = (target - mean) / (var + 1e-6).sqrt()
+        mask = (restore >= keep).float()
+        return (((pred - target) ** 2).mean(-1) * mask).sum() / mask.sum()
+
+
+def mae_steps(batch, steps):
+    model = Mae()
+    opt = torch.optim.AdamW(model.parameters(), lr=1.5e-4, weight_decay=0.05)
+    x = torch.rand(batch, 1, 28, 28) * 2 - 1
+
+    def step():
+        loss = model(x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -216,6 +293,8 @@ def main():
         value, unit = train_steps(ConvNet(1), 28, 1, a.batch, a.steps), "images/s"
     elif w == "step-resnet18":
         value, unit = train_steps(cifar_resnet18(), 32, 3, a.batch, a.steps), "images/s"
+    elif w == "step-mae":
+        value, unit = mae_steps(a.batch, a.steps), "images/s"
     elif w == "views":
         value, unit = views(np.load(a.images), a.batch, a.threads), "images/s"
     elif w == "epoch":

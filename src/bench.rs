@@ -20,7 +20,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Every workload, in the order the table lists them.
-pub const WORKLOADS: &[&str] = &["step-convnet", "step-resnet18", "views", "epoch", "knn"];
+pub const WORKLOADS: &[&str] = &[
+    "step-convnet",
+    "step-resnet18",
+    "step-mae",
+    "views",
+    "epoch",
+    "knn",
+];
 
 /// What one run of a workload measured.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -42,7 +49,7 @@ pub struct WorkloadSize {
     pub batch: usize,
     /// Timed training steps of `step-convnet` (after one warm-up step).
     pub steps: usize,
-    /// Timed training steps of `step-resnet18` (after one warm-up step).
+    /// Timed training steps of `step-resnet18` and `step-mae` (after one warm-up step).
     pub resnet_steps: usize,
     /// Images of the `views` and `epoch` workloads (the first of the embedded Fashion-MNIST).
     pub images: usize,
@@ -150,6 +157,47 @@ fn train_steps(
     Ok((size.batch * steps) as f64 / t.elapsed().as_secs_f64())
 }
 
+/// MAE steps (forward, backward, AdamW) of a ViT-Tiny (patch 4, 12 blocks of 192-wide
+/// tokens, 3 heads) at 28 px, 1 channel, 75 % of the 49 patches masked, the default decoder
+/// (2 blocks, 128 wide, 4 heads), on random batches: images per second.
+fn mae_steps(steps: usize, size: &WorkloadSize) -> Result<f64> {
+    let mut cfg = RunConfig {
+        method: "mae".into(),
+        batch_size: size.batch,
+        device: size.device.clone(),
+        loader_workers: size.threads,
+        ..RunConfig::default()
+    };
+    cfg.backbone.kind = BackboneKind::VitTiny;
+    cfg.optim.kind = crate::train::optim::OptimizerKind::AdamW;
+    cfg.optim.weight_decay = 0.05;
+    cfg.schedule.lr = 1.5e-4;
+    let device = crate::device::training(&crate::device::parse(&cfg.device)?);
+    let info = crate::methods::find("mae")?;
+    let mut method = (info.build)(&cfg, 1, &device)?;
+    let mut opt = crate::train::optim::Optimizer::new(cfg.optim.clone());
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let shape = [size.batch, 1, 28, 28];
+    let batch = HostBatch {
+        views: vec![HostTensor {
+            data: (0..shape.iter().product::<usize>())
+                .map(|_| rng.random_range(-1.0f32..1.0))
+                .collect(),
+            shape,
+        }],
+        indices: (0..size.batch).collect(),
+        epoch: 0,
+        step: 0,
+        steps_per_epoch: 1,
+    };
+    method.train_step(&batch, &mut opt, cfg.schedule.lr)?;
+    let t = Instant::now();
+    for _ in 0..steps {
+        method.train_step(&batch, &mut opt, cfg.schedule.lr)?;
+    }
+    Ok((size.batch * steps) as f64 / t.elapsed().as_secs_f64())
+}
+
 /// The view pipeline alone (the training loader's worker pool): images per second.
 fn views(size: &WorkloadSize) -> Result<f64> {
     let data = Arc::new(bench_images(size.images, true)?);
@@ -227,6 +275,7 @@ pub fn run_workload(workload: &str, size: &WorkloadSize) -> Result<Measure> {
             train_steps(BackboneKind::ResNet18, 32, 3, size.resnet_steps, size)?,
             "images/s",
         ),
+        "step-mae" => (mae_steps(size.resnet_steps, size)?, "images/s"),
         "views" => (views(size)?, "images/s"),
         "epoch" => (epoch(size)?, "s"),
         "knn" => (knn(), "s"),
@@ -362,7 +411,7 @@ pub fn run(opts: &BenchOptions, scratch: &Path) -> Result<Vec<Row>> {
             ours.push(m);
             if let Some(py) = &opts.python {
                 let mut cmd = Command::new(py);
-                let steps = if w == "step-resnet18" {
+                let steps = if w == "step-resnet18" || w == "step-mae" {
                     size.resnet_steps
                 } else {
                     size.steps

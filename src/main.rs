@@ -59,7 +59,31 @@ enum Command {
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `mi_option_purge_delay` in mimalloc's `mi_option_t` (15 in its v2 and v3 headers, which
+/// libmimalloc-sys 0.1 builds).
+const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
+
+unsafe extern "C" {
+    /// mimalloc's `mi_option_set` (in the library libmimalloc-sys links; the crate declares it
+    /// only behind its `extended` feature).
+    fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
+}
+
+/// Tells mimalloc never to return freed memory to the OS (purge delay -1) unless the user set
+/// `MIMALLOC_PURGE_DELAY`. A training step frees and reallocates the same large activation
+/// buffers every step; with mimalloc's default (purge after 10 ms) the kernel zeroes those
+/// pages again on each reuse, which `perf` put at 12 % of a ViT-Tiny MAE step's CPU time
+/// (`clear_page_erms`), on the main thread. Measured: 4 MAE steps 16.8 s -> 14.7 s on the
+/// 2-core AMD EPYC. The cost: the process keeps its peak memory until it exits.
+fn keep_freed_memory() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: mi_option_set only stores an integer option; any value is valid for it.
+        unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    }
+}
+
 fn main() {
+    keep_freed_memory();
     let cli = Cli::parse();
     // Joins the MPI world when a launcher started this process (`mpirun -np N selfsup ...`).
     let session = match selfsup::dist::init() {

@@ -13,7 +13,7 @@ pub struct WorkloadArgs {
     /// Timed training steps of step-convnet (after one warm-up step).
     #[arg(long, default_value_t = 5)]
     pub steps: usize,
-    /// Timed training steps of step-resnet18 (after one warm-up step).
+    /// Timed training steps of step-resnet18 and step-mae (after one warm-up step).
     #[arg(long, default_value_t = 2)]
     pub resnet_steps: usize,
     /// Images of the views and epoch workloads (the first of the embedded Fashion-MNIST).
@@ -30,11 +30,11 @@ pub struct WorkloadArgs {
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Workloads, comma-separated: step-convnet, step-resnet18, views, epoch, knn.
+    /// Workloads, comma-separated: step-convnet, step-resnet18, step-mae, views, epoch, knn.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "step-convnet,step-resnet18,views,epoch,knn"
+        default_value = "step-convnet,step-resnet18,step-mae,views,epoch,knn"
     )]
     pub workloads: Vec<String>,
     /// Repetitions on each side (the table shows medians).

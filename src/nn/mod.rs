@@ -10,9 +10,11 @@ pub mod convnet;
 pub mod decoder;
 mod flex;
 pub use flex::set_own_cpu_kernels;
+pub mod gelu;
 pub mod heads;
 pub mod max_pool;
 pub mod resnet;
+pub mod transformer;
 pub mod vit;
 
 use burn::prelude::*;

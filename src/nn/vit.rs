@@ -1,7 +1,7 @@
 //! Vision Transformer (Dosovitskiy et al. 2021, "An Image is Worth 16x16 Words"): the image is
 //! cut into `patch` x `patch` patches, each linearly embedded (a strided convolution), a
 //! learned position embedding is added, and pre-norm transformer blocks (multi-head
-//! self-attention and a GELU MLP, burn's `TransformerEncoderLayer` with `norm_first`) follow;
+//! self-attention and a GELU MLP, [`crate::nn::transformer::Block`]) follow;
 //! a final LayerNorm ends it. No class token: the features are the mean of the patch tokens
 //! (the global pooling MAE and solo-learn's linear probes use).
 //!
@@ -10,9 +10,9 @@
 //! the patch grid. The position embedding is learned for `image_size` and interpolated
 //! (bilinear) for other sizes, such as the local crops of DINO.
 
+use crate::nn::transformer::Block;
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::transformer::{TransformerEncoderConfig, TransformerEncoderLayer};
 use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -56,7 +56,7 @@ pub struct Vit {
     /// Learned position embedding `[1, D, g, g]` on the patch grid of `image_size`.
     pub pos_embed: Param<Tensor<4>>,
     /// Pre-norm transformer blocks.
-    pub blocks: Vec<TransformerEncoderLayer>,
+    pub blocks: Vec<Block>,
     /// Final LayerNorm.
     pub norm: LayerNorm,
     patch: usize,
@@ -74,11 +74,8 @@ impl Vit {
     ) -> Self {
         let p = cfg.patch.max(1);
         let grid = (cfg.image_size / p).max(1);
-        let layer = TransformerEncoderConfig::new(dim, dim * cfg.mlp_ratio, heads, 1)
-            .with_norm_first(true)
-            .with_dropout(0.0);
         let blocks = (0..depth)
-            .map(|_| TransformerEncoderLayer::new(&layer, device))
+            .map(|_| Block::new(dim, dim * cfg.mlp_ratio, heads, device))
             .collect();
         let pos = Tensor::<4>::random(
             [1, dim, grid, grid],
@@ -128,7 +125,7 @@ impl Vit {
         let mut x = tokens;
         let mut out = Vec::new();
         for (i, block) in self.blocks.iter().enumerate() {
-            x = block.forward(x, None, None);
+            x = block.forward(x);
             if every && i + 1 < self.blocks.len() {
                 out.push(x.clone());
             }

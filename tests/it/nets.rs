@@ -418,3 +418,68 @@ fn vit_tiny_matches_timm_and_takes_any_size() {
     assert_eq!(stages[12].dims(), [1, 192, 8, 8]);
     assert_eq!(vit.stage_names().len(), 13);
 }
+
+/// selfsup's transformer block (`nn::transformer::Block`: 2-D linear layers, one fused QKV
+/// GEMM, its own GELU kernel) computes what burn's pre-norm `TransformerEncoderLayer` with the
+/// same weights computes: outputs, input gradient and the weight gradients of the attention's
+/// query and the MLP's first layer, relative to the largest value, within 1e-4 (f32 summation
+/// order; measured 1e-6). It carries burn's parameter names, so checkpoints of either load into
+/// the other. Also checked with the own kernels off (burn's GELU inside the same block).
+#[test]
+fn transformer_block_matches_burns_encoder_layer() {
+    let _restore = KernelsOn;
+    let device = Device::flex().autodiff();
+    device.seed(3);
+    let config = burn::nn::transformer::TransformerEncoderConfig::new(24, 96, 3, 1)
+        .with_norm_first(true)
+        .with_dropout(0.0);
+    let burns = burn::nn::transformer::TransformerEncoderLayer::new(&config, &device);
+    let ours = selfsup::nn::transformer::Block::from_burn(burns.clone());
+    let names = |t: std::collections::BTreeMap<String, checkpoint::HostParam>| {
+        t.into_keys().collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(checkpoint::collect(&burns)),
+        names(checkpoint::collect(&ours))
+    );
+    let normal = burn::tensor::Distribution::Normal(0.0, 1.0);
+    let x = Tensor::<3>::random([5, 7, 24], normal, &device);
+    let r = Tensor::<3>::random([5, 7, 24], normal, &device);
+    let run = |ours_block: bool| {
+        let x = x.clone().require_grad();
+        let y = if ours_block {
+            ours.forward(x.clone())
+        } else {
+            burns.forward(x.clone(), None, None)
+        };
+        let g = (y.clone() * r.clone()).sum().backward();
+        let (q, inner) = if ours_block {
+            (
+                ours.mha.query.weight.grad(&g),
+                ours.pwff.linear_inner.weight.grad(&g),
+            )
+        } else {
+            (
+                burns.mha.query.weight.grad(&g),
+                burns.pwff.linear_inner.weight.grad(&g),
+            )
+        };
+        [
+            selfsup::device::host_values(y),
+            selfsup::device::host_values(x.grad(&g).unwrap()),
+            selfsup::device::host_values(q.unwrap()),
+            selfsup::device::host_values(inner.unwrap()),
+        ]
+    };
+    let reference = run(false);
+    for kernels in [true, false] {
+        selfsup::nn::set_own_cpu_kernels(kernels);
+        let got = run(true);
+        for (what, (a, b)) in ["output", "dx", "d query", "d linear_inner"]
+            .iter()
+            .zip(got.iter().zip(&reference))
+        {
+            assert_close(a, b, 1e-4, &format!("{what} (own kernels {kernels})"));
+        }
+    }
+}

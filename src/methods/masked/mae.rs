@@ -18,11 +18,11 @@ use crate::data::loader::{HostBatch, HostTensor, ViewSpec, mix_seed};
 use crate::error::{Error, Result};
 use crate::methods::{Method, MethodInfo, StepOutput, item_seeds};
 use crate::nn::Backbone;
+use crate::nn::transformer::Block;
 use crate::nn::vit::Vit;
 use crate::train::optim::Optimizer;
 use crate::train::step::update;
 use burn::module::Param;
-use burn::nn::transformer::{TransformerEncoderConfig, TransformerEncoderLayer};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use rand::SeedableRng;
@@ -144,7 +144,7 @@ pub struct MaeDecoder {
     /// Position embedding `[1, decoder_dim, g, g]` on the encoder's patch grid.
     pub pos_embed: Param<Tensor<4>>,
     /// Decoder blocks.
-    pub blocks: Vec<TransformerEncoderLayer>,
+    pub blocks: Vec<Block>,
     /// Final LayerNorm.
     pub norm: LayerNorm,
     /// Decoder width to a patch's values.
@@ -182,9 +182,6 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
     let v = vit(&encoder);
     let (p, dim) = (v.patch(), v.feature_dim());
     let [_, _, gh, gw] = v.pos_embed.val().dims();
-    let layer = TransformerEncoderConfig::new(c.decoder_dim, 4 * c.decoder_dim, c.decoder_heads, 1)
-        .with_norm_first(true)
-        .with_dropout(0.0);
     let normal = |shape: Vec<usize>| {
         Tensor::<1>::random(
             [shape.iter().product::<usize>()],
@@ -202,7 +199,7 @@ fn build(run: &RunConfig, in_channels: usize, device: &Device) -> Result<Box<dyn
             gw,
         ])),
         blocks: (0..c.decoder_depth)
-            .map(|_| TransformerEncoderLayer::new(&layer, device))
+            .map(|_| Block::new(c.decoder_dim, 4 * c.decoder_dim, c.decoder_heads, device))
             .collect(),
         norm: LayerNormConfig::new(c.decoder_dim).init(device),
         pred: LinearConfig::new(c.decoder_dim, p * p * in_channels).init(device),
@@ -272,7 +269,7 @@ impl Mae {
         let pos = crate::nn::vit::resize_grid(d.pos_embed.val(), (h, w));
         let mut y = full + pos.reshape([1, dd, h * w]).swap_dims(1, 2);
         for block in &d.blocks {
-            y = block.forward(y, None, None);
+            y = block.forward(y);
         }
         let pred = d.pred.forward(d.norm.forward(y));
         let raw = patchify(x, v.patch());
