@@ -1,7 +1,7 @@
 //! Times the pieces of a ViT-Tiny block (forward and backward, on the autodiff CPU backend) at
 //! the shape of an MAE step's encoder (256 images x 12 visible tokens x 192), burn's
 //! `TransformerEncoderLayer` against selfsup's `transformer::Block` with the same weights:
-//! `cargo run --release --features dev-tools --example vit_timing -- [BATCH] [TOKENS]`.
+//! `cargo run --release --features dev-tools --example vit_timing -- [BATCH] [TOKENS] [DIM] [HEADS]`.
 use burn::nn::transformer::TransformerEncoderConfig;
 use burn::nn::{LayerNormConfig, LinearConfig};
 use burn::prelude::*;
@@ -33,7 +33,8 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let b: usize = args.get(1).map(|s| s.parse().unwrap()).unwrap_or(256);
     let l: usize = args.get(2).map(|s| s.parse().unwrap()).unwrap_or(12);
-    let d = 192;
+    let d: usize = args.get(3).map(|s| s.parse().unwrap()).unwrap_or(192);
+    let heads: usize = args.get(4).map(|s| s.parse().unwrap()).unwrap_or(3);
     let x = Tensor::<3>::random(
         [b, l, d],
         burn::tensor::Distribution::Normal(0.0, 1.0),
@@ -46,7 +47,7 @@ fn main() {
         &dev,
     )
     .require_grad();
-    let layer = TransformerEncoderConfig::new(d, 4 * d, 3, 1)
+    let layer = TransformerEncoderConfig::new(d, 4 * d, heads, 1)
         .with_norm_first(true)
         .with_dropout(0.0);
     let block = burn::nn::transformer::TransformerEncoderLayer::new(&layer, &dev);
@@ -54,7 +55,7 @@ fn main() {
     let norm = LayerNormConfig::new(d).init(&dev);
     let lin = LinearConfig::new(d, 4 * d).init(&dev);
     let gelu = burn::nn::Gelu::new();
-    let mha = burn::nn::attention::MultiHeadAttentionConfig::new(d, 3)
+    let mha = burn::nn::attention::MultiHeadAttentionConfig::new(d, heads)
         .with_dropout(0.0)
         .init(&dev);
     println!("shape [{b}, {l}, {d}]");

@@ -1,12 +1,14 @@
 //! The exact GELU, `x Φ(x) = x (1 + erf(x / √2)) / 2` (Hendrycks & Gimpel 2016; PyTorch's
 //! `nn.GELU()` default), as a burn backend extension on the CPU: the forward with a rational
-//! approximation of erf that the compiler vectorizes, the backward `dy (Φ(x) + x φ(x))` in one
-//! pass, both over rayon's threads. burn-flex 0.22.1 computes erf with scalar `libm` calls and
+//! approximation of erf and the backward `dy (Φ(x) + x φ(x))` in one pass with
+//! [`crate::simd::exp_f32`], both in plain arithmetic that vectorizes (AVX2 where the CPU has
+//! it), over rayon's threads. burn-flex 0.22.1 computes erf with scalar `libm` calls and
 //! the backward as a chain of whole-tensor operations, all on one thread: the GELU of a ViT
 //! block's MLP took longer than its two linear layers. Elsewhere (other backends, dtypes, or
 //! with [`crate::nn::set_own_cpu_kernels`] off) burn's `gelu` runs.
 
 use crate::nn::flex::{tensor, values};
+use crate::simd::{avx2_when_available, exp_f32};
 use burn::backend::autodiff::{
     Autodiff,
     checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
@@ -53,18 +55,32 @@ pub fn gelu_f32(x: f32) -> f32 {
 pub fn gelu_grad_f32(x: f32) -> f32 {
     const INV_SQRT_2PI: f32 = 0.398_942_3;
     let cdf = 0.5 * (1.0 + erf_f32(x * std::f32::consts::FRAC_1_SQRT_2));
-    cdf + x * INV_SQRT_2PI * (-0.5 * x * x).exp()
+    cdf + x * INV_SQRT_2PI * exp_f32(-0.5 * x * x)
+}
+
+avx2_when_available! {
+    /// `y = gelu(x)` over one chunk.
+    fn forward_chunk(y: &mut [f32], x: &[f32]) {
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = gelu_f32(x);
+        }
+    }
+}
+
+avx2_when_available! {
+    /// `dx = dy gelu'(x)` over one chunk.
+    fn backward_chunk(dx: &mut [f32], x: &[f32], dy: &[f32]) {
+        for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
+            *dx = dy * gelu_grad_f32(x);
+        }
+    }
 }
 
 fn forward_values(x: &[f32]) -> Vec<f32> {
     let mut y = vec![0.0f32; x.len()];
     y.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
-        .for_each(|(y, x)| {
-            for (y, &x) in y.iter_mut().zip(x) {
-                *y = gelu_f32(x);
-            }
-        });
+        .for_each(|(y, x)| forward_chunk(y, x));
     y
 }
 
@@ -72,11 +88,7 @@ fn backward_values(x: &[f32], dy: &[f32]) -> Vec<f32> {
     let mut dx = vec![0.0f32; x.len()];
     dx.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
-        .for_each(|(dx, (x, dy))| {
-            for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
-                *dx = dy * gelu_grad_f32(x);
-            }
-        });
+        .for_each(|(dx, (x, dy))| backward_chunk(dx, x, dy));
     dx
 }
 

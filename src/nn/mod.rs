@@ -3,6 +3,7 @@
 //! Parameter names follow PyTorch/torchvision conventions (`conv1.weight`, `layer1.0.bn1.weight`,
 //! `fc.weight`...), so checkpoints read naturally from Python.
 
+pub mod attention;
 pub mod audio_visual;
 pub mod batch_norm;
 pub mod conv;

@@ -9,8 +9,9 @@
 //! weights. What differs is how: every linear layer runs on the tokens flattened to a matrix
 //! `[B * L, D]` (burn's layer multiplies `[B, L, D]` by a weight broadcast over the batch, and
 //! its backward then computes one weight gradient per image and sums them: 9x slower here), the
-//! query, key and value projections are one GEMM against their concatenated weights, and the
-//! GELU is [`crate::nn::gelu`] (vectorized, parallel, with its own backward on the CPU).
+//! query, key and value projections are one GEMM against their concatenated weights, the
+//! attention runs on that fused projection ([`crate::nn::attention`]) and the GELU is
+//! [`crate::nn::gelu`] (both with kernels and backwards of their own on the CPU).
 
 use burn::nn::transformer::{TransformerEncoderConfig, TransformerEncoderLayer};
 use burn::nn::{LayerNorm, Linear};
@@ -66,7 +67,6 @@ impl Attention {
     pub fn forward(&self, x: Tensor<2>, (b, l): (usize, usize)) -> Tensor<2> {
         let [_, d] = x.dims();
         let h = self.heads;
-        let dh = d / h;
         let bias = |lin: &Linear| {
             lin.bias
                 .as_ref()
@@ -85,17 +85,8 @@ impl Attention {
             vec![bias(&self.query), bias(&self.key), bias(&self.value)],
             0,
         );
-        // [B * L, 3D] -> [3, B, H, L, dh].
-        let qkv = (x.matmul(w) + bias.unsqueeze::<2>())
-            .reshape([b, l, 3, h, dh])
-            .permute([2, 0, 3, 1, 4]);
-        let part = |i: usize| qkv.clone().narrow(0, i, 1).reshape([b, h, l, dh]);
-        let (q, k, v) = (part(0), part(1), part(2));
-        let scores = q
-            .matmul(k.swap_dims(2, 3))
-            .mul_scalar(1.0 / (dh as f32).sqrt());
-        let weights = burn::tensor::activation::softmax(scores, 3);
-        let context = weights.matmul(v).swap_dims(1, 2).reshape([b * l, d]);
+        let qkv = x.matmul(w) + bias.unsqueeze::<2>();
+        let context = crate::nn::attention::attention(qkv, (b, l, h));
         linear_2d(&self.output, context)
     }
 }
