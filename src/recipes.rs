@@ -33,6 +33,8 @@ pub const RECIPES: &[Recipe] = &[
     shipped!("small-grey", "mocov3"),
     shipped!("small-grey", "swav"),
     shipped!("small-grey", "cpc"),
+    shipped!("small-grey", "jigsaw"),
+    shipped!("small-grey", "mae"),
 ];
 
 /// The recipe called `name`, or the TOML file at that path (ending in `.toml`), as a run
@@ -119,6 +121,30 @@ pub fn summary(recipe: &Recipe) -> String {
 mod tests {
     use super::*;
 
+    /// A recipe file that is not in [`RECIPES`] would be silently ignored by `compare`.
+    #[test]
+    fn every_recipe_file_is_shipped() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes");
+        let mut files = Vec::new();
+        for kind in std::fs::read_dir(&root).unwrap() {
+            let kind = kind.unwrap().path();
+            for f in std::fs::read_dir(&kind).unwrap() {
+                let f = f.unwrap().path();
+                if f.extension().is_some_and(|e| e == "toml") {
+                    files.push(format!(
+                        "{}/{}",
+                        kind.file_name().unwrap().to_string_lossy(),
+                        f.file_stem().unwrap().to_string_lossy()
+                    ));
+                }
+            }
+        }
+        files.sort();
+        let mut shipped: Vec<String> = RECIPES.iter().map(|r| r.name.to_string()).collect();
+        shipped.sort();
+        assert_eq!(files, shipped);
+    }
+
     #[test]
     fn every_recipe_parses_validates_and_names_its_method() {
         for r in RECIPES {
@@ -153,11 +179,13 @@ mod tests {
         crate::methods::resolve(&mut before).unwrap();
         assert_eq!(demo, before);
         // A recipe with `base` is its base with the method swapped in, plus its own fields.
-        for method in ["byol", "mocov3", "swav", "cpc", "simsiam"] {
+        for method in ["byol", "mocov3", "swav", "cpc", "simsiam", "jigsaw"] {
             let mut r = load(&format!("small-grey/{method}")).unwrap();
             let mut expected = demo.for_method(method);
-            if method == "simsiam" {
-                expected.schedule.lr = 0.5;
+            match method {
+                "simsiam" => expected.schedule.lr = 0.5,
+                "jigsaw" => expected.schedule.lr = 0.1,
+                _ => {}
             }
             crate::methods::resolve(&mut r).unwrap();
             crate::methods::resolve(&mut expected).unwrap();
