@@ -106,7 +106,12 @@ def train_steps(backbone, side, channels, batch, steps):
         loss.backward()
         opt.step()
 
-    step()  # warm-up
+    return timed(step, batch, steps)
+
+
+def timed(step, batch, steps):
+    """Images per second of `steps` calls of `step` after one warm-up call."""
+    step()
     t = time.perf_counter()
     for _ in range(steps):
         step()
@@ -180,11 +185,7 @@ def mae_steps(batch, steps):
         loss.backward()
         opt.step()
 
-    step()  # warm-up
-    t = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return batch * steps / (time.perf_counter() - t)
+    return timed(step, batch, steps)
 
 
 def view_transform(side, channels):

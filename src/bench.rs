@@ -129,32 +129,7 @@ fn train_steps(
     steps: usize,
     size: &WorkloadSize,
 ) -> Result<f64> {
-    let cfg = simclr_config(kind, size);
-    let device = crate::device::training(&crate::device::parse(&cfg.device)?);
-    let info = crate::methods::find("simclr")?;
-    let mut method = (info.build)(&cfg, channels, &device)?;
-    let mut opt = crate::train::optim::Optimizer::new(cfg.optim.clone());
-    let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let shape = [size.batch, channels, side, side];
-    let mut view = || HostTensor {
-        data: (0..shape.iter().product::<usize>())
-            .map(|_| rng.random_range(-1.0f32..1.0))
-            .collect(),
-        shape,
-    };
-    let batch = HostBatch {
-        views: vec![view(), view()],
-        indices: (0..size.batch).collect(),
-        epoch: 0,
-        step: 0,
-        steps_per_epoch: 1,
-    };
-    method.train_step(&batch, &mut opt, cfg.schedule.lr)?;
-    let t = Instant::now();
-    for _ in 0..steps {
-        method.train_step(&batch, &mut opt, cfg.schedule.lr)?;
-    }
-    Ok((size.batch * steps) as f64 / t.elapsed().as_secs_f64())
+    timed_steps(&simclr_config(kind, size), (channels, side, 2), steps)
 }
 
 /// MAE steps (forward, backward, AdamW) of a ViT-Tiny (patch 4, 12 blocks of 192-wide
@@ -172,20 +147,31 @@ fn mae_steps(steps: usize, size: &WorkloadSize) -> Result<f64> {
     cfg.optim.kind = crate::train::optim::OptimizerKind::AdamW;
     cfg.optim.weight_decay = 0.05;
     cfg.schedule.lr = 1.5e-4;
+    timed_steps(&cfg, (1, 28, 1), steps)
+}
+
+/// `steps` training steps of `cfg`'s method after one warm-up step, on one random batch of
+/// `views` views of `channels` x `side` x `side`: images per second.
+fn timed_steps(
+    cfg: &RunConfig,
+    (channels, side, views): (usize, usize, usize),
+    steps: usize,
+) -> Result<f64> {
     let device = crate::device::training(&crate::device::parse(&cfg.device)?);
-    let info = crate::methods::find("mae")?;
-    let mut method = (info.build)(&cfg, 1, &device)?;
+    let info = crate::methods::find(&cfg.method)?;
+    let mut method = (info.build)(cfg, channels, &device)?;
     let mut opt = crate::train::optim::Optimizer::new(cfg.optim.clone());
     let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let shape = [size.batch, 1, 28, 28];
+    let shape = [cfg.batch_size, channels, side, side];
+    let mut view = || HostTensor {
+        data: (0..shape.iter().product::<usize>())
+            .map(|_| rng.random_range(-1.0f32..1.0))
+            .collect(),
+        shape,
+    };
     let batch = HostBatch {
-        views: vec![HostTensor {
-            data: (0..shape.iter().product::<usize>())
-                .map(|_| rng.random_range(-1.0f32..1.0))
-                .collect(),
-            shape,
-        }],
-        indices: (0..size.batch).collect(),
+        views: (0..views).map(|_| view()).collect(),
+        indices: (0..cfg.batch_size).collect(),
         epoch: 0,
         step: 0,
         steps_per_epoch: 1,
@@ -195,7 +181,7 @@ fn mae_steps(steps: usize, size: &WorkloadSize) -> Result<f64> {
     for _ in 0..steps {
         method.train_step(&batch, &mut opt, cfg.schedule.lr)?;
     }
-    Ok((size.batch * steps) as f64 / t.elapsed().as_secs_f64())
+    Ok((cfg.batch_size * steps) as f64 / t.elapsed().as_secs_f64())
 }
 
 /// The view pipeline alone (the training loader's worker pool): images per second.
