@@ -105,15 +105,21 @@ fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-fn simclr_config(kind: BackboneKind, size: &WorkloadSize) -> RunConfig {
+/// `method` on `kind` at the workload's batch, device and threads.
+fn step_config(method: &str, kind: BackboneKind, size: &WorkloadSize) -> RunConfig {
     let mut cfg = RunConfig {
-        method: "simclr".into(),
+        method: method.into(),
         batch_size: size.batch,
         device: size.device.clone(),
         loader_workers: size.threads,
         ..RunConfig::default()
     };
     cfg.backbone.kind = kind;
+    cfg
+}
+
+fn simclr_config(kind: BackboneKind, size: &WorkloadSize) -> RunConfig {
+    let mut cfg = step_config("simclr", kind, size);
     cfg.optim.kind = crate::train::optim::OptimizerKind::Sgd;
     cfg.optim.momentum = 0.9;
     cfg.optim.weight_decay = 5e-4;
@@ -136,14 +142,7 @@ fn train_steps(
 /// tokens, 3 heads) at 28 px, 1 channel, 75 % of the 49 patches masked, the default decoder
 /// (2 blocks, 128 wide, 4 heads), on random batches: images per second.
 fn mae_steps(steps: usize, size: &WorkloadSize) -> Result<f64> {
-    let mut cfg = RunConfig {
-        method: "mae".into(),
-        batch_size: size.batch,
-        device: size.device.clone(),
-        loader_workers: size.threads,
-        ..RunConfig::default()
-    };
-    cfg.backbone.kind = BackboneKind::VitTiny;
+    let mut cfg = step_config("mae", BackboneKind::VitTiny, size);
     cfg.optim.kind = crate::train::optim::OptimizerKind::AdamW;
     cfg.optim.weight_decay = 0.05;
     cfg.schedule.lr = 1.5e-4;

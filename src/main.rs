@@ -72,9 +72,9 @@ unsafe extern "C" {
 /// Tells mimalloc never to return freed memory to the OS (purge delay -1) unless the user set
 /// `MIMALLOC_PURGE_DELAY`. A training step frees and reallocates the same large activation
 /// buffers every step; with mimalloc's default (purge after 10 ms) the kernel zeroes those
-/// pages again on each reuse, which `perf` put at 12 % of a ViT-Tiny MAE step's CPU time
-/// (`clear_page_erms`), on the main thread. Measured: 4 MAE steps 16.8 s -> 14.7 s on the
-/// 2-core AMD EPYC. The cost: the process keeps its peak memory until it exits.
+/// pages again on each reuse (`clear_page_erms` in `perf`, on the main thread). Measured with
+/// `selfsup bench-worker step-mae` on the 2-core AMD EPYC with AVX-512: 49 -> 90 images/s
+/// (docs/performance.md). The cost: the process keeps its peak memory until it exits.
 fn keep_freed_memory() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: mi_option_set only stores an integer option; any value is valid for it.
