@@ -175,7 +175,7 @@ fn knn_of(path: &Path, cfg: &RunConfig, splits: &Splits) -> Result<f64> {
 }
 
 /// Trains each entry for about `budget_s` seconds of training (whole epochs, sized from a
-/// timed probe of a few steps) into `out/LABEL/` (`out/LABEL/seed-S/` for each of `seeds`
+/// timed probe of a few steps on its first seed, the same for all its seeds) into `out/LABEL/` (`out/LABEL/seed-S/` for each of `seeds`
 /// seeds when there are several: the entry's seed, plus 1, plus 2...), and scores it.
 pub fn run(
     entries: &[(String, RunConfig)],
@@ -200,9 +200,19 @@ pub fn run(
             (label, c, dir)
         })
     });
+    // Epochs per label, timed on its first seed: every seed of a method then trains for the
+    // same number of epochs (timed again per seed, a budget near a whole number of epochs gave
+    // one seed an epoch more than another, and the spread over seeds measured the timer).
+    let mut epochs_of: Vec<(&String, usize)> = Vec::new();
     for (label, cfg, dir) in runs {
         let cfg = &cfg;
         let _ = std::fs::remove_dir_all(&dir);
+        if let Some(&(_, epochs)) = epochs_of.iter().find(|(l, _)| *l == label) {
+            results.push(train_and_score(
+                label, cfg, epochs, &dir, splits, &data, progress,
+            )?);
+            continue;
+        }
         // Time a few steps (the first one, with its allocations, is excluded).
         let mut probe = cfg.clone();
         probe.stop_after_steps = 6;
@@ -223,33 +233,55 @@ pub fn run(
         let steps_per_epoch =
             crate::data::loader::Loader::batches_per_epoch(data.len(), cfg.batch_size) as f64;
         let epochs = ((budget_s / step_s / steps_per_epoch).floor() as usize).max(1);
-        let mut run_cfg = cfg.clone();
-        run_cfg.epochs = epochs;
-        run_cfg.keep_epoch_snapshots = true;
         tracing::info!("{label}: {step_s:.2} s/step, {epochs} epochs for {budget_s:.0} s");
-        let outcome = train::pretrain(&run_cfg, data.clone(), &opts(dir.clone(), progress))?;
-        let mut curve = Vec::new();
-        for s in train::read_snapshots(&dir)? {
-            curve.push((s.elapsed_s, knn_of(&dir.join(&s.file), &run_cfg, splits)?));
-        }
-        let scores = evaluate(&outcome.method.backbone(), splits, &run_cfg)?;
-        println!(
-            "{label}: {epochs} epochs, {:.0} s, {:.0} img/s: k-NN {:.1} %, linear {:.1} %",
-            outcome.wall_s, outcome.images_per_s, scores.knn20, scores.linear
-        );
-        results.push(MethodResult {
-            label: label.clone(),
-            seed: cfg.seed,
-            epochs,
-            steps: outcome.steps,
-            wall_s: outcome.wall_s,
-            images_per_s: outcome.images_per_s,
-            scores,
-            curve,
-            random_init_row: String::new(),
-        });
+        epochs_of.push((label, epochs));
+        results.push(train_and_score(
+            label, cfg, epochs, &dir, splits, &data, progress,
+        )?);
     }
     Ok(results)
+}
+
+/// Trains `label`'s run `cfg` for `epochs` into `dir` (an epoch snapshot each, scored by k-NN
+/// for the curve) and scores its final backbone.
+fn train_and_score(
+    label: &str,
+    cfg: &RunConfig,
+    epochs: usize,
+    dir: &Path,
+    splits: &Splits,
+    data: &Arc<crate::data::Dataset>,
+    progress: bool,
+) -> Result<MethodResult> {
+    let mut run_cfg = cfg.clone();
+    run_cfg.epochs = epochs;
+    run_cfg.keep_epoch_snapshots = true;
+    let opts = TrainOptions {
+        out_dir: dir.to_path_buf(),
+        resume: false,
+        progress,
+    };
+    let outcome = train::pretrain(&run_cfg, data.clone(), &opts)?;
+    let mut curve = Vec::new();
+    for s in train::read_snapshots(dir)? {
+        curve.push((s.elapsed_s, knn_of(&dir.join(&s.file), &run_cfg, splits)?));
+    }
+    let scores = evaluate(&outcome.method.backbone(), splits, &run_cfg)?;
+    println!(
+        "{label}: {epochs} epochs, {:.0} s, {:.0} img/s: k-NN {:.1} %, linear {:.1} %",
+        outcome.wall_s, outcome.images_per_s, scores.knn20, scores.linear
+    );
+    Ok(MethodResult {
+        label: label.to_string(),
+        seed: cfg.seed,
+        epochs,
+        steps: outcome.steps,
+        wall_s: outcome.wall_s,
+        images_per_s: outcome.images_per_s,
+        scores,
+        curve,
+        random_init_row: String::new(),
+    })
 }
 
 /// An accuracy cell: with one value, the value and its 95 % binomial interval on `n`
@@ -435,10 +467,15 @@ pub fn compare(
     let mut baselines = Vec::new();
     // One random-init row per readout and backbone in use (each seed); every result names
     // its row.
-    let mut readouts: Vec<((eval::Readout, crate::nn::BackboneConfig), String)> = Vec::new();
+    type Key = (eval::Readout, crate::nn::BackboneConfig, usize);
+    let mut readouts: Vec<(Key, String)> = Vec::new();
     let mut results = results;
     for (label, cfg) in &entries {
-        let key = (crate::methods::readout(cfg), cfg.backbone.clone());
+        let key = (
+            crate::methods::readout(cfg),
+            cfg.backbone.clone(),
+            cfg.views.size,
+        );
         let name = match readouts.iter().find(|(x, _)| *x == key) {
             Some((_, name)) => name.clone(),
             None => {
@@ -449,6 +486,11 @@ pub fn compare(
                         g.patch, g.stride
                     ),
                 };
+                if cfg.views.size != base.views.size
+                    && !matches!(key.0, eval::Readout::PatchGrid(_))
+                {
+                    name = format!("{name}, {} px views", cfg.views.size);
+                }
                 if cfg.backbone != base.backbone {
                     name = format!("{name}, {label}'s backbone");
                 }

@@ -171,8 +171,10 @@ pub struct MethodInfo {
     /// Reads, checks and completes the run's settings table
     /// (`complete_settings::<TheSettings>`).
     pub settings: fn(&RunConfig) -> Result<toml::Table>,
-    /// How evaluation reads features from the trained backbone (most: [`global_readout`]).
-    pub readout: fn(&RunConfig) -> Result<Readout>,
+    /// The features the method's loss sees: the grid of patches for an encoder trained on
+    /// patches only (CPC, jigsaw, relative position), else [`global_readout`]. Evaluation
+    /// reads these only with `features.patches` set ([`readout`]).
+    pub trained_readout: fn(&RunConfig) -> Result<Readout>,
     /// Builds the method for images with `in_channels` channels on a training device.
     pub build: fn(&RunConfig, usize, &Device) -> Result<Box<dyn Method>>,
 }
@@ -236,11 +238,23 @@ pub fn validate(run: &RunConfig) -> Result<()> {
     resolve(&mut run.clone())
 }
 
-/// How evaluation reads features from the backbone of a run of `run.method` (an encoder
-/// that has only seen patches is read over the grid of patches it was trained on).
+/// How evaluation, `embed` and `compare` read features from the backbone of a run: the
+/// run's `[features]` on the whole view; with `features.patches`, what the method trained
+/// ([`trained_readout`]: an encoder trained on patches only is then read over its grid of
+/// patches). The whole view is the default because it scored better on the validation split
+/// for all three patch methods (docs/evaluation.md, "Which features are scored").
 pub fn readout(run: &RunConfig) -> Readout {
+    if run.features.patches {
+        trained_readout(run)
+    } else {
+        Readout::Global(run.features)
+    }
+}
+
+/// The features `run.method`'s loss sees ([`MethodInfo::trained_readout`]).
+pub fn trained_readout(run: &RunConfig) -> Readout {
     find(&run.method)
-        .and_then(|info| (info.readout)(run))
+        .and_then(|info| (info.trained_readout)(run))
         .unwrap_or(Readout::Global(run.features))
 }
 
@@ -315,9 +329,16 @@ mod tests {
     }
 
     #[test]
-    fn patch_encoders_are_read_over_their_grid() {
+    fn patch_encoders_are_read_on_the_whole_view_unless_patches_is_set() {
         let mut run = RunConfig::default().for_method("jigsaw");
         run.views.size = 64;
+        assert!(matches!(trained_readout(&run), Readout::PatchGrid(_)));
+        assert_eq!(readout(&run), Readout::Global(run.features));
+        assert_eq!(
+            trained_readout(&run.for_method("simclr")),
+            Readout::Global(run.features)
+        );
+        run.set("features.patches=true").unwrap();
         assert!(matches!(readout(&run), Readout::PatchGrid(_)));
         assert_eq!(
             readout(&run.for_method("simclr")),

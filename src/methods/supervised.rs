@@ -21,7 +21,7 @@ pub const INFO: MethodInfo = MethodInfo {
     paper: "the supervised baseline (and fine-tuning): backbone + linear classifier, cross-entropy",
     summary: "labels, not self-supervision: the reference for transfer comparisons",
     settings: crate::methods::complete_settings::<crate::methods::NoSettings>,
-    readout: crate::methods::global_readout,
+    trained_readout: crate::methods::global_readout,
     build,
 };
 

@@ -160,6 +160,10 @@ pub struct FeaturesConfig {
     /// Side of the grid each stage is pooled to (1 = global average pooling; 0 = the
     /// backbone's default).
     pub grid: usize,
+    /// Read a backbone its method trained on patches only (CPC, jigsaw, relative position)
+    /// through those patches, averaged, as its loss saw them; `false` (the default): on the
+    /// whole view, like every other backbone.
+    pub patches: bool,
 }
 
 /// A backbone: maps images `[B, C, H, W]` to features `[B, D]` (global average pool of the

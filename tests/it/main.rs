@@ -178,12 +178,16 @@ pub fn assert_loss_falls(method: &str, losses: &[f32], from: usize, margin: f32)
 /// Images in each gallery of [`view_matching`]: chance is 1 in 10.
 pub const GALLERY: usize = 10;
 
-/// The readout of the vector a method trains: its own readout, with global features read as
-/// the last stage pooled to one vector.
+/// The readout of the vector a method trains: what its loss sees, with global features read
+/// as the last stage pooled to one vector.
 pub fn trained_vector(cfg: &selfsup::config::RunConfig) -> selfsup::eval::Readout {
-    match selfsup::methods::readout(cfg) {
+    match selfsup::methods::trained_readout(cfg) {
         selfsup::eval::Readout::Global(_) => {
-            selfsup::eval::Readout::Global(selfsup::nn::FeaturesConfig { stages: 1, grid: 1 })
+            selfsup::eval::Readout::Global(selfsup::nn::FeaturesConfig {
+                stages: 1,
+                grid: 1,
+                ..Default::default()
+            })
         }
         other => other,
     }

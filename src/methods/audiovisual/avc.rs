@@ -37,7 +37,7 @@ pub const INFO: MethodInfo = MethodInfo {
     paper: "Arandjelovic & Zisserman 2017/2018, Look, Listen and Learn; Objects that Sound (AVE-Net)",
     summary: "whether an image and a sound belong together, from the distance of their embeddings",
     settings: crate::methods::complete_settings::<AvcConfig>,
-    readout: crate::methods::global_readout,
+    trained_readout: crate::methods::global_readout,
     build,
 };
 

@@ -53,7 +53,7 @@ pub const INFO: MethodInfo = MethodInfo {
     paper: "Morgado, Vasconcelos & Misra 2021, Audio-Visual Instance Discrimination with Cross-Modal Agreement",
     summary: "cross-modal instance discrimination with a memory bank per modality, then positives whose audio and visual neighbourhoods agree",
     settings: crate::methods::complete_settings::<AvidCmaConfig>,
-    readout: crate::methods::global_readout,
+    trained_readout: crate::methods::global_readout,
     build,
 };
 

@@ -37,7 +37,7 @@ pub const INFO: MethodInfo = MethodInfo {
     paper: "Caron et al. 2020, Unsupervised Learning of Visual Features by Contrasting Cluster Assignments",
     summary: "online clustering: Sinkhorn codes of global crops predicted from other crops (multi-crop)",
     settings: crate::methods::complete_settings::<SwavConfig>,
-    readout: crate::methods::global_readout,
+    trained_readout: crate::methods::global_readout,
     build,
 };
 

@@ -34,7 +34,7 @@ pub const INFO: MethodInfo = MethodInfo {
     paper: "van den Oord et al. 2018, Contrastive Predictive Coding; Henaff et al. 2019, CPC v2",
     summary: "patch grid, autoregressive context over rows, InfoNCE on the codes k rows below",
     settings: crate::methods::complete_settings::<CpcConfig>,
-    readout: |run| {
+    trained_readout: |run| {
         Ok(crate::methods::settings::<CpcConfig>(run)?
             .grid(run.views.size)
             .map_or(

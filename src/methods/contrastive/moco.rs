@@ -40,7 +40,7 @@ pub const INFO: MethodInfo = MethodInfo {
     paper: "He et al. 2020, Momentum Contrast; Chen et al. 2020, Improved Baselines with Momentum Contrastive Learning (v2)",
     summary: "query encoder vs momentum key encoder, InfoNCE against a FIFO queue of keys",
     settings: crate::methods::complete_settings::<MocoConfig>,
-    readout: crate::methods::global_readout,
+    trained_readout: crate::methods::global_readout,
     build,
 };
 

@@ -30,7 +30,7 @@ pub const INFO: MethodInfo = MethodInfo {
     paper: "Chen, Xie & He 2021, An Empirical Study of Training Self-Supervised Vision Transformers",
     summary: "query with predictor vs momentum keys of the other view, in-batch InfoNCE, no queue",
     settings: crate::methods::complete_settings::<MocoV3Config>,
-    readout: crate::methods::global_readout,
+    trained_readout: crate::methods::global_readout,
     build,
 };
 

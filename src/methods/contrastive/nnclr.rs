@@ -38,7 +38,7 @@ pub const INFO: MethodInfo = MethodInfo {
     paper: "Dwibedi et al. 2021, With a Little Help from My Friends (NNCLR)",
     summary: "InfoNCE with the nearest neighbour from a support set of past embeddings as positive",
     settings: crate::methods::complete_settings::<NnclrConfig>,
-    readout: crate::methods::global_readout,
+    trained_readout: crate::methods::global_readout,
     build,
 };
 

@@ -40,7 +40,7 @@ pub const INFO: MethodInfo = MethodInfo {
     paper: "Wu et al. 2018, Unsupervised Feature Learning via Non-Parametric Instance Discrimination",
     summary: "instance discrimination: memory bank of embeddings, non-parametric softmax, NCE",
     settings: crate::methods::complete_settings::<NpidConfig>,
-    readout: crate::methods::global_readout,
+    trained_readout: crate::methods::global_readout,
     build,
 };
 

@@ -40,7 +40,7 @@ pub const INFO: MethodInfo = MethodInfo {
     paper: "Misra & van der Maaten 2020, Self-Supervised Learning of Pretext-Invariant Representations",
     summary: "image and its jigsaw (or rotated) copy agree, NCE against a memory bank",
     settings: crate::methods::complete_settings::<PirlConfig>,
-    readout: crate::methods::global_readout,
+    trained_readout: crate::methods::global_readout,
     build,
 };
 

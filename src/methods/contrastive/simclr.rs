@@ -29,7 +29,7 @@ pub const INFO: MethodInfo = MethodInfo {
     paper: "Chen et al. 2020, A Simple Framework for Contrastive Learning of Visual Representations",
     summary: "two augmented views, projection MLP, NT-Xent over the 2B views of a batch",
     settings: crate::methods::complete_settings::<SimClrConfig>,
-    readout: crate::methods::global_readout,
+    trained_readout: crate::methods::global_readout,
     build,
 };
 

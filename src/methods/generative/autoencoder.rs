@@ -37,7 +37,7 @@ pub const AE_INFO: MethodInfo = MethodInfo {
     paper: "the convolutional (denoising) autoencoder: encoder = backbone, decoder head",
     summary: "reconstruct the image from the backbone's pooled features",
     settings: crate::methods::complete_settings::<AutoencoderConfig>,
-    readout: crate::methods::global_readout,
+    trained_readout: crate::methods::global_readout,
     build: |run, c, d| build(run, c, d, false),
 };
 
@@ -47,7 +47,7 @@ pub const VAE_INFO: MethodInfo = MethodInfo {
     paper: "Kingma & Welling 2014, Auto-Encoding Variational Bayes",
     summary: "Gaussian latent from the backbone, reparameterization, reconstruction + beta * KL",
     settings: crate::methods::complete_settings::<AutoencoderConfig>,
-    readout: crate::methods::global_readout,
+    trained_readout: crate::methods::global_readout,
     build: |run, c, d| build(run, c, d, true),
 };
 

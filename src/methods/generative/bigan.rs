@@ -45,7 +45,7 @@ pub const INFO: MethodInfo = MethodInfo {
     paper: "Donahue et al. 2017, Adversarial Feature Learning (BiGAN); Dumoulin et al. 2017 (ALI)",
     summary: "encoder and generator fool a discriminator of (image, code) pairs",
     settings: crate::methods::complete_settings::<BiganConfig>,
-    readout: crate::methods::global_readout,
+    trained_readout: crate::methods::global_readout,
     build,
 };
 

@@ -35,7 +35,7 @@ pub const INFO: MethodInfo = MethodInfo {
     paper: "He et al. 2022, Masked Autoencoders Are Scalable Vision Learners",
     summary: "ViT encoder on a random quarter of the patches, light decoder predicts the rest",
     settings: crate::methods::complete_settings::<MaeConfig>,
-    readout: crate::methods::global_readout,
+    trained_readout: crate::methods::global_readout,
     build,
 };
 

@@ -35,7 +35,7 @@ pub const INFO: MethodInfo = MethodInfo {
     paper: "Zhang et al. 2016, Colorful Image Colorization",
     summary: "the ab colour bins of every pixel from the lightness, class-rebalanced (colour data)",
     settings: crate::methods::complete_settings::<ColorizationConfig>,
-    readout: crate::methods::global_readout,
+    trained_readout: crate::methods::global_readout,
     build: |run, c, d| build_single(TaskKind::Colorization, run, c, d),
 };
 

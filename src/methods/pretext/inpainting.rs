@@ -31,7 +31,7 @@ pub const INFO: MethodInfo = MethodInfo {
     paper: "Pathak et al. 2016, Context Encoders: Feature Learning by Inpainting",
     summary: "paint back hidden random blocks (or a central square) from their context, L2 loss",
     settings: crate::methods::complete_settings::<InpaintingConfig>,
-    readout: crate::methods::global_readout,
+    trained_readout: crate::methods::global_readout,
     build: |run, c, d| build_single(TaskKind::Inpainting, run, c, d),
 };
 

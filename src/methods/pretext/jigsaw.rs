@@ -35,7 +35,7 @@ pub const INFO: MethodInfo = MethodInfo {
     paper: "Noroozi & Favaro 2016, Unsupervised Learning of Visual Representations by Solving Jigsaw Puzzles",
     summary: "which of N maximal-Hamming permutations shuffled the 3x3 tiles",
     settings: crate::methods::complete_settings::<JigsawConfig>,
-    readout: |run| {
+    trained_readout: |run| {
         let grid = crate::methods::settings::<JigsawConfig>(run)?.grid(run.views.size);
         Ok(
             grid.map_or(crate::eval::Readout::Global(run.features), |g| {

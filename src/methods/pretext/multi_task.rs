@@ -43,7 +43,7 @@ pub const INFO: MethodInfo = MethodInfo {
     paper: "Doersch & Zisserman 2017, Multi-task Self-Supervised Visual Learning",
     summary: "several pretext tasks (multi.tasks, multi.weights) train one shared backbone",
     settings: crate::methods::complete_settings::<MultiConfig>,
-    readout: |run| {
+    trained_readout: |run| {
         let m = crate::methods::settings::<MultiConfig>(run)?;
         if m.tasks != [TaskKind::Jigsaw] {
             return Ok(crate::eval::Readout::Global(run.features));

@@ -29,7 +29,7 @@ pub const INFO: MethodInfo = MethodInfo {
     paper: "Doersch et al. 2015, Unsupervised Visual Representation Learning by Context Prediction",
     summary: "where a patch sits among the 8 neighbours of the centre patch",
     settings: crate::methods::complete_settings::<RelativePositionConfig>,
-    readout: |run| {
+    trained_readout: |run| {
         let grid = crate::methods::settings::<RelativePositionConfig>(run)?.grid(run.views.size);
         Ok(
             grid.map_or(crate::eval::Readout::Global(run.features), |g| {

@@ -27,7 +27,7 @@ pub const INFO: MethodInfo = MethodInfo {
     paper: "Gidaris et al. 2018, Unsupervised Representation Learning by Predicting Image Rotations",
     summary: "which of 0/90/180/270 degrees the image was turned by (4-way classification)",
     settings: crate::methods::complete_settings::<RotationConfig>,
-    readout: crate::methods::global_readout,
+    trained_readout: crate::methods::global_readout,
     build: |run, c, d| build_single(TaskKind::Rotation, run, c, d),
 };
 

@@ -29,7 +29,7 @@ pub const INFO: MethodInfo = MethodInfo {
     paper: "Zbontar et al. 2021, Barlow Twins: Self-Supervised Learning via Redundancy Reduction",
     summary: "cross-correlation of two views' embeddings pushed to the identity",
     settings: crate::methods::complete_settings::<BarlowTwinsConfig>,
-    readout: crate::methods::global_readout,
+    trained_readout: crate::methods::global_readout,
     build,
 };
 

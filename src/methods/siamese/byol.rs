@@ -29,7 +29,7 @@ pub const INFO: MethodInfo = MethodInfo {
     paper: "Grill et al. 2020, Bootstrap Your Own Latent",
     summary: "online network predicts a momentum target's projection of the other view",
     settings: crate::methods::complete_settings::<ByolConfig>,
-    readout: crate::methods::global_readout,
+    trained_readout: crate::methods::global_readout,
     build,
 };
 

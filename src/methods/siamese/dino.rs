@@ -39,7 +39,7 @@ pub const INFO: MethodInfo = MethodInfo {
     paper: "Caron et al. 2021, Emerging Properties in Self-Supervised Vision Transformers (DINO)",
     summary: "student matches a centred, sharpened momentum teacher across crops (multi-crop)",
     settings: crate::methods::complete_settings::<DinoConfig>,
-    readout: crate::methods::global_readout,
+    trained_readout: crate::methods::global_readout,
     build,
 };
 

@@ -27,7 +27,7 @@ pub const INFO: MethodInfo = MethodInfo {
     paper: "Chen & He 2021, Exploring Simple Siamese Representation Learning",
     summary: "two views, predictor MLP, negative cosine against the other view's stopped embedding",
     settings: crate::methods::complete_settings::<SimSiamConfig>,
-    readout: crate::methods::global_readout,
+    trained_readout: crate::methods::global_readout,
     build,
 };
 

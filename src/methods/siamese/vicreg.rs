@@ -29,7 +29,7 @@ pub const INFO: MethodInfo = MethodInfo {
     paper: "Bardes et al. 2022, VICReg: Variance-Invariance-Covariance Regularization",
     summary: "two views agree, each dimension keeps its variance, dimensions decorrelate",
     settings: crate::methods::complete_settings::<VicRegConfig>,
-    readout: crate::methods::global_readout,
+    trained_readout: crate::methods::global_readout,
     build,
 };
 

@@ -32,7 +32,7 @@ pub const INFO: MethodInfo = MethodInfo {
     paper: "Fernando et al. 2017, Self-Supervised Video Representation Learning With Odd-One-Out Networks",
     summary: "which of N sub-sequences of a clip has its frames shuffled (N-way)",
     settings: crate::methods::complete_settings::<OddOneOutConfig>,
-    readout: crate::methods::global_readout,
+    trained_readout: crate::methods::global_readout,
     build,
 };
 

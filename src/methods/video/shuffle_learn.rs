@@ -28,7 +28,7 @@ pub const INFO: MethodInfo = MethodInfo {
     paper: "Misra et al. 2016, Shuffle and Learn: Unsupervised Learning using Temporal Order Verification",
     summary: "whether three frames of a clip are in temporal order (siamese backbone, binary)",
     settings: crate::methods::complete_settings::<ShuffleLearnConfig>,
-    readout: crate::methods::global_readout,
+    trained_readout: crate::methods::global_readout,
     build,
 };
 

@@ -30,7 +30,7 @@ pub const INFO: MethodInfo = MethodInfo {
     paper: "Hadsell et al. 2006, Dimensionality Reduction by Learning an Invariant Mapping (frames close in time)",
     summary: "frames a few steps apart in a clip are positives, the rest of the batch negatives (NT-Xent)",
     settings: crate::methods::complete_settings::<TimeContrastiveConfig>,
-    readout: crate::methods::global_readout,
+    trained_readout: crate::methods::global_readout,
     build,
 };
 

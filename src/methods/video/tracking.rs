@@ -35,7 +35,7 @@ pub const INFO: MethodInfo = MethodInfo {
     paper: "Wang & Gupta 2015, Unsupervised Learning of Visual Representations using Videos",
     summary: "a tracked moving patch is closer to its start than a random patch (triplet ranking)",
     settings: crate::methods::complete_settings::<TrackingConfig>,
-    readout: crate::methods::global_readout,
+    trained_readout: crate::methods::global_readout,
     build,
 };
 
