@@ -35,6 +35,7 @@ pub const RECIPES: &[Recipe] = &[
     shipped!("small-grey", "cpc"),
     shipped!("small-grey", "jigsaw"),
     shipped!("small-grey", "mae"),
+    shipped!("small-grey", "vae"),
 ];
 
 /// The recipe called `name`, or the TOML file at that path (ending in `.toml`), as a run
