@@ -2,8 +2,10 @@
 //! cut into `patch` x `patch` patches, each linearly embedded (a strided convolution), a
 //! learned position embedding is added, and pre-norm transformer blocks (multi-head
 //! self-attention and a GELU MLP, [`crate::nn::transformer::Block`]) follow;
-//! a final LayerNorm ends it. No class token: the features are the mean of the patch tokens
-//! (the global pooling MAE and solo-learn's linear probes use).
+//! a final LayerNorm ends it. No class token: the vector the methods' heads see is the mean
+//! of the patch tokens (the global pooling MAE and solo-learn's linear probes use);
+//! evaluation reads the last blocks' tokens pooled to a 3x3 grid instead
+//! ([`crate::nn::Backbone::default_features`]).
 //!
 //! So that every readout and layer probe works as for the CNNs, each stage (the patch
 //! embedding, then every block) is returned as a feature map `[B, D, h, w]` of its tokens on

@@ -417,6 +417,28 @@ fn vit_tiny_matches_timm_and_takes_any_size() {
     assert_eq!(stages.len(), 13);
     assert_eq!(stages[12].dims(), [1, 192, 8, 8]);
     assert_eq!(vit.stage_names().len(), 13);
+    // Evaluation's default readout: the last three blocks, each pooled to 3x3 (3 x 192 x 9
+    // values), the first 1,728 of them block 10's tokens averaged over the 3x3 cells of the
+    // 8x8 grid (adaptive pooling: rows 0-2, 2-5 and 5-7), checked by hand on the top-left
+    // cell.
+    let x = Tensor::<4>::random(
+        [1, 3, 32, 32],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    let f = vit.features(x.clone(), &Default::default());
+    assert_eq!(f.dims(), [1, 3 * 192 * 9]);
+    let block10 = selfsup::device::host_values(vit.forward_stages(x)[10].clone());
+    let read = selfsup::device::host_values(f);
+    for c in [0, 77, 191] {
+        let cell: f32 = (0..3)
+            .flat_map(|i| (0..3).map(move |j| (i, j)))
+            .map(|(i, j)| block10[c * 64 + i * 8 + j])
+            .sum::<f32>()
+            / 9.0;
+        let got = read[c * 9];
+        assert!((got - cell).abs() < 1e-4 * (1.0 + cell.abs()), "channel {c}: {got} vs {cell}");
+    }
 }
 
 /// selfsup's transformer block (`nn::transformer::Block`: 2-D linear layers, one fused QKV

@@ -6,7 +6,8 @@
 //! token in every hidden place, adds its own position embeddings, and predicts each patch's
 //! pixels. The loss is the mean squared error on the hidden patches only, against the
 //! patch's pixels normalized by their own mean and variance (`norm_pix_loss`, section 4.1).
-//! The encoder is what evaluation reads: the mean of its tokens on the whole, unmasked image.
+//! The encoder is what evaluation reads, on the whole, unmasked image (its last three blocks'
+//! tokens pooled to 3x3, the ViT's default readout).
 //!
 //! Held-out score: the masked-patch error on held-out images against the error of predicting
 //! the mean normalized patch (the best constant).
