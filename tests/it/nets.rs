@@ -437,7 +437,10 @@ fn vit_tiny_matches_timm_and_takes_any_size() {
             .sum::<f32>()
             / 9.0;
         let got = read[c * 9];
-        assert!((got - cell).abs() < 1e-4 * (1.0 + cell.abs()), "channel {c}: {got} vs {cell}");
+        assert!(
+            (got - cell).abs() < 1e-4 * (1.0 + cell.abs()),
+            "channel {c}: {got} vs {cell}"
+        );
     }
 }
 
