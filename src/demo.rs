@@ -75,6 +75,16 @@ pub fn view_size(side: usize) -> usize {
     if side <= 32 { side * 3 / 2 } else { side }
 }
 
+/// Fits `cfg`'s views to `data` ([`RunConfig::fit_views_to`]), then, unless the user set the
+/// view size (`size_set`: `--set views.size=N`, which may equal the default 28), views
+/// one-channel images at [`view_size`].
+pub fn fit_views(cfg: &mut RunConfig, data: &Dataset, size_set: bool) {
+    cfg.fit_views_to(data);
+    if !size_set && data.channels == 1 {
+        cfg.views.size = view_size(data.height.min(data.width));
+    }
+}
+
 /// What the demo measured.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct DemoReport {
@@ -228,10 +238,40 @@ fn score_snapshots(dir: &Path, splits: &Splits, cfg: &RunConfig) -> Result<Vec<C
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn images(channels: usize, side: usize) -> Dataset {
+        Dataset {
+            pixels: vec![0; channels * side * side],
+            labels: None,
+            class_names: Vec::new(),
+            channels,
+            height: side,
+            width: side,
+            clips: Vec::new(),
+            sounds: None,
+            paths: Vec::new(),
+        }
+    }
+
     #[test]
     fn small_images_are_viewed_upsampled_and_larger_ones_at_their_side() {
-        assert_eq!(super::view_size(28), 42);
-        assert_eq!(super::view_size(32), 48);
-        assert_eq!(super::view_size(64), 64);
+        assert_eq!(view_size(28), 42);
+        assert_eq!(view_size(32), 48);
+        assert_eq!(view_size(64), 64);
+        let fitted = |channels, side, set: Option<usize>| {
+            let mut cfg = demo_config();
+            if let Some(n) = set {
+                cfg.views.size = n;
+            }
+            fit_views(&mut cfg, &images(channels, side), set.is_some());
+            cfg.views.size
+        };
+        assert_eq!(fitted(1, 28, None), 42);
+        assert_eq!(fitted(1, 64, None), 64);
+        // Colour images keep their side; a size the user set is kept, even the default 28.
+        assert_eq!(fitted(3, 28, None), 28);
+        assert_eq!(fitted(1, 28, Some(28)), 28);
+        assert_eq!(fitted(1, 28, Some(56)), 56);
     }
 }

@@ -41,13 +41,8 @@ pub fn run(a: DemoArgs) -> Result<()> {
     a.scoring.apply_to_config(&mut cfg)?;
     let mut splits = super::load_data(&cfg)?;
     a.scoring.apply_to_splits(&mut splits);
-    // Views at the demo's size (`demo::view_size`) unless `--set views.size=N` chose one.
-    let own_views = cfg.views.size != selfsup::demo::demo_config().views.size;
-    cfg.fit_views_to(&splits.train);
-    if !own_views && splits.train.channels == 1 {
-        let side = splits.train.height.min(splits.train.width);
-        cfg.views.size = selfsup::demo::view_size(side);
-    }
+    let size_set = a.scoring.sets("views.size");
+    selfsup::demo::fit_views(&mut cfg, &splits.train, size_set);
     println!(
         "selfsup demo: SimCLR, {} backbone, {} epochs on {} ({} train / {} test images, {} px views)",
         format!("{:?}", cfg.backbone.kind).to_lowercase(),

@@ -235,6 +235,13 @@ impl ScoringFlags {
         Ok(())
     }
 
+    /// Whether a `--set` assignment names `key` (`views.size`).
+    pub fn sets(&self, key: &str) -> bool {
+        self.set
+            .iter()
+            .any(|s| s.split_once('=').is_some_and(|(k, _)| k.trim() == key))
+    }
+
     /// Applies `--test-limit` to the loaded splits.
     pub fn apply_to_splits(&self, splits: &mut selfsup::data::Splits) {
         if let (Some(n), Some(t)) = (self.test_limit, splits.test.as_mut()) {
