@@ -9,7 +9,18 @@ test images with a linear probe (bench/linear_sklearn.py's protocol) on two read
 last block pooled globally, and selfsup's ConvNet default (the last three blocks each pooled
 to 3x3, concatenated). Random init of the same network is scored the same way.
 
+With `--export DIR` nothing is scored here: both networks are written as selfsup checkpoints
+(`DIR/simclr/last.safetensors`, `DIR/random/last.safetensors`, the ConvNet's tensors under
+selfsup's names, with a `config.toml` naming the view size), so that selfsup scores them with
+the very probe, readout and test images it scores its own demo with:
+
+    selfsup eval linear --checkpoint DIR/simclr/last.safetensors
+
+`--size 42` trains on views of 42 px (the crops resized to 42), the size selfsup's demo views
+28 px images at; the default, 28, is lightly's own recipe.
+
     python3 bench/lightly_demo.py --seconds 400 [--threads 2] [--validation] [--global-only]
+                                  [--size 28] [--export DIR]
 """
 import argparse
 import gzip
@@ -75,6 +86,29 @@ def probe(ftr, ytr, fte, yte):
     return sklearn_probe(ftr.astype(np.float64), ytr, fte.astype(np.float64), yte)[0]
 
 
+def export(net, directory, size, validation):
+    """Writes `net` as a selfsup checkpoint: `backbone.blocks.I.conv.weight` and
+    `backbone.blocks.I.bn.*` (PyTorch's BatchNorm names, which selfsup's checkpoints use)."""
+    from safetensors.torch import save_file
+
+    convs = [m for m in net.features if isinstance(m, nn.Conv2d)]
+    norms = [m for m in net.features if isinstance(m, nn.BatchNorm2d)]
+    tensors = {}
+    for i, (conv, bn) in enumerate(zip(convs, norms)):
+        tensors[f"backbone.blocks.{i}.conv.weight"] = conv.weight
+        for name in ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]:
+            tensors[f"backbone.blocks.{i}.bn.{name}"] = getattr(bn, name)
+    os.makedirs(directory, exist_ok=True)
+    save_file({k: v.detach().contiguous() for k, v in tensors.items()},
+              os.path.join(directory, "last.safetensors"),
+              metadata={"method": "simclr", "source": "bench/lightly_demo.py"})
+    with open(os.path.join(directory, "config.toml"), "w") as f:
+        # Everything else at selfsup's defaults: the embedded data, the ConvNet, its readout,
+        # views normalized with mean 0.5 and sd 0.5 as here.
+        f.write(f'method = "simclr"\nvalidation = {str(validation).lower()}\n'
+                f'\n[views]\nsize = {size}\n')
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--seconds", type=float, required=True)
@@ -83,6 +117,11 @@ def main():
     p.add_argument("--global-only", action="store_true",
                    help="score only the last block pooled globally (scikit-learn's probe of the "
                         "4,032 3x3 values takes about 15 minutes a model on 2 cores)")
+    p.add_argument("--size", type=int, default=28,
+                   help="side of the training views in pixels (28: lightly's recipe; 42: the "
+                        "size selfsup's demo views 28 px images at)")
+    p.add_argument("--export", metavar="DIR",
+                   help="write both networks as selfsup checkpoints under DIR and score nothing")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -95,7 +134,7 @@ def main():
     if a.validation:
         fit, val = validation_split(ytr)
         xtr, ytr, xte, yte = xtr[fit], ytr[fit], xtr[val], ytr[val]
-    transform = SimCLRTransform(input_size=28, min_scale=0.4, cj_prob=0.8, random_gray_scale=0.0,
+    transform = SimCLRTransform(input_size=a.size, min_scale=0.4, cj_prob=0.8, random_gray_scale=0.0,
                                 gaussian_blur=0.0, vf_prob=0.0, hf_prob=0.5, rr_prob=0.0,
                                 normalize={"mean": [0.5], "std": [0.5]})
     ds = Images(xtr[:, None], transform)
@@ -129,7 +168,14 @@ def main():
             total = a.seconds / per_step
     train_s = time.perf_counter() - start
     out = {"seconds": train_s, "steps": steps, "epochs": epochs, "torch": torch.__version__,
-           "split": "validation" if a.validation else "test", "n_test": int(len(yte))}
+           "split": "validation" if a.validation else "test", "n_test": int(len(yte)),
+           "size": a.size}
+    if a.export:
+        for name, model in [("simclr", net), ("random", random)]:
+            export(model, os.path.join(a.export, name), a.size, a.validation)
+        out["exported"] = a.export
+        print(json.dumps(out))
+        return
     for name, model in [("simclr", net), ("random init", random)]:
         (gtr, rtr), (gte, rte) = features(model, xtr), features(model, xte)
         out[name] = {"global": probe(gtr, ytr, gte, yte)}
